@@ -12,6 +12,8 @@
 //! - [`mock::MockRuntime`]: an in-memory runtime that records every call and can inject failures, exit
 //!   codes, delays and hangs, so that worker and manager tests can break things on purpose.
 //! - [`labels`]: the label keys every Poseidon container carries.
+//! - [`image_ref::ImageRef`]: splitting `repo:tag` references the way the engine's API wants them.
+//! - [`testing`]: helpers for tests that need a real engine (skip or fail loudly, a tiny local image).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,7 +21,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub mod docker;
+pub mod image_ref;
 pub mod mock;
+pub mod testing;
 
 /// The label keys written on every container Poseidon creates.
 ///
@@ -242,7 +246,10 @@ impl RuntimeError {
     /// True for errors that say the engine itself is sick (unreachable, hanging) rather than that
     /// this one request was wrong. Such errors must not fail a task; the node is unhealthy instead.
     pub fn is_engine_down(&self) -> bool {
-        matches!(self, RuntimeError::Unreachable(_) | RuntimeError::Timeout(_))
+        matches!(
+            self,
+            RuntimeError::Unreachable(_) | RuntimeError::Timeout(_)
+        )
     }
 }
 
@@ -265,7 +272,8 @@ pub trait Runtime: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), RuntimeError>;
 
     /// Makes sure `image` is present locally, pulling it when missing and reporting each progress line.
-    async fn ensure_image(&self, image: &str, progress: ProgressFn<'_>) -> Result<(), RuntimeError>;
+    async fn ensure_image(&self, image: &str, progress: ProgressFn<'_>)
+        -> Result<(), RuntimeError>;
 
     /// Creates a container (with the engine's own restart policy `no`) and returns its id.
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError>;
