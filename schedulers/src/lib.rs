@@ -1,1 +1,36 @@
-//! Schedulers.
+//! Placement policies for Poseidon: given node snapshots and a task's demand, decide where it runs.
+//!
+//! The crate does no I/O and is deterministic: the same snapshots and demand give the same pick, and
+//! the only state a policy keeps (the round-robin cursor, a cache of E-PVM powers) is explicit and
+//! never changes an answer. It owns its input types, so the manager converts its own node records
+//! into [`NodeSnapshot`]s and a task's spec into a [`Demand`].
+//!
+//! The parts:
+//! - [`snapshot`]: [`NodeSnapshot`] and [`Demand`], with [`NodeSnapshot::place`] and
+//!   [`NodeSnapshot::release`] to keep snapshots up to date incrementally.
+//! - [`feasibility`]: the checks every policy shares (node up, CPU, memory, host ports), the
+//!   [`Rejection`] reason kept for every node that fails, and the [`NoFit`] error.
+//! - [`scheduler`]: the [`Scheduler`] trait, in three steps: select, score, pick.
+//! - [`round_robin`]: [`RoundRobin`], the next feasible node after the last one placed on.
+//! - [`epvm`]: [`Epvm`], the opportunity-cost policy of Amir et al. (IEEE TPDS 11(7), 2000).
+//! - [`fit`]: [`BinPack`] and [`Spread`], Nomad's `ScoreFitBinPack` and `ScoreFitSpread`.
+//! - [`registry`]: [`by_name`] and [`NAMES`], how the config chooses a policy.
+//!
+//! Ties between equally good nodes always go to the lowest node id in byte order (so `w10` sorts
+//! before `w2`; zero-pad ids if natural order matters), then to the lowest index in the slice.
+
+pub mod epvm;
+pub mod feasibility;
+pub mod fit;
+pub mod registry;
+pub mod round_robin;
+pub mod scheduler;
+pub mod snapshot;
+
+pub use epvm::Epvm;
+pub use feasibility::{feasible, NoFit, Rejection};
+pub use fit::{BinPack, Spread};
+pub use registry::{by_name, UnknownScheduler, NAMES};
+pub use round_robin::RoundRobin;
+pub use scheduler::{Scheduler, ScoreOrder};
+pub use snapshot::{Demand, NodeSnapshot};
