@@ -974,7 +974,12 @@ impl Runtime for MockRuntime {
         // Hangs and delays count against the exec's own timeout, as they would with Docker.
         let entered = tokio::time::timeout(timeout, self.enter(call)).await;
         match entered {
-            Err(_) => return Err(RuntimeError::Timeout("exec".into())),
+            Err(_) => {
+                return Err(RuntimeError::Timeout(format!(
+                    "exec after {}",
+                    crate::docker::human(timeout)
+                )))
+            }
             Ok(r) => r?,
         }
         let st = self.state();

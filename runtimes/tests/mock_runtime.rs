@@ -345,7 +345,7 @@ async fn a_hung_exec_times_out_at_its_own_timeout() {
         .exec(&id, &["true".to_string()], Duration::from_secs(1))
         .await
         .unwrap_err();
-    assert_eq!(err, RuntimeError::Timeout("exec".into()));
+    assert_eq!(err, RuntimeError::Timeout("exec after 1s".into()));
     assert_eq!(t.elapsed(), Duration::from_secs(1));
 }
 
