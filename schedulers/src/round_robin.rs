@@ -37,12 +37,8 @@ impl RoundRobin {
         self.last.as_deref()
     }
 
-    /// Whether `id` comes before `other` in the rotation that starts after the cursor: ids above the
-    /// cursor come first, in order, then the rest from the lowest up.
-    fn comes_before(&self, id: &str, other: &str) -> bool {
-        self.rotation_key(id) < self.rotation_key(other)
-    }
-
+    /// Where `id` sorts in the rotation that starts after the cursor: ids above the cursor come
+    /// first, in order, then the rest from the lowest up.
     fn rotation_key<'a>(&self, id: &'a str) -> (bool, &'a str) {
         let wrapped = self.last.as_deref().is_some_and(|last| id <= last);
         (wrapped, id)
@@ -82,26 +78,42 @@ impl Scheduler for RoundRobin {
     }
 
     fn pick(&mut self, nodes: &[NodeSnapshot], demand: &Demand) -> Result<usize, NoFit> {
-        // One pass keeps the feasible node that comes first in the rotation; no sort, no allocation.
-        let mut chosen: Option<usize> = None;
+        // One pass, no sort, no allocation. `after` is the lowest feasible id above the cursor and
+        // `lowest` the lowest feasible id at or below it, the answer only when nothing lies above
+        // (the rotation wraps); once some node lies above, nodes below need no comparison at all.
+        let last = self.last.as_deref();
+        let mut after: Option<usize> = None;
+        let mut lowest: Option<usize> = None;
         for (i, node) in nodes.iter().enumerate() {
             if feasible(node, demand).is_err() {
                 continue;
             }
-            let first_so_far = match chosen {
-                None => true,
-                Some(c) => self.comes_before(&node.id, &nodes[c].id),
-            };
-            if first_so_far {
-                chosen = Some(i);
+            let id = node.id.as_str();
+            if last.is_some_and(|last| id > last) {
+                if lower_than(after, nodes, id) {
+                    after = Some(i);
+                }
+            } else if after.is_none() && lower_than(lowest, nodes, id) {
+                lowest = Some(i);
             }
         }
-        let chosen = chosen.ok_or_else(|| NoFit::from_nodes(nodes, demand))?;
+        let chosen = after
+            .or(lowest)
+            .ok_or_else(|| NoFit::from_nodes(nodes, demand))?;
         // Reusing the cursor's buffer keeps the steady state free of allocations.
         match &mut self.last {
             Some(last) => last.clone_from(&nodes[chosen].id),
             None => self.last = Some(nodes[chosen].id.clone()),
         }
         Ok(chosen)
+    }
+}
+
+/// Whether `id` should replace `best` in `pick`'s scan: there is no best yet, or `id` is lower than
+/// the best's. On equal ids the earlier index stays, as everywhere in this crate.
+fn lower_than(best: Option<usize>, nodes: &[NodeSnapshot], id: &str) -> bool {
+    match best {
+        None => true,
+        Some(best) => id < nodes[best].id.as_str(),
     }
 }
