@@ -715,10 +715,11 @@ impl Runtime for DockerRuntime {
     /// `Err` and closes the channel, and the caller subscribes again (and resynchronises with `list`,
     /// since events during the gap are lost). Dropping the receiver ends the task.
     async fn events(&self, label: &str) -> Result<EventStream, RuntimeError> {
+        // Keys in sorted order, so the query is the same whether or not serde_json preserves order.
         let filters = json!({
-            "type": ["container"],
-            "label": [label],
             "event": ["start", "die"],
+            "label": [label],
+            "type": ["container"],
         });
         let path = format!("/events?{}", query(&[("filters", &filters.to_string())]));
         let limit = self.timeouts.call;

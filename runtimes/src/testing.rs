@@ -57,9 +57,8 @@ pub async fn docker_or_skip(test_name: &str) -> Option<DockerRuntime> {
 /// Makes sure [`TEST_IMAGE`] exists, building and importing it when it does not, and returns its
 /// name. The error says what to install when the host has no static busybox.
 ///
-/// Safe when several test binaries call it at once: each builds its own rootfs in its own temporary
-/// directory and checks again just before importing; two importers that still race both tag the
-/// same content, which is harmless.
+/// Safe when several tests or test binaries call it at once: one builds while the others wait on a
+/// lock, then find the image and return.
 pub async fn ensure_test_image(rt: &DockerRuntime) -> Result<String, String> {
     let exists = |rt: &DockerRuntime| {
         let rt = rt.clone();
@@ -69,6 +68,16 @@ pub async fn ensure_test_image(rt: &DockerRuntime) -> Result<String, String> {
                 .map_err(|e| format!("cannot look up {TEST_IMAGE}: {e}"))
         }
     };
+    if exists(rt).await? {
+        return Ok(TEST_IMAGE.to_string());
+    }
+    // Tests of one binary run at once: one builds, the others wait and then find the image. Other
+    // test binaries are kept out by a file lock, which the kernel releases if a holder dies.
+    static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _in_process = BUILDING.lock().await;
+    let _across_processes = tokio::task::spawn_blocking(lock_file)
+        .await
+        .map_err(|e| format!("locking the test image build failed: {e}"))??;
     if exists(rt).await? {
         return Ok(TEST_IMAGE.to_string());
     }
@@ -168,6 +177,20 @@ impl Drop for Cleanup {
         });
         let _ = worker.join();
     }
+}
+
+/// Takes the machine-wide lock on building the test image; it is held until the file is dropped.
+fn lock_file() -> Result<std::fs::File, String> {
+    let path = std::env::temp_dir().join("poseidon-test-image.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    file.lock()
+        .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+    Ok(file)
 }
 
 /// The host's busybox, if it is statically linked (a dynamic one cannot run in an empty rootfs).
