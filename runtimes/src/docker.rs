@@ -30,7 +30,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyperlocal::UnixConnector;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, OnceCell};
@@ -117,6 +117,11 @@ enum Transport {
 /// A [`Runtime`] speaking the Docker Engine API. See the module documentation.
 ///
 /// Cheap to clone: clones share the connection pool and the negotiated API version.
+///
+/// A pooled connection is driven by a task on the tokio runtime that opened it, so use one
+/// `DockerRuntime` (and its clones) within one runtime. A clone used from a second runtime while the
+/// first is blocked (a `Drop` that waits on a thread, say) can pick such a connection and hang until
+/// its timeout; make a fresh one with [`DockerRuntime::new`] there instead.
 #[derive(Clone)]
 pub struct DockerRuntime {
     transport: Transport,
@@ -176,7 +181,9 @@ impl DockerRuntime {
                 )));
             }
             Transport::Unix {
-                client: Client::builder(TokioExecutor::new()).build(UnixConnector),
+                client: Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .build(UnixConnector),
                 socket_hex: hex(path.as_bytes()),
             }
         } else if let Some(rest) = host
@@ -201,7 +208,9 @@ impl DockerRuntime {
             let mut connector = HttpConnector::new();
             connector.set_nodelay(true);
             Transport::Tcp {
-                client: Client::builder(TokioExecutor::new()).build(connector),
+                client: Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .build(connector),
                 authority,
             }
         } else {
@@ -740,6 +749,8 @@ impl Runtime for DockerRuntime {
             let mut body = response.into_body();
             let mut lines = LineSplitter::default();
             let end = loop {
+                // The liveness timer restarts with every chunk: data arriving proves the daemon
+                // alive, so pings are only sent while the stream is quiet.
                 let chunk = tokio::select! {
                     _ = tx.closed() => return,
                     e = this.until_engine_down() => break e,
