@@ -106,6 +106,10 @@ const STEP_MEMO: usize = 8;
 
 /// The E-PVM policy. Its state is caches of powers that never change an answer: each cached value
 /// is stored with every input it was computed from and is used only when all of them match.
+///
+/// Keep one `Epvm` for the life of the manager and pass the nodes in a stable order (by id, say):
+/// the per-node cache is indexed by position, so a reshuffled slice still gets right answers but
+/// recomputes every power, about twice the cost of a warm pick.
 #[derive(Debug, Clone, Default)]
 pub struct Epvm {
     job_powers: JobPowers,

@@ -2,8 +2,9 @@
 //!
 //! `select` and `score` exist to explain a decision and to test each step; they may allocate.
 //! `pick` is the hot path the manager calls once per placement: every policy here implements it
-//! as one fused pass that allocates nothing when some node fits, and gives the same answer as
-//! `select` then `score` then taking the best score, lowest node id first on ties.
+//! as a fused scan over the nodes (two passes for E-PVM, one for the others) that allocates nothing
+//! when some node fits, and gives the same answer as `select` then `score` then taking the best
+//! score ([`best_of`]), lowest node id first on ties.
 
 use std::cmp::Ordering;
 use std::fmt;
