@@ -25,7 +25,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        _ => return Err(format!("invalid duration {text:?} (examples: 500ms, 5s, 2m, 1h)")),
+        _ => {
+            return Err(format!(
+                "invalid duration {text:?} (examples: 500ms, 5s, 2m, 1h)"
+            ))
+        }
     };
     if !secs.is_finite() || secs < 0.0 || secs > 10.0 * 365.0 * 86400.0 {
         return Err(format!("invalid duration {text:?} (out of range)"));
@@ -50,10 +54,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "m" | "mb" | "mib" => 1024.0 * 1024.0,
         "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
         "t" | "tb" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        _ => return Err(format!("invalid size {text:?} (examples: 268435456, 256m, 1g)")),
+        _ => {
+            return Err(format!(
+                "invalid size {text:?} (examples: 268435456, 256m, 1g)"
+            ))
+        }
     };
     let bytes = value * mult;
-    if !bytes.is_finite() || bytes < 0.0 || bytes > 1u64.checked_shl(60).unwrap_or(u64::MAX) as f64 {
+    if !bytes.is_finite() || bytes < 0.0 || bytes > 1u64.checked_shl(60).unwrap_or(u64::MAX) as f64
+    {
         return Err(format!("invalid size {text:?} (out of range)"));
     }
     Ok(bytes as u64)

@@ -1,0 +1,520 @@
+//! Shared HTTP plumbing: the server loop with graceful shutdown, JSON responses and errors, body
+//! limits, and a small JSON client used by the manager, the workers and the CLI.
+//!
+//! Each API module turns a request into a domain call in one `match (method, path)`; this module only
+//! moves bytes, so the domain code never sees hyper types.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The largest request body accepted (1 MiB); larger bodies get 413.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// A response as every handler returns it.
+pub type Resp = Response<Full<Bytes>>;
+
+/// An error with the HTTP status it maps to; rendered as `{"error": message}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// The status code.
+    pub status: u16,
+    /// A lower-case message for people.
+    pub message: String,
+}
+
+impl ApiError {
+    /// Any status with a message.
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+    /// 400: the request is malformed or invalid.
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        Self::new(400, m)
+    }
+    /// 404: no such resource.
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Self::new(404, m)
+    }
+    /// 409: an illegal transition, or a duplicate.
+    pub fn conflict(m: impl Into<String>) -> Self {
+        Self::new(409, m)
+    }
+    /// 503: not ready, or a dependency is down.
+    pub fn unavailable(m: impl Into<String>) -> Self {
+        Self::new(503, m)
+    }
+    /// 500: our fault.
+    pub fn internal(m: impl Into<String>) -> Self {
+        Self::new(500, m)
+    }
+}
+
+/// A JSON response with the given status.
+pub fn json<T: Serialize>(status: u16, value: &T) -> Resp {
+    match serde_json::to_vec(value) {
+        Ok(body) => with_type(status, body, "application/json"),
+        Err(e) => error(&ApiError::internal(format!("cannot encode response: {e}"))),
+    }
+}
+
+/// A plain-text response.
+pub fn text(status: u16, body: impl Into<Bytes>, content_type: &'static str) -> Resp {
+    with_type(status, body, content_type)
+}
+
+fn with_type(status: u16, body: impl Into<Bytes>, content_type: &'static str) -> Resp {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// The response for an error: its status and `{"error": message}`.
+pub fn error(e: &ApiError) -> Resp {
+    json(e.status, &serde_json::json!({ "error": e.message }))
+}
+
+/// A parsed request as API modules see it: method, path segments, query pairs and body.
+#[derive(Debug)]
+pub struct Req {
+    /// The method.
+    pub method: Method,
+    /// The path split on `/`, without empty segments.
+    pub path: Vec<String>,
+    /// Query pairs, percent-decoded.
+    pub query: Vec<(String, String)>,
+    /// The body (empty for GET).
+    pub body: Bytes,
+}
+
+impl Req {
+    /// The value of a query parameter.
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether a boolean query parameter is set (`?purge=true` or `?purge=1`).
+    pub fn flag(&self, key: &str) -> Result<bool, ApiError> {
+        match self.param(key) {
+            None => Ok(false),
+            Some("true" | "1" | "") => Ok(true),
+            Some("false" | "0") => Ok(false),
+            Some(v) => Err(ApiError::bad_request(format!(
+                "query parameter {key} must be true or false, got {v:?}"
+            ))),
+        }
+    }
+
+    /// Decodes the body as JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads a hyper request into a [`Req`], enforcing [`MAX_BODY`].
+pub async fn read(req: Request<Incoming>) -> Result<Req, ApiError> {
+    let (parts, body) = req.into_parts();
+    let path = parts
+        .uri
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect();
+    let query = parts
+        .uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) => (percent_decode(k), percent_decode(v)),
+            None => (percent_decode(pair), String::new()),
+        })
+        .collect();
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return Err(ApiError::new(
+                    413,
+                    format!("request body larger than {MAX_BODY} bytes"),
+                ));
+            }
+            return Err(ApiError::bad_request(format!("cannot read body: {e}")));
+        }
+    };
+    Ok(Req {
+        method: parts.method,
+        path,
+        query,
+        body,
+    })
+}
+
+/// A shutdown signal shared by every task of a process.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    tx: Arc<watch::Sender<bool>>,
+    rx: watch::Receiver<bool>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    /// A signal not yet raised.
+    pub fn new() -> Self {
+        let (tx, rx) = watch::channel(false);
+        Shutdown {
+            tx: Arc::new(tx),
+            rx,
+        }
+    }
+
+    /// Raises the signal.
+    pub fn trigger(&self) {
+        let _ = self.tx.send(true);
+    }
+
+    /// True once raised.
+    pub fn is_triggered(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Resolves once the signal is raised.
+    pub async fn wait(&self) {
+        let mut rx = self.rx.clone();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+}
+
+/// Serves HTTP/1.1 on `listener` with `handler` until `shutdown`, then lets open requests finish.
+pub async fn serve<H, F>(listener: TcpListener, handler: H, shutdown: Shutdown)
+where
+    H: Fn(Req) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Resp> + Send + 'static,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait() => break,
+        };
+        let (stream, _peer) = match accepted {
+            Ok(a) => a,
+            Err(_) => {
+                // Out of file descriptors and the like: back off briefly instead of spinning.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let handler = handler.clone();
+            async move {
+                let resp = match read(req).await {
+                    // The handler runs as its own task: a client that hangs up must not cancel it
+                    // halfway (between a synced write and the in-memory change that follows it),
+                    // and a panic in it becomes a 500 instead of a dropped connection.
+                    Ok(r) => match tokio::spawn(handler(r)).await {
+                        Ok(resp) => resp,
+                        Err(e) => error(&ApiError::internal(format!("the request failed: {e}"))),
+                    },
+                    Err(e) => error(&e),
+                };
+                Ok::<_, Infallible>(resp)
+            }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service);
+        let fut = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = fut.await;
+        });
+    }
+    drop(listener);
+    // Open keep-alive connections are asked to close; requests in flight get a few seconds.
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}
+
+/// Binds a TCP listener, with a message that names the address on failure.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// Errors of the JSON client.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ClientError {
+    /// Could not connect, or the connection broke.
+    #[error("cannot reach {url}: {message}")]
+    Unreachable {
+        /// The URL asked.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// No answer within the timeout.
+    #[error("{url} did not answer within {secs:.1} s")]
+    Timeout {
+        /// The URL asked.
+        url: String,
+        /// The timeout.
+        secs: f64,
+    },
+    /// The server answered with an error status; holds its `error` message.
+    #[error("{message} (HTTP {status})")]
+    Status {
+        /// The status code.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// The answer was not the JSON expected.
+    #[error("unexpected answer from {url}: {message}")]
+    Decode {
+        /// The URL asked.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// A small HTTP/1.1 JSON client with keep-alive and a timeout on every call.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    inner: Client<HttpConnector, Full<Bytes>>,
+    timeout: Duration,
+}
+
+/// A raw answer: status, headers of interest and body.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// The status code.
+    pub status: u16,
+    /// The `Location` header, if any.
+    pub location: Option<String>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl HttpClient {
+    /// A client whose calls time out after `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        HttpClient { inner, timeout }
+    }
+
+    /// The same client with another timeout.
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        HttpClient {
+            inner: self.inner.clone(),
+            timeout,
+        }
+    }
+
+    /// Sends a request and returns the raw answer, whatever its status.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<RawResponse, ClientError> {
+        let mut builder = Request::builder().method(method).uri(url);
+        if body.is_some() {
+            builder = builder.header(CONTENT_TYPE, "application/json");
+        }
+        let req = builder
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| ClientError::Unreachable {
+                url: url.to_string(),
+                message: format!("bad request: {e}"),
+            })?;
+        let call = async {
+            let resp = self
+                .inner
+                .request(req)
+                .await
+                .map_err(|e| ClientError::Unreachable {
+                    url: url.to_string(),
+                    message: error_chain(&e),
+                })?;
+            let status = resp.status().as_u16();
+            let location = resp
+                .headers()
+                .get(hyper::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| ClientError::Unreachable {
+                    url: url.to_string(),
+                    message: e.to_string(),
+                })?
+                .to_bytes();
+            Ok(RawResponse {
+                status,
+                location,
+                body,
+            })
+        };
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                url: url.to_string(),
+                secs: self.timeout.as_secs_f64(),
+            })?
+    }
+
+    /// Sends a request; a 2xx answer is decoded as JSON, any other becomes [`ClientError::Status`].
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
+        let raw = self.send(method, url, body).await?;
+        check(url, &raw)?;
+        serde_json::from_slice(&raw.body).map_err(|e| ClientError::Decode {
+            url: url.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// GET a JSON value.
+    pub async fn get<T: DeserializeOwned>(&self, url: &str) -> Result<T, ClientError> {
+        self.call(Method::GET, url, None).await
+    }
+
+    /// POST a JSON value and decode the JSON answer.
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| ClientError::Decode {
+            url: url.to_string(),
+            message: e.to_string(),
+        })?;
+        self.call(Method::POST, url, Some(bytes)).await
+    }
+}
+
+/// Turns a non-2xx answer into [`ClientError::Status`] with the server's `error` message.
+pub fn check(url: &str, raw: &RawResponse) -> Result<(), ClientError> {
+    if (200..300).contains(&raw.status) {
+        return Ok(());
+    }
+    let message = serde_json::from_slice::<serde_json::Value>(&raw.body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(&raw.body);
+            if text.trim().is_empty() {
+                format!("{url} answered HTTP {}", raw.status)
+            } else {
+                text.trim().chars().take(200).collect()
+            }
+        });
+    Err(ClientError::Status {
+        status: raw.status,
+        message,
+    })
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_handles_escapes_and_stray_percents() {
+        assert_eq!(percent_decode("a%20b"), "a b");
+        assert_eq!(percent_decode("state%3Drunning"), "state=running");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("a+b"), "a b");
+    }
+}

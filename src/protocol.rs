@@ -1,0 +1,164 @@
+//! What workers and the manager say to each other (ARCHITECTURE.md, "Protocol", describes the flow).
+//!
+//! - Manager -> worker, at once on each decision: `POST /assignments` with a batch of [`Assignment`]s,
+//!   and `DELETE /tasks/{id}` to stop (`?purge=true` also forgets).
+//! - Worker -> manager: `POST /nodes/{name}/reports` with the [`TaskStatus`] of every task that changed,
+//!   sent at once; and `POST /nodes/{name}/heartbeat` every interval with a [`Heartbeat`] carrying the
+//!   status of every task it holds. The [`HeartbeatReply`] names what the worker lacks and what it holds
+//!   but should not, so either side repairs what a lost message broke.
+
+use serde::{Deserialize, Serialize};
+
+use crate::task::{Desired, HostPort, State, Task, TaskId, TaskSpec};
+
+/// One placement of a task on a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The task.
+    pub id: TaskId,
+    /// The placement's generation; a worker holding an older one of the same task gives it up.
+    pub generation: u64,
+    /// What to run.
+    pub spec: TaskSpec,
+    /// Run or stop.
+    pub desired: Desired,
+}
+
+/// A batch of assignments (one request carries all placements for one worker).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssignmentBatch {
+    /// The assignments.
+    pub assignments: Vec<Assignment>,
+}
+
+/// The worker's view of one task, as reported to the manager.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    /// The task.
+    pub id: TaskId,
+    /// The generation the worker holds.
+    pub generation: u64,
+    /// The state on the worker.
+    pub state: State,
+    /// Whether the worker will still act on it (run it, restart it).
+    pub desired: Desired,
+    /// The container, if any.
+    #[serde(default)]
+    pub container_id: Option<String>,
+    /// Bound host ports.
+    #[serde(default)]
+    pub host_ports: Vec<HostPort>,
+    /// The last exit code.
+    #[serde(default)]
+    pub exit_code: Option<i64>,
+    /// Restarts done by the worker.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Health, when checked.
+    #[serde(default)]
+    pub health: Option<String>,
+    /// Why it is in its state.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// When it last started running (ms since the epoch).
+    #[serde(default)]
+    pub started_ms: Option<u64>,
+    /// When it last ended (ms since the epoch).
+    #[serde(default)]
+    pub finished_ms: Option<u64>,
+}
+
+impl TaskStatus {
+    /// The status of a task as a worker holds it.
+    pub fn of(task: &Task) -> Self {
+        TaskStatus {
+            id: task.id,
+            generation: task.generation,
+            state: task.state,
+            desired: task.desired,
+            container_id: task.container_id.clone(),
+            host_ports: task.host_ports.clone(),
+            exit_code: task.exit_code,
+            restart_count: task.restart_count,
+            health: task.health.clone(),
+            reason: task.reason.clone(),
+            started_ms: task.started_ms,
+            finished_ms: task.finished_ms,
+        }
+    }
+}
+
+/// Resources of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Capacity {
+    /// CPU cores.
+    pub cpus: f64,
+    /// Memory in bytes.
+    pub memory: u64,
+}
+
+/// Live figures of a node, from sysinfo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct NodeStats {
+    /// Host CPU use in percent of all cores.
+    pub cpu_percent: f64,
+    /// One-minute load average.
+    pub load_one: f64,
+    /// Memory in use, bytes.
+    pub memory_used: u64,
+    /// Total memory, bytes.
+    pub memory_total: u64,
+    /// Disk space available, bytes.
+    pub disk_available: u64,
+    /// Total disk space, bytes.
+    pub disk_total: u64,
+    /// Tasks held (any state).
+    pub tasks: usize,
+}
+
+/// A worker's periodic message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The worker's name.
+    pub name: String,
+    /// How the manager reaches it (`http://host:port`).
+    pub address: String,
+    /// What it offers.
+    pub capacity: Capacity,
+    /// How it is doing.
+    pub stats: NodeStats,
+    /// False when its container engine does not answer: the manager then places nothing on it.
+    pub healthy: bool,
+    /// Why it is unhealthy, when it is.
+    #[serde(default)]
+    pub problem: Option<String>,
+    /// The status of every task it holds.
+    pub tasks: Vec<TaskStatus>,
+}
+
+/// An order to give up a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopOrder {
+    /// The task.
+    pub id: TaskId,
+    /// Forget it entirely (its container removed), rather than keep it as stopped.
+    pub purge: bool,
+    /// Why (for logs and the task's history).
+    pub reason: String,
+}
+
+/// The manager's answer to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct HeartbeatReply {
+    /// Tasks the worker should hold but did not list.
+    pub assign: Vec<Assignment>,
+    /// Tasks the worker listed but should give up.
+    pub stop: Vec<StopOrder>,
+}
+
+/// Immediate state changes from a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The changed tasks.
+    pub tasks: Vec<TaskStatus>,
+}

@@ -1,0 +1,644 @@
+//! The task model shared by the manager and the workers.
+//!
+//! A task is a wish (its [`TaskSpec`] and its [`Desired`] state) and an observation (its [`State`], the
+//! node and container it runs in, its exit code and its history). Every change of [`State`] goes through
+//! [`transition`], which knows the legal moves and no others, so an illegal change is an error and never
+//! a silent overwrite.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::util::now_ms;
+
+/// How many events each task keeps in its history; older ones are dropped.
+pub const HISTORY_CAP: usize = 32;
+
+/// A task's identity: a UUID, made by the server unless the request carries one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(pub Uuid);
+
+impl TaskId {
+    /// Makes a fresh random id.
+    pub fn new() -> Self {
+        TaskId(Uuid::new_v4())
+    }
+
+    /// The first eight hex digits, used in container names.
+    pub fn short(&self) -> String {
+        self.0.simple().to_string()[..8].to_string()
+    }
+}
+
+impl Default for TaskId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for TaskId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s)
+            .map(TaskId)
+            .map_err(|_| format!("malformed task id {s:?} (expected a UUID)"))
+    }
+}
+
+/// The observed state of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Stored, waiting for a node.
+    Pending,
+    /// Placed on a node; its container is being prepared or started.
+    Scheduled,
+    /// Its container runs.
+    Running,
+    /// It ended well: exit code 0, or stopped by the user.
+    Completed,
+    /// It ended badly: a non-zero exit, an unhealthy container, or a start that failed.
+    Failed,
+}
+
+impl State {
+    /// All states, in lifecycle order.
+    pub const ALL: [State; 5] = [
+        State::Pending,
+        State::Scheduled,
+        State::Running,
+        State::Completed,
+        State::Failed,
+    ];
+
+    /// True for Completed and Failed.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, State::Completed | State::Failed)
+    }
+
+    /// The lower-case name used in JSON and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Scheduled => "scheduled",
+            State::Running => "running",
+            State::Completed => "completed",
+            State::Failed => "failed",
+        }
+    }
+
+    /// The Go original's integer for this state (`Pending` = 0 ... `Failed` = 4).
+    pub fn from_go(n: i64) -> Option<State> {
+        State::ALL.get(usize::try_from(n).ok()?).copied()
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for State {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        State::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown state {s:?} (valid: pending, scheduled, running, completed, failed)"
+                )
+            })
+    }
+}
+
+/// A state change that the lifecycle does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("illegal transition from {from} to {to}")]
+pub struct IllegalTransition {
+    /// The state the task was in.
+    pub from: State,
+    /// The state that was asked for.
+    pub to: State,
+}
+
+/// Checks one state change against the lifecycle; the only place that knows the legal moves.
+///
+/// Pending -> Scheduled | Failed | Completed (stopped before it ran);
+/// Scheduled -> Running | Failed | Pending (dispatch lost, node down) | Completed (stopped);
+/// Running -> Completed | Failed | Pending (node down: to be rescheduled);
+/// Completed | Failed -> Scheduled (restart by policy). Staying in the same state is not a move.
+pub fn transition(from: State, to: State) -> Result<(), IllegalTransition> {
+    use State::*;
+    let legal = matches!(
+        (from, to),
+        (Pending, Scheduled | Failed | Completed)
+            | (Scheduled, Running | Failed | Pending | Completed)
+            | (Running, Completed | Failed | Pending)
+            | (Completed | Failed, Scheduled)
+    );
+    if legal {
+        Ok(())
+    } else {
+        Err(IllegalTransition { from, to })
+    }
+}
+
+/// Finds the shortest legal path from `from` to `to` (excluding `from`), used when a report skipped
+/// intermediate states (a worker that restarted a task reports Running while the manager still has
+/// Failed: the path is Scheduled, Running). `None` when no legal path exists.
+pub fn path(from: State, to: State) -> Option<Vec<State>> {
+    if from == to {
+        return Some(Vec::new());
+    }
+    if transition(from, to).is_ok() {
+        return Some(vec![to]);
+    }
+    State::ALL.into_iter().find_map(|mid| {
+        (transition(from, mid).is_ok() && transition(mid, to).is_ok()).then(|| vec![mid, to])
+    })
+}
+
+/// What the user wants of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Desired {
+    /// It should run (and be restarted as its policy says).
+    Run,
+    /// It should stop and never be restarted.
+    Stop,
+}
+
+/// A port to publish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    /// The port inside the container.
+    pub container_port: u16,
+    /// The port on the host; unset lets Docker choose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<u16>,
+    /// `tcp` (default) or `udp`.
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+}
+
+fn default_protocol() -> String {
+    "tcp".to_string()
+}
+
+/// When a task that ended is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartKind {
+    /// Never restart.
+    #[default]
+    Never,
+    /// Restart after a failure (non-zero exit, unhealthy), up to `max_restarts`.
+    OnFailure,
+    /// Restart whenever it ends, unless the user stopped it.
+    Always,
+}
+
+/// A restart policy with its backoff (Kubernetes' CrashLoopBackOff shape by default).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    /// When to restart.
+    pub policy: RestartKind,
+    /// For `on-failure`: the most restarts allowed (`None` = unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_restarts: Option<u32>,
+    /// The first backoff delay, in milliseconds (default 10 s).
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_ms: u64,
+    /// The largest backoff delay, in milliseconds (default 5 min).
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    /// Running this long (milliseconds) resets the backoff (default 10 min).
+    #[serde(default = "default_reset_after_ms")]
+    pub reset_after_ms: u64,
+}
+
+fn default_backoff_ms() -> u64 {
+    10_000
+}
+fn default_max_backoff_ms() -> u64 {
+    300_000
+}
+fn default_reset_after_ms() -> u64 {
+    600_000
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy::of(RestartKind::Never)
+    }
+}
+
+impl RestartPolicy {
+    /// A policy of the given kind with the default backoff.
+    pub fn of(policy: RestartKind) -> Self {
+        RestartPolicy {
+            policy,
+            max_restarts: None,
+            backoff_ms: default_backoff_ms(),
+            max_backoff_ms: default_max_backoff_ms(),
+            reset_after_ms: default_reset_after_ms(),
+        }
+    }
+
+    /// Whether a task that ended with `exit_code` (`failed` true for a failure) and has been restarted
+    /// `restarts` times should start again.
+    pub fn should_restart(&self, failed: bool, restarts: u32) -> bool {
+        match self.policy {
+            RestartKind::Never => false,
+            RestartKind::Always => true,
+            RestartKind::OnFailure => failed && self.max_restarts.is_none_or(|max| restarts < max),
+        }
+    }
+
+    /// The delay before restart number `restarts + 1`: `backoff` doubling per restart, capped.
+    pub fn backoff(&self, restarts: u32) -> Duration {
+        let factor = 1u64.checked_shl(restarts.min(32)).unwrap_or(u64::MAX);
+        Duration::from_millis(
+            self.backoff_ms
+                .saturating_mul(factor)
+                .min(self.max_backoff_ms),
+        )
+    }
+}
+
+/// What a health check probes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Probe {
+    /// An HTTP GET of `path` on a container port; 2xx and 3xx are healthy.
+    Http {
+        /// The container port.
+        port: u16,
+        /// The path, starting with `/`.
+        #[serde(default = "default_path")]
+        path: String,
+    },
+    /// A TCP connect to a container port.
+    Tcp {
+        /// The container port.
+        port: u16,
+    },
+    /// A command run inside the container; exit 0 is healthy.
+    Exec {
+        /// The command and its arguments.
+        cmd: Vec<String>,
+    },
+}
+
+fn default_path() -> String {
+    "/".to_string()
+}
+
+/// A health check with Kubernetes' probe defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    /// What to probe.
+    #[serde(flatten)]
+    pub probe: Probe,
+    /// Time between probes, in milliseconds (default 10 s).
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+    /// Time allowed for one probe, in milliseconds (default 1 s).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Consecutive failures that make the task unhealthy (default 3).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Time after start during which failures do not count, in milliseconds (default 0).
+    #[serde(default)]
+    pub start_period_ms: u64,
+}
+
+fn default_interval_ms() -> u64 {
+    10_000
+}
+fn default_timeout_ms() -> u64 {
+    1_000
+}
+fn default_retries() -> u32 {
+    3
+}
+
+/// What the user asks to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// A human name; the container is called `poseidon-<name>-<short id>`.
+    pub name: String,
+    /// The image, with a tag (`latest` when none is given).
+    pub image: String,
+    /// The command; empty means the image's default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cmd: Vec<String>,
+    /// Environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// CPU cores reserved and enforced as a limit (0 = none).
+    #[serde(default)]
+    pub cpus: f64,
+    /// Memory in bytes reserved and enforced as a limit (0 = none).
+    #[serde(default)]
+    pub memory: u64,
+    /// Ports to publish.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<Port>,
+    /// When to restart it.
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    /// How to tell it is healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// Free-form labels, copied onto the container.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// At-most-one semantics: the worker stops this task after losing the manager for this many
+    /// milliseconds (Nomad's `stop_after_client_disconnect`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_after_disconnect_ms: Option<u64>,
+}
+
+/// One entry of a task's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskEvent {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The state entered (or kept, for notes such as "pulling").
+    pub state: State,
+    /// The node involved, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// The container's exit code, when it exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+}
+
+/// A published port as bound on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostPort {
+    /// The port inside the container.
+    pub container_port: u16,
+    /// The port on the host.
+    pub host_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+}
+
+/// A task: what is wanted and what is seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Its id.
+    pub id: TaskId,
+    /// What to run.
+    pub spec: TaskSpec,
+    /// Observed state.
+    pub state: State,
+    /// Desired state.
+    pub desired: Desired,
+    /// Assignment generation: incremented by each placement; the worker holding an older one stops.
+    pub generation: u64,
+    /// The node it is placed on.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Its current container, if any.
+    #[serde(default)]
+    pub container_id: Option<String>,
+    /// Host ports bound by its container.
+    #[serde(default)]
+    pub host_ports: Vec<HostPort>,
+    /// The last exit code.
+    #[serde(default)]
+    pub exit_code: Option<i64>,
+    /// How many times its node restarted it.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Health as its checks last saw it (`healthy`, `unhealthy`, `starting`), when it has checks.
+    #[serde(default)]
+    pub health: Option<String>,
+    /// Why it is in its state (`stopped`, `exited with code 3`, the daemon's message...).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Created, milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// Last changed, milliseconds since the Unix epoch.
+    pub updated_ms: u64,
+    /// Last started running, milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub started_ms: Option<u64>,
+    /// Last ended, milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub finished_ms: Option<u64>,
+    /// The last events, oldest first, at most [`HISTORY_CAP`].
+    #[serde(default)]
+    pub events: VecDeque<TaskEvent>,
+}
+
+impl Task {
+    /// A new task in `state` with `desired` = run.
+    pub fn new(id: TaskId, spec: TaskSpec, state: State) -> Task {
+        let now = now_ms();
+        let mut task = Task {
+            id,
+            spec,
+            state,
+            desired: Desired::Run,
+            generation: 0,
+            node: None,
+            container_id: None,
+            host_ports: Vec::new(),
+            exit_code: None,
+            restart_count: 0,
+            health: None,
+            reason: None,
+            created_ms: now,
+            updated_ms: now,
+            started_ms: None,
+            finished_ms: None,
+            events: VecDeque::new(),
+        };
+        task.record(state, "submitted");
+        task
+    }
+
+    /// Moves to `to` if the lifecycle allows it, recording why.
+    pub fn set_state(&mut self, to: State, reason: &str) -> Result<(), IllegalTransition> {
+        transition(self.state, to)?;
+        self.state = to;
+        let now = now_ms();
+        match to {
+            State::Running => self.started_ms = Some(now),
+            State::Completed | State::Failed => self.finished_ms = Some(now),
+            _ => {}
+        }
+        self.record(to, reason);
+        Ok(())
+    }
+
+    /// Records an event (a state change, or a note within a state) in the capped history.
+    pub fn record(&mut self, state: State, reason: &str) {
+        let now = now_ms();
+        self.updated_ms = now;
+        self.reason = Some(reason.to_string());
+        if self.events.len() >= HISTORY_CAP {
+            self.events.pop_front();
+        }
+        self.events.push_back(TaskEvent {
+            at_ms: now,
+            state,
+            node: self.node.clone(),
+            reason: reason.to_string(),
+            exit_code: if state.is_terminal() {
+                self.exit_code
+            } else {
+                None
+            },
+        });
+    }
+
+    /// The container name: `poseidon-<name>-<short id>`, so names never collide.
+    pub fn container_name(&self) -> String {
+        let name: String = self
+            .spec
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        format!("poseidon-{}-{}", name, self.id.short())
+    }
+
+    /// True when the task is finished and nothing will start it again on its own.
+    pub fn is_finished(&self) -> bool {
+        self.state.is_terminal()
+            && (self.desired == Desired::Stop
+                || !self
+                    .spec
+                    .restart_policy
+                    .should_restart(self.state == State::Failed, self.restart_count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_transition_matrix_is_exactly_the_documented_one() {
+        // Rows: from; columns: to; in the order Pending, Scheduled, Running, Completed, Failed.
+        // Written out by hand from DESIGN.md section 4, not derived from `transition`.
+        const X: bool = true;
+        const O: bool = false;
+        let expected: [[bool; 5]; 5] = [
+            /* Pending   */ [O, X, O, X, X],
+            /* Scheduled */ [X, O, X, X, X],
+            /* Running   */ [X, O, O, X, X],
+            /* Completed */ [O, X, O, O, O],
+            /* Failed    */ [O, X, O, O, O],
+        ];
+        for (i, from) in State::ALL.into_iter().enumerate() {
+            for (j, to) in State::ALL.into_iter().enumerate() {
+                assert_eq!(
+                    transition(from, to).is_ok(),
+                    expected[i][j],
+                    "{from} -> {to}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_skipped_state_is_bridged_by_a_legal_path() {
+        assert_eq!(
+            path(State::Failed, State::Running),
+            Some(vec![State::Scheduled, State::Running])
+        );
+        assert_eq!(
+            path(State::Pending, State::Running),
+            Some(vec![State::Scheduled, State::Running])
+        );
+        assert_eq!(path(State::Running, State::Running), Some(vec![]));
+        assert_eq!(
+            path(State::Completed, State::Failed),
+            Some(vec![State::Scheduled, State::Failed])
+        );
+    }
+
+    #[test]
+    fn an_illegal_set_state_leaves_the_task_unchanged() {
+        let spec: TaskSpec =
+            serde_json::from_str(r#"{"name":"a","image":"busybox"}"#).expect("spec parses");
+        let mut task = Task::new(TaskId::new(), spec, State::Completed);
+        let before = task.clone();
+        assert!(task.set_state(State::Running, "nope").is_err());
+        assert_eq!(task, before);
+    }
+
+    #[test]
+    fn backoff_doubles_from_ten_seconds_and_caps_at_five_minutes() {
+        let p = RestartPolicy::of(RestartKind::Always);
+        let secs: Vec<u64> = (0..7).map(|n| p.backoff(n).as_secs()).collect();
+        assert_eq!(secs, vec![10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(p.backoff(200).as_secs(), 300);
+    }
+
+    #[test]
+    fn on_failure_respects_its_maximum_and_ignores_success() {
+        let mut p = RestartPolicy::of(RestartKind::OnFailure);
+        p.max_restarts = Some(2);
+        assert!(p.should_restart(true, 0));
+        assert!(p.should_restart(true, 1));
+        assert!(!p.should_restart(true, 2));
+        assert!(!p.should_restart(false, 0));
+        assert!(RestartPolicy::of(RestartKind::Always).should_restart(false, 99));
+        assert!(!RestartPolicy::of(RestartKind::Never).should_restart(true, 0));
+    }
+
+    #[test]
+    fn history_keeps_only_the_last_entries() {
+        let spec: TaskSpec =
+            serde_json::from_str(r#"{"name":"a","image":"busybox"}"#).expect("spec parses");
+        let mut task = Task::new(TaskId::new(), spec, State::Pending);
+        for i in 0..100 {
+            task.record(State::Pending, &format!("note {i}"));
+        }
+        assert_eq!(task.events.len(), HISTORY_CAP);
+        assert_eq!(
+            task.events.back().map(|e| e.reason.as_str()),
+            Some("note 99")
+        );
+    }
+
+    #[test]
+    fn container_names_are_sanitised_and_unique_per_id() {
+        let spec: TaskSpec =
+            serde_json::from_str(r#"{"name":"my web/app","image":"busybox"}"#).expect("parses");
+        let a = Task::new(TaskId::new(), spec.clone(), State::Pending);
+        let b = Task::new(TaskId::new(), spec, State::Pending);
+        assert!(a.container_name().starts_with("poseidon-my-web-app-"));
+        assert_ne!(a.container_name(), b.container_name());
+    }
+}
