@@ -1,0 +1,135 @@
+//! The worker's REST API: one `match (method, path)` turning HTTP into calls on [`Worker`].
+//!
+//! `GET /health`, `GET /stats`, `GET /tasks`, `POST /tasks` (a user's task, started at once),
+//! `GET /tasks/{id}`, `DELETE /tasks/{id}` (stop; `?purge=true` also forgets a finished task),
+//! `GET /tasks/{id}/logs` (`?tail=N`), and the manager's `POST /assignments`.
+
+use serde_json::json;
+
+use super::{Worker, WorkerError};
+use crate::http::{error, json, ApiError, Req, Resp};
+use crate::protocol::AssignmentBatch;
+use crate::task::TaskId;
+
+/// Maps worker errors to statuses; the one place that does.
+fn status_of(e: &WorkerError) -> ApiError {
+    match e {
+        WorkerError::NotFound(_) => ApiError::not_found(e.to_string()),
+        WorkerError::Conflict(_) => ApiError::conflict(e.to_string()),
+        WorkerError::Invalid(_) => ApiError::bad_request(e.to_string()),
+        WorkerError::Store(_) => ApiError::unavailable(e.to_string()),
+        WorkerError::Runtime(r) if r.is_engine_down() => ApiError::unavailable(e.to_string()),
+        WorkerError::Runtime(_) => ApiError::new(502, e.to_string()),
+    }
+}
+
+pub(crate) fn parse_id(s: &str) -> Result<TaskId, ApiError> {
+    s.parse::<TaskId>().map_err(ApiError::bad_request)
+}
+
+/// Handles one request.
+pub async fn handle(w: Worker, req: Req) -> Resp {
+    match route(&w, &req).await {
+        Ok(r) => r,
+        Err(e) => error(&e),
+    }
+}
+
+async fn route(w: &Worker, req: &Req) -> Result<Resp, ApiError> {
+    let path: Vec<&str> = req.path.iter().map(String::as_str).collect();
+    let m = req.method.as_str();
+    match (m, path.as_slice()) {
+        ("GET", ["health"]) => Ok(json(
+            if w.engine_ok() { 200 } else { 503 },
+            &json!({
+                "status": if w.engine_ok() { "ok" } else { "engine unavailable" },
+                "node": w.name(),
+                "runtime": w.runtime().kind(),
+            }),
+        )),
+        ("GET", ["stats"]) => Ok(json(200, &w.stats().await)),
+        ("GET", ["tasks"]) => Ok(json(200, &w.tasks())),
+        ("POST", ["tasks"]) => {
+            let subs = crate::spec::parse_submissions(&req.body)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let single = subs.len() == 1;
+            let mut out = Vec::new();
+            for s in subs {
+                out.push(w.submit(s.id, s.spec).await.map_err(|e| status_of(&e))?);
+            }
+            if single {
+                let mut resp = json(201, &out[0]);
+                if let Ok(v) = format!("/tasks/{}", out[0].id).parse() {
+                    resp.headers_mut().insert(hyper::header::LOCATION, v);
+                }
+                Ok(resp)
+            } else {
+                Ok(json(201, &out))
+            }
+        }
+        ("POST", ["assignments"]) => {
+            let batch: AssignmentBatch = req.json()?;
+            let mut accepted = Vec::new();
+            let mut rejected = Vec::new();
+            for a in batch.assignments {
+                let id = a.id;
+                match w.accept(a).await {
+                    Ok(t) => accepted.push(json!({"id": t.id, "generation": t.generation})),
+                    Err(e) => rejected.push(json!({"id": id, "error": e.to_string()})),
+                }
+            }
+            Ok(json(
+                200,
+                &json!({"accepted": accepted, "rejected": rejected}),
+            ))
+        }
+        ("GET", ["tasks", id]) => {
+            let id = parse_id(id)?;
+            w.task(id)
+                .map(|t| json(200, &t))
+                .ok_or_else(|| ApiError::not_found(format!("no task with id {id}")))
+        }
+        ("DELETE", ["tasks", id]) => {
+            let id = parse_id(id)?;
+            if req.flag("purge")? {
+                let t = w
+                    .task(id)
+                    .ok_or_else(|| ApiError::not_found(format!("no task with id {id}")))?;
+                if !t.is_finished() {
+                    return Err(ApiError::conflict(format!(
+                        "task {id} is {} and must be stopped before it is purged",
+                        t.state
+                    )));
+                }
+                w.forget(id, "purged").await.map_err(|e| status_of(&e))?;
+                return Ok(json(200, &json!({"purged": id})));
+            }
+            let t = w.stop(id, "stopped").await.map_err(|e| status_of(&e))?;
+            Ok(json(200, &t))
+        }
+        ("GET", ["tasks", id, "logs"]) => {
+            let id = parse_id(id)?;
+            let tail = match req.param("tail") {
+                None | Some("all") => None,
+                Some(n) => Some(n.parse::<usize>().map_err(|_| {
+                    ApiError::bad_request(format!("tail must be a number or all, got {n:?}"))
+                })?),
+            };
+            let logs = w.logs(id, tail).await.map_err(|e| status_of(&e))?;
+            Ok(json(
+                200,
+                &json!({"id": id, "stdout": logs.stdout, "stderr": logs.stderr}),
+            ))
+        }
+        (_, ["health" | "stats" | "tasks" | "assignments"])
+        | (_, ["tasks", _])
+        | (_, ["tasks", _, "logs"]) => Err(ApiError::new(
+            405,
+            format!("method {m} is not allowed on /{}", path.join("/")),
+        )),
+        _ => Err(ApiError::not_found(format!(
+            "no route for {m} /{}",
+            path.join("/")
+        ))),
+    }
+}
