@@ -1,1 +1,32 @@
-//! Poseidon.
+//! Poseidon: a small, readable container orchestrator.
+//!
+//! A manager accepts tasks over a REST API, stores them durably in RocksDB, places each on a worker with
+//! a pluggable scheduler and pushes it there at once. Workers run tasks as containers through the
+//! [`poseidon_runtimes::Runtime`] trait (Docker over its Unix socket, or a mock), watch them, and report
+//! every change back. Both sides reconcile desired with observed state, so a lost message or a crash is
+//! repaired by the next pass. ARCHITECTURE.md has the bird's-eye view.
+//!
+//! Parts, from the bottom up:
+//! - [`util`]: clocks, durations, sizes.
+//! - [`task`]: the task model and the one [`task::transition`] function guarding every state change.
+//! - [`spec`]: turning user input (Poseidon's JSON, or the Go original's TaskEvent) into a [`task::TaskSpec`].
+//! - [`config`]: the TOML cluster file.
+//! - [`store`]: the durable store (RocksDB, grouped synced writes) behind a small trait.
+//! - [`http`]: the shared HTTP plumbing (server loop, JSON errors, a small client).
+//! - [`protocol`]: what workers and the manager say to each other.
+//! - [`worker`]: the agent on each host, and its REST API.
+//! - [`manager`]: placement, dispatch, node liveness, and its REST API.
+//! - [`cluster`]: starting the roles a config file declares, in one process.
+//! - [`cli`]: the `poseidon` command line.
+
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod http;
+pub mod manager;
+pub mod protocol;
+pub mod spec;
+pub mod store;
+pub mod task;
+pub mod util;
+pub mod worker;

@@ -1,1 +1,41 @@
-fn main() {}
+//! The `poseidon` binary: parses arguments and hands over to [`poseidon::cli::run`].
+
+use argh::FromArgs;
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let (cmd, rest) = strs
+        .split_first()
+        .map_or(("poseidon", &[][..]), |(c, r)| (*c, r));
+    let args = match poseidon::cli::Args::from_args(&[cmd], rest) {
+        Ok(a) => a,
+        Err(early) => {
+            // Help goes to stdout with 0; a usage error to stderr with 2.
+            match early.status {
+                Ok(()) => {
+                    println!("{}", early.output);
+                    std::process::exit(0);
+                }
+                Err(()) => {
+                    eprintln!("poseidon: {}", early.output.trim_end());
+                    std::process::exit(2);
+                }
+            }
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("poseidon: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = runtime.block_on(poseidon::cli::run(args));
+    // Background tasks (heartbeats, long polls) must not hold the process open after a clean stop.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    std::process::exit(code);
+}

@@ -1,0 +1,234 @@
+//! Starting the roles a config file declares (a manager, workers) in one process, and stopping them.
+//!
+//! `poseidon -c cluster.toml` starts every role; `poseidon manager` and `poseidon worker --name N`
+//! start one. Listeners are bound first, so a config may use port 0 (tests do): the addresses that
+//! workers advertise and the manager URL they use are then taken from the bound sockets.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use poseidon_runtimes::docker::DockerRuntime;
+use poseidon_runtimes::mock::MockRuntime;
+use poseidon_runtimes::Runtime;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, RuntimeKind, WorkerConfig};
+use crate::http::{self, Shutdown};
+use crate::manager::{self, Manager, ManagerOptions};
+use crate::store::{RocksStore, Store};
+use crate::worker::{self, Worker, WorkerOptions};
+
+/// Which roles of the file to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Roles {
+    /// Every role the file declares.
+    All,
+    /// The manager only.
+    Manager,
+    /// One worker, by name.
+    Worker(String),
+}
+
+/// A running manager.
+#[derive(Debug)]
+pub struct RunningManager {
+    /// Its handle.
+    pub manager: Manager,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+/// A running worker.
+#[derive(Debug)]
+pub struct RunningWorker {
+    /// Its handle.
+    pub worker: Worker,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its runtime, when it is the mock (so tests can inject faults).
+    pub mock: Option<MockRuntime>,
+}
+
+/// Everything started from one config.
+#[derive(Debug)]
+pub struct Running {
+    /// The manager, if started.
+    pub manager: Option<RunningManager>,
+    /// The workers started.
+    pub workers: Vec<RunningWorker>,
+    /// The shared shutdown signal.
+    pub shutdown: Shutdown,
+    servers: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// The manager's URL (`http://addr`), if a manager runs here.
+    pub fn manager_url(&self) -> Option<String> {
+        self.manager.as_ref().map(|m| format!("http://{}", m.addr))
+    }
+
+    /// Stops serving, lets requests in flight finish and flushes the stores. Containers keep running.
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        for h in self.servers {
+            let _ = h.await;
+        }
+        if let Some(m) = &self.manager {
+            m.manager.close().await;
+        }
+        for w in &self.workers {
+            w.worker.close().await;
+        }
+    }
+}
+
+fn fix_port_zero(url: &str, bound: SocketAddr) -> String {
+    // A URL derived from a `:0` listen address means "wherever we ended up bound".
+    match url.strip_suffix(":0") {
+        Some(_) => format!("http://{bound}"),
+        None => url.to_string(),
+    }
+}
+
+fn make_runtime(wc: &WorkerConfig) -> Result<(Arc<dyn Runtime>, Option<MockRuntime>), String> {
+    match wc.runtime {
+        RuntimeKind::Docker => {
+            let rt = DockerRuntime::new(wc.docker_host.as_deref())
+                .map_err(|e| format!("worker {}: {e}", wc.name))?;
+            Ok((Arc::new(rt), None))
+        }
+        RuntimeKind::Mock => {
+            let rt = MockRuntime::new();
+            Ok((Arc::new(rt.clone()), Some(rt)))
+        }
+    }
+}
+
+/// Starts the chosen roles of `cfg` and returns once they serve.
+pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
+    let shutdown = Shutdown::new();
+    let mut servers = Vec::new();
+    let mut running_manager = None;
+    let mut manager_url: Option<String> = None;
+    // `All` starts whatever the file declares (a file of workers only is fine); `Manager` insists.
+    let start_manager = match roles {
+        Roles::All => cfg.manager.is_some(),
+        Roles::Manager => true,
+        Roles::Worker(_) => false,
+    };
+    if let Roles::Worker(name) = &roles {
+        if cfg.worker(name).is_none() {
+            let names: Vec<&str> = cfg.workers.iter().map(|w| w.name.as_str()).collect();
+            return Err(format!(
+                "{}: no worker named {name:?} (workers: {})",
+                cfg.source,
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ));
+        }
+    }
+    if start_manager {
+        let mc = cfg
+            .manager
+            .as_ref()
+            .ok_or_else(|| format!("{}: the file declares no [manager]", cfg.source))?;
+        let listener = http::bind(mc.listen).await?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let store: Arc<dyn Store> = Arc::new(
+            RocksStore::open(&mc.data_dir)
+                .map_err(|e| format!("manager: cannot open {}: {e}", mc.data_dir.display()))?,
+        );
+        let known = cfg
+            .workers
+            .iter()
+            .filter(|w| !w.advertise.ends_with(":0"))
+            .map(|w| (w.name.clone(), w.advertise.clone()))
+            .collect();
+        let opts = ManagerOptions {
+            scheduler: mc.scheduler.clone(),
+            heartbeat_ttl: mc.heartbeat_ttl,
+            dispatch_backoff: mc.dispatch_backoff,
+            known_workers: known,
+        };
+        let m = Manager::start(opts, store, shutdown.clone())
+            .await
+            .map_err(|e| format!("manager: {e}"))?;
+        let handler_m = m.clone();
+        servers.push(tokio::spawn(http::serve(
+            listener,
+            move |req| manager::api::handle(handler_m.clone(), req),
+            shutdown.clone(),
+        )));
+        manager_url = Some(format!("http://{addr}"));
+        running_manager = Some(RunningManager { manager: m, addr });
+    }
+    let mut workers = Vec::new();
+    for wc in &cfg.workers {
+        let wanted = match &roles {
+            Roles::All => true,
+            Roles::Manager => false,
+            Roles::Worker(n) => *n == wc.name,
+        };
+        if !wanted {
+            continue;
+        }
+        let listener = http::bind(wc.listen).await?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let (runtime, mock) = make_runtime(wc)?;
+        let store: Arc<dyn Store> = Arc::new(RocksStore::open(&wc.data_dir).map_err(|e| {
+            format!(
+                "worker {}: cannot open {}: {e}",
+                wc.name,
+                wc.data_dir.display()
+            )
+        })?);
+        let manager = match (&wc.manager, &manager_url) {
+            (Some(url), Some(bound)) if url.ends_with(":0") => Some(bound.clone()),
+            (Some(url), _) => Some(url.clone()),
+            (None, _) => None,
+        };
+        let opts = WorkerOptions {
+            name: wc.name.clone(),
+            advertise: fix_port_zero(&wc.advertise, addr),
+            manager,
+            capacity: wc
+                .capacity
+                .map(|c| crate::protocol::Capacity {
+                    cpus: c.cpus,
+                    memory: c.memory,
+                })
+                .unwrap_or_else(worker::stats::host_capacity),
+            heartbeat_interval: wc.heartbeat_interval,
+            stop_grace: wc.stop_grace,
+            network: wc.network.clone(),
+        };
+        let w = Worker::start(opts, runtime, store, shutdown.clone())
+            .await
+            .map_err(|e| format!("worker {}: {e}", wc.name))?;
+        let handler_w = w.clone();
+        servers.push(tokio::spawn(http::serve(
+            listener,
+            move |req| worker::api::handle(handler_w.clone(), req),
+            shutdown.clone(),
+        )));
+        workers.push(RunningWorker {
+            worker: w,
+            addr,
+            mock,
+        });
+    }
+    // Give first heartbeats a moment so that a cluster is usable as soon as `start` returns.
+    for w in &workers {
+        let _ = tokio::time::timeout(Duration::from_secs(2), w.worker.heartbeat_once()).await;
+    }
+    Ok(Running {
+        manager: running_manager,
+        workers,
+        shutdown,
+        servers,
+    })
+}
