@@ -22,6 +22,12 @@ pub use rocks::RocksStore;
 /// The version written into every record, so that a later release can read and migrate old ones.
 const RECORD_VERSION: u32 = 1;
 
+/// A raw key and its raw value, as [`Store::scan`] returns them.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// The in-memory store's map: (space, key) to value.
+type MemMap = BTreeMap<(Space, Vec<u8>), Vec<u8>>;
+
 /// The key spaces of the store (column families in RocksDB).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Space {
@@ -135,7 +141,7 @@ pub trait Store: Send + Sync + 'static {
         self.submit(ops).wait().await
     }
     /// Every key and value of a space, in key order (used at start-up, never per request).
-    fn scan(&self, space: Space) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan(&self, space: Space) -> Result<Vec<KeyValue>, StoreError>;
     /// Write and sync counters.
     fn stats(&self) -> StoreStats;
 }
@@ -195,7 +201,7 @@ pub fn load_nodes<T: for<'de> Deserialize<'de>>(store: &dyn Store) -> Result<Vec
 /// An in-memory store: the same contract without durability, for simulated workers and tests.
 #[derive(Debug, Default)]
 pub struct MemStore {
-    data: Mutex<BTreeMap<(Space, Vec<u8>), Vec<u8>>>,
+    data: Mutex<MemMap>,
     stats: Mutex<StoreStats>,
 }
 
@@ -212,7 +218,7 @@ impl Store for MemStore {
         Pending::ready(self.apply(ops))
     }
 
-    fn scan(&self, space: Space) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, space: Space) -> Result<Vec<KeyValue>, StoreError> {
         let data = self.data.lock().map_err(|_| StoreError::Closed)?;
         Ok(data
             .iter()

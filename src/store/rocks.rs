@@ -15,7 +15,7 @@ use std::thread;
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use tokio::sync::oneshot;
 
-use super::{Op, Pending, Space, Store, StoreError, StoreStats};
+use super::{KeyValue, Op, Pending, Space, Store, StoreError, StoreStats};
 
 /// The most write requests folded into one batch.
 const MAX_GROUP: usize = 4096;
@@ -215,7 +215,7 @@ impl Store for RocksStore {
         }
     }
 
-    fn scan(&self, space: Space) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, space: Space) -> Result<Vec<KeyValue>, StoreError> {
         let cf = self
             .db
             .cf_handle(space.name())

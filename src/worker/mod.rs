@@ -288,7 +288,7 @@ impl Worker {
                 }
             };
             if spawn {
-                tokio::spawn(supervise(self.clone(), id, adopted, true));
+                spawn_supervisor(self.clone(), id, adopted, true);
             }
         }
         Ok(())
@@ -391,7 +391,7 @@ impl Worker {
             return Err(e.into());
         }
         self.mark_dirty(a.id);
-        tokio::spawn(supervise(self.clone(), a.id, None, false));
+        spawn_supervisor(self.clone(), a.id, None, false);
         Ok(task)
     }
 
@@ -820,6 +820,18 @@ enum Ended {
 ///
 /// `adopted` is a container found at start-up for this task; `resume` says the task came from the
 /// store (so its container may already run) rather than from a fresh assignment.
+/// Runs a task's supervisor until it ends or the worker shuts down. Shutting down leaves the
+/// container as it is (as a process exit would), and the next start adopts it.
+fn spawn_supervisor(w: Worker, id: TaskId, adopted: Option<String>, resume: bool) {
+    let shutdown = w.inner.shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = supervise(w, id, adopted, resume) => {}
+            _ = shutdown.wait() => {}
+        }
+    });
+}
+
 async fn supervise(w: Worker, id: TaskId, mut adopted: Option<String>, resume: bool) {
     let mut container: Option<String> = None;
     let mut first = true;

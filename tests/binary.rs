@@ -1,0 +1,314 @@
+//! The real `poseidon` binary as a child process: a manager killed with SIGKILL under a stream of
+//! submissions loses no acknowledged task and starts none twice; the CLI's exit codes and messages.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{wait_for, Api};
+use poseidon::cluster::{self, Roles};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_poseidon");
+const WAIT: Duration = Duration::from_secs(20);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str], cwd: &Path) -> Proc {
+    Proc(
+        Command::new(BIN)
+            .args(args)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn healthy(api: &Api) {
+    wait_for("the manager to serve", WAIT, || async {
+        let url = format!("{}/health", api.base);
+        poseidon::http::HttpClient::new(Duration::from_millis(500))
+            .get::<serde_json::Value>(&url)
+            .await
+            .ok()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_killed_under_load_loses_no_acknowledged_task_and_starts_none_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let file = dir.path().join("cluster.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[manager]
+listen = "127.0.0.1:{port}"
+data_dir = "{data}/manager"
+heartbeat_ttl = "2s"
+
+[[worker]]
+name = "w1"
+listen = "127.0.0.1:0"
+runtime = "mock"
+data_dir = "{data}/w1"
+heartbeat_interval = "200ms"
+capacity = {{ cpus = 10000.0, memory = "10000g" }}
+"#,
+            data = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let cfg = poseidon::config::load(&file).unwrap();
+    let file_s = file.to_str().unwrap().to_string();
+    let mut manager = spawn(&["manager", "-c", &file_s], dir.path());
+    let api = Api::new(format!("http://127.0.0.1:{port}"));
+    healthy(&api).await;
+    // The worker runs in this process, so its mock engine can be inspected afterwards.
+    let worker = cluster::start(&cfg, Roles::Worker("w1".into()))
+        .await
+        .unwrap();
+    let mock = worker.workers[0].mock.clone().unwrap();
+
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut clients = Vec::new();
+    for c in 0..16 {
+        let api = api.clone();
+        let acked = acked.clone();
+        clients.push(tokio::spawn(async move {
+            let client = poseidon::http::HttpClient::new(Duration::from_secs(2));
+            for i in 0.. {
+                let body =
+                    serde_json::to_vec(&json!({"name": format!("c{c}-{i}"), "image": "busybox"}))
+                        .unwrap();
+                match client
+                    .send(
+                        hyper::Method::POST,
+                        &format!("{}/tasks", api.base),
+                        Some(body),
+                    )
+                    .await
+                {
+                    Ok(r) if r.status == 201 => {
+                        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push(v["id"].as_str().unwrap().to_string());
+                    }
+                    Ok(r) => panic!(
+                        "unexpected answer {}: {}",
+                        r.status,
+                        String::from_utf8_lossy(&r.body)
+                    ),
+                    Err(_) => return, // the manager is gone
+                }
+            }
+        }));
+    }
+    wait_for("200 acknowledged submissions", WAIT, || async {
+        (acked.lock().unwrap().len() >= 200).then_some(())
+    })
+    .await;
+    manager.0.kill().unwrap(); // SIGKILL
+    manager.0.wait().unwrap();
+    for c in clients {
+        c.await.unwrap();
+    }
+    let acked: Vec<String> = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 200);
+
+    let _manager = spawn(&["manager", "-c", &file_s], dir.path());
+    healthy(&api).await;
+    for id in &acked {
+        let (st, t) = api.get(&format!("/tasks/{id}")).await;
+        assert_eq!(
+            st, 200,
+            "acknowledged task {id} is known after the restart: {t}"
+        );
+    }
+    let known = api.ok("/tasks").await.as_array().unwrap().len();
+    let start = std::time::Instant::now();
+    loop {
+        let all = api.ok("/tasks").await;
+        let mut by_state: BTreeMap<String, usize> = BTreeMap::new();
+        for t in all.as_array().unwrap() {
+            *by_state
+                .entry(t["state"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+        if by_state.keys().all(|s| s == "running") {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let stuck: Vec<_> = all
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["state"] != "running")
+                .take(3)
+                .collect();
+            let on_worker: Vec<_> = stuck
+                .iter()
+                .map(|t| {
+                    worker.workers[0]
+                        .worker
+                        .task(t["id"].as_str().unwrap().parse().unwrap())
+                })
+                .collect();
+            panic!("not every task runs after 60 s: {by_state:?}; for example {stuck:#?}; the worker has {on_worker:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One container per task, no more: nothing was started twice.
+    let mut per_task: BTreeMap<String, usize> = BTreeMap::new();
+    for c in mock.containers() {
+        *per_task
+            .entry(c.labels["io.poseidon.task"].clone())
+            .or_default() += 1;
+    }
+    let twice: Vec<_> = per_task.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "started twice: {twice:?}");
+    assert_eq!(per_task.len(), known, "every known task has its container");
+    let ids: BTreeSet<&String> = per_task.keys().collect();
+    for id in &acked {
+        assert!(ids.contains(id), "acknowledged task {id} runs");
+    }
+    eprintln!(
+        "{} acknowledged before the kill, {known} known after, all running once",
+        acked.len()
+    );
+    worker.stop().await;
+}
+
+#[test]
+fn cli_errors_are_one_line_with_exit_codes() {
+    // Usage errors: 2.
+    let (code, _, err) = cli(&["frobnicate"], &[]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = cli(&["-c", "/nonexistent/cluster.toml"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("/nonexistent/cluster.toml"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[manager]\nscheduler = \"fastest\"\n").unwrap();
+    let (code, _, err) = cli(&["-c", bad.to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("bad.toml")
+            && err.contains("scheduler")
+            && err.contains("round-robin")
+            && err.contains("epvm"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // An unreachable manager: 1, one line, naming it.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    for args in [
+        vec!["status"],
+        vec!["node"],
+        vec!["run", "--image", "busybox", "-d"],
+    ] {
+        let (code, _, err) = cli(&args, &[("POSEIDON_MANAGER", &dead)]);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains("127.0.0.1"), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_runs_lists_and_stops_tasks_on_a_mock_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::localize(
+        "[manager]\n[[worker]]\nname = \"w1\"\nruntime = \"mock\"\n",
+        dir.path(),
+        false,
+    );
+    let run = common::start(&cfg).await;
+    let url = run.manager_url().unwrap();
+    let env = [("POSEIDON_MANAGER", url.as_str())];
+    let (code, out, err) = tokio::task::spawn_blocking({
+        let env = env.map(|(a, b)| (a.to_string(), b.to_string()));
+        move || {
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            cli(
+                &[
+                    "run", "--image", "busybox", "--name", "hello", "-p", "8080:80",
+                ],
+                &env,
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("stored")
+            && out.contains("placed on w1")
+            && out.contains("running")
+            && out.contains("8080->80/tcp"),
+        "{out}"
+    );
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+
+    let (code, out, err) = cli(&["status", "--json"], &env);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["id"], id.as_str());
+    let (code, out, _) = cli(&["status"], &env);
+    assert_eq!(code, 0);
+    assert!(out.contains("hello") && out.contains("running"), "{out}");
+    let (code, out, _) = cli(&["node"], &env);
+    assert_eq!(code, 0);
+    assert!(out.contains("w1") && out.contains("up"), "{out}");
+    let (code, _, err) = cli(&["status", "not-an-id"], &env);
+    assert_eq!(code, 2, "a malformed id is a usage error: {err}");
+    assert!(err.contains("not-an-id"), "{err}");
+    let (code, out, err) = cli(&["stop", &id], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&id), "{out}");
+    Api::new(url.clone())
+        .wait_state(&id, "completed", WAIT)
+        .await;
+    run.stop().await;
+}

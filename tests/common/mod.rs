@@ -1,0 +1,135 @@
+//! Helpers shared by the integration tests: starting clusters on port 0 in a temporary directory,
+//! a small JSON client, and waiting for a condition with a generous deadline.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hyper::Method;
+use poseidon::cluster::{self, Roles, Running};
+use poseidon::config::{self, Config, RuntimeKind};
+use poseidon::http::HttpClient;
+use serde_json::Value;
+
+/// Parses `toml`, moves every listener to port 0 and every data dir under `dir`, and with
+/// `force_mock` swaps Docker workers for the mock runtime.
+pub fn localize(toml: &str, dir: &Path, force_mock: bool) -> Config {
+    let cfg = config::parse(toml, "test.toml").expect("test config parses");
+    localize_config(cfg, dir, force_mock)
+}
+
+/// [`localize`] for an already parsed config.
+pub fn localize_config(mut cfg: Config, dir: &Path, force_mock: bool) -> Config {
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let has_manager = cfg.manager.is_some();
+    if let Some(m) = cfg.manager.as_mut() {
+        m.listen = any;
+        m.data_dir = dir.join("manager");
+    }
+    for w in &mut cfg.workers {
+        w.listen = any;
+        w.advertise = "http://127.0.0.1:0".into();
+        if has_manager {
+            w.manager = Some("http://127.0.0.1:0".into());
+        }
+        w.data_dir = dir.join(&w.name);
+        if force_mock {
+            w.runtime = RuntimeKind::Mock;
+        }
+    }
+    cfg
+}
+
+/// Starts every role of `cfg`.
+pub async fn start(cfg: &Config) -> Running {
+    cluster::start(cfg, Roles::All)
+        .await
+        .expect("cluster starts")
+}
+
+/// A JSON client for tests: every call returns the status and the decoded body (`Null` if empty).
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    client: HttpClient,
+}
+
+impl Api {
+    pub fn new(base: impl Into<String>) -> Self {
+        Api {
+            base: base.into(),
+            client: HttpClient::new(Duration::from_secs(30)),
+        }
+    }
+
+    pub async fn raw(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
+        let url = format!("{}{}", self.base, path);
+        let r = self
+            .client
+            .send(method, &url, body)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let v = if r.body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&r.body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&r.body).into_owned()))
+        };
+        (r.status, v)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.raw(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.raw(Method::POST, path, Some(serde_json::to_vec(body).unwrap()))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.raw(Method::DELETE, path, None).await
+    }
+
+    /// `GET path`, asserting 200.
+    pub async fn ok(&self, path: &str) -> Value {
+        let (s, v) = self.get(path).await;
+        assert_eq!(s, 200, "GET {path}: {v}");
+        v
+    }
+
+    /// Submits a task, asserting 201, and returns its id.
+    pub async fn submit(&self, spec: &Value) -> String {
+        let (s, v) = self.post("/tasks", spec).await;
+        assert_eq!(s, 201, "POST /tasks {spec}: {v}");
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until task `id` is in `state` and returns it.
+    pub async fn wait_state(&self, id: &str, state: &str, deadline: Duration) -> Value {
+        let path = format!("/tasks/{id}");
+        wait_for(&format!("task {id} to be {state}"), deadline, || async {
+            let (s, v) = self.get(&path).await;
+            (s == 200 && v["state"] == state).then_some(v)
+        })
+        .await
+    }
+}
+
+/// Polls `f` every 20 ms until it yields `Some`, panicking with `what` after `deadline`.
+pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,120 @@
+//! The README's commands, read from README.md itself and run against real Docker: the quick start
+//! against `poseidon` started with no `-c` (the embedded default, exactly as `cargo run` starts it),
+//! then the worker-alone example. They use the fixed default ports 5555 and 5556, as a user would.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use poseidon_runtimes::testing::docker_or_skip;
+use poseidon_runtimes::Runtime;
+
+const README: &str = include_str!("../README.md");
+
+/// The shell block after `<!-- readme-test: NAME -->`.
+fn block(name: &str) -> String {
+    let marker = format!("<!-- readme-test: {name} -->");
+    let start = README
+        .find(&marker)
+        .unwrap_or_else(|| panic!("README.md has no {marker}"));
+    let rest = &README[start + marker.len()..];
+    let open = rest.find("```sh\n").unwrap() + "```sh\n".len();
+    let close = rest[open..].find("\n```").unwrap();
+    rest[open..open + close].to_string()
+}
+
+fn run_script(script: &str, cwd: &Path, bin_dir: &Path) {
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("timeout")
+        .args(["120", "bash", "-euo", "pipefail", "-x", "-c", script])
+        .current_dir(cwd)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let log = format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "README block failed ({}):\n{log}",
+        out.status
+    );
+    eprintln!("{log}");
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_port(port: u16) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nothing listens on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_quick_start_and_worker_examples_work_verbatim() {
+    let Some(rt) = docker_or_skip("readme_quick_start_and_worker_examples_work_verbatim").await
+    else {
+        return;
+    };
+    let bin = Path::new(env!("CARGO_BIN_EXE_poseidon"));
+    let bin_dir = bin.parent().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config/worker-alone.toml"),
+        dir.path().join("config/worker-alone.toml"),
+    )
+    .unwrap();
+
+    let quick = block("quickstart");
+    let worker = block("worker");
+    let result = std::panic::catch_unwind(|| {
+        {
+            // The README's first command, `cargo run`: the binary with no arguments.
+            let _cluster = Killed(
+                Command::new(bin)
+                    .current_dir(dir.path())
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
+            wait_port(5555);
+            wait_port(5556);
+            run_script(&quick, dir.path(), bin_dir);
+        }
+        run_script(&worker, dir.path(), bin_dir);
+    });
+    // Whatever happened, remove what the examples started (tasks of nodes "local" and "solo").
+    for node in ["local", "solo"] {
+        for c in rt
+            .list(&format!("io.poseidon.node={node}"))
+            .await
+            .unwrap_or_default()
+        {
+            let _ = rt.remove(&c.id, true).await;
+        }
+    }
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}

@@ -1,0 +1,330 @@
+//! The worker alone, over real HTTP on port 0, with `MockRuntime` and a temporary RocksDB.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{wait_for, Api};
+use hyper::Method;
+use poseidon::http::{self, Shutdown};
+use poseidon::protocol::Capacity;
+use poseidon::store::RocksStore;
+use poseidon::worker::{self, Worker, WorkerOptions};
+use poseidon_runtimes::mock::MockRuntime;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Standalone {
+    api: Api,
+    worker: Worker,
+    shutdown: Shutdown,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Standalone {
+    async fn start(mock: &MockRuntime, dir: &Path) -> Standalone {
+        let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        // A worker stopped in this process lets go of its database once its tasks have wound down.
+        let store = Arc::new(
+            wait_for("the database to be free", WAIT, || async {
+                RocksStore::open(dir).ok()
+            })
+            .await,
+        );
+        let opts = WorkerOptions {
+            name: "solo".into(),
+            advertise: format!("http://{addr}"),
+            manager: None,
+            capacity: Capacity {
+                cpus: 4.0,
+                memory: 8 << 30,
+            },
+            heartbeat_interval: Duration::from_secs(1),
+            stop_grace: Duration::from_secs(2),
+            network: None,
+        };
+        let w = Worker::start(opts, Arc::new(mock.clone()), store, shutdown.clone())
+            .await
+            .unwrap();
+        let hw = w.clone();
+        let server = tokio::spawn(http::serve(
+            listener,
+            move |req| worker::api::handle(hw.clone(), req),
+            shutdown.clone(),
+        ));
+        Standalone {
+            api: Api::new(format!("http://{addr}")),
+            worker: w,
+            shutdown,
+            server,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.trigger();
+        let _ = self.server.await;
+        self.worker.close().await;
+    }
+}
+
+#[tokio::test]
+async fn submit_inspect_list_logs_stop_and_purge() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockRuntime::new();
+    let s = Standalone::start(&mock, dir.path()).await;
+    let api = &s.api;
+
+    assert_eq!(api.ok("/health").await["status"], "ok");
+
+    let (status, t) = api
+        .post("/tasks", &json!({"name": "web", "image": "nginx:1.27", "cmd": ["nginx", "-g", "daemon off;"],
+                                "env": {"A": "1"}, "cpus": 0.5, "memory": "64m", "ports": ["8080:80"]}))
+        .await;
+    assert_eq!(status, 201, "{t}");
+    let id = t["id"].as_str().unwrap().to_string();
+    // Started at once, not on a tick.
+    let running = api.wait_state(&id, "running", WAIT).await;
+    assert_eq!(running["node"], "solo");
+    let cid = running["container_id"].as_str().unwrap().to_string();
+    let c = mock
+        .container(&cid)
+        .expect("container exists in the engine");
+    assert_eq!(
+        c.status,
+        poseidon_runtimes::ContainerStatus::Running,
+        "{c:?}"
+    );
+    assert_eq!(
+        c.labels.get("io.poseidon.task").map(String::as_str),
+        Some(id.as_str())
+    );
+    assert_eq!(
+        c.labels.get("io.poseidon.node").map(String::as_str),
+        Some("solo")
+    );
+    assert_eq!(running["host_ports"][0]["host_port"], 8080);
+    assert_eq!(running["host_ports"][0]["container_port"], 80);
+
+    let list = api.ok("/tasks").await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], id.as_str());
+
+    mock.set_logs(
+        "nginx:1.27",
+        poseidon_runtimes::Logs {
+            stdout: "hello\n".into(),
+            stderr: "warn\n".into(),
+        },
+    );
+    let logs = api.ok(&format!("/tasks/{id}/logs")).await;
+    assert_eq!(logs["stdout"], "hello\n");
+    assert_eq!(logs["stderr"], "warn\n");
+
+    let stats = api.ok("/stats").await;
+    assert_eq!(stats["running"], 1, "{stats}");
+    assert_eq!(stats["tasks"], 1, "{stats}");
+
+    // A running task cannot be purged before it is stopped.
+    let (st, e) = api.delete(&format!("/tasks/{id}?purge=true")).await;
+    assert_eq!(st, 409, "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("must be stopped"),
+        "{e}"
+    );
+
+    let (st, stopped) = api.delete(&format!("/tasks/{id}")).await;
+    assert_eq!(st, 200, "{stopped}");
+    let done = api.wait_state(&id, "completed", WAIT).await;
+    assert_eq!(done["reason"], "stopped");
+    assert!(
+        mock.container(&cid).is_none(),
+        "the stopped task's container is removed"
+    );
+
+    let (st, _) = api.delete(&format!("/tasks/{id}?purge=true")).await;
+    assert_eq!(st, 200);
+    let (st, e) = api.get(&format!("/tasks/{id}")).await;
+    assert_eq!(st, 404, "{e}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn exit_codes_end_completed_or_failed_and_a_missing_image_fails_with_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockRuntime::new();
+    // The mock keys behaviour by container name or image; container names carry the task id, so images.
+    mock.exit_after("job-ok:1", Duration::from_millis(50), 0);
+    mock.exit_after("job-bad:1", Duration::from_millis(50), 3);
+    mock.missing_image("ghost:1");
+    let s = Standalone::start(&mock, dir.path()).await;
+    let ok = s
+        .api
+        .submit(&json!({"name": "ok-job", "image": "job-ok:1"}))
+        .await;
+    let bad = s
+        .api
+        .submit(&json!({"name": "bad-job", "image": "job-bad:1"}))
+        .await;
+    let ghost = s
+        .api
+        .submit(&json!({"name": "ghost", "image": "ghost:1"}))
+        .await;
+
+    let t = s.api.wait_state(&ok, "completed", WAIT).await;
+    assert_eq!(t["exit_code"], 0);
+    let t = s.api.wait_state(&bad, "failed", WAIT).await;
+    assert_eq!(t["exit_code"], 3);
+    assert!(t["reason"].as_str().unwrap().contains('3'), "{t}");
+    let t = s.api.wait_state(&ghost, "failed", WAIT).await;
+    assert!(t["reason"].as_str().unwrap().contains("ghost"), "{t}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_json_errors_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockRuntime::new();
+    let s = Standalone::start(&mock, dir.path()).await;
+    let api = &s.api;
+    // (method, path, body, expected status, a word the error must contain)
+    type Case = (Method, &'static str, Option<Vec<u8>>, u16, &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            Method::POST,
+            "/tasks",
+            Some(b"{\"name\": \"x\", \"image\":".to_vec()),
+            400,
+            "malformed JSON",
+        ),
+        (
+            Method::POST,
+            "/tasks",
+            Some(b"[1,2".to_vec()),
+            400,
+            "malformed JSON",
+        ),
+        (
+            Method::POST,
+            "/tasks",
+            Some(br#"{"name":"x","image":"busybox","cpus":"two"}"#.to_vec()),
+            400,
+            "cpus",
+        ),
+        (
+            Method::POST,
+            "/tasks",
+            Some(br#"{"name":"x","image":"busybox","cpus":-1}"#.to_vec()),
+            400,
+            "cpus",
+        ),
+        (
+            Method::POST,
+            "/tasks",
+            Some(br#"{"name":"x","image":"busybox","colour":"red"}"#.to_vec()),
+            400,
+            "colour",
+        ),
+        (
+            Method::POST,
+            "/tasks",
+            Some(br#"{"name":"x","image":"Not An Image!"}"#.to_vec()),
+            400,
+            "image",
+        ),
+        (
+            Method::POST,
+            "/tasks",
+            Some(vec![b' '; 2 << 20]),
+            413,
+            "body",
+        ),
+        (Method::GET, "/tasks/not-a-uuid", None, 400, "not-a-uuid"),
+        (
+            Method::GET,
+            "/tasks/3f2c1a7e-0000-4000-8000-000000000000",
+            None,
+            404,
+            "no task",
+        ),
+        (
+            Method::DELETE,
+            "/tasks/3f2c1a7e-0000-4000-8000-000000000000",
+            None,
+            404,
+            "no task",
+        ),
+        (Method::GET, "/nope", None, 404, "no route"),
+        (Method::PUT, "/tasks", None, 405, "not allowed"),
+    ];
+    for (m, path, body, want, needle) in cases {
+        let (st, v) = api.raw(m.clone(), path, body).await;
+        assert_eq!(st, want, "{m} {path}: {v}");
+        let msg = v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{m} {path}: no error field in {v}"));
+        assert!(
+            msg.contains(needle),
+            "{m} {path}: {msg:?} should mention {needle:?}"
+        );
+    }
+    assert_eq!(api.ok("/tasks").await, json!([]));
+    assert_eq!(mock.count(poseidon_runtimes::mock::Op::Create), 0);
+
+    // A duplicate id is a conflict.
+    let id = "3f2c1a7e-1111-4000-8000-000000000000";
+    let spec = json!({"id": id, "name": "dup", "image": "busybox"});
+    assert_eq!(api.post("/tasks", &spec).await.0, 201);
+    let (st, v) = api.post("/tasks", &spec).await;
+    assert_eq!(st, 409, "{v}");
+    api.wait_state(id, "running", WAIT).await;
+    assert_eq!(api.ok("/tasks").await.as_array().unwrap().len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_worker_adopts_its_containers_and_starts_no_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockRuntime::new();
+    let s = Standalone::start(&mock, dir.path()).await;
+    let a = s
+        .api
+        .submit(&json!({"name": "a", "image": "busybox"}))
+        .await;
+    let b = s
+        .api
+        .submit(&json!({"name": "b", "image": "busybox"}))
+        .await;
+    let ca = s.api.wait_state(&a, "running", WAIT).await["container_id"].clone();
+    let cb = s.api.wait_state(&b, "running", WAIT).await["container_id"].clone();
+    s.stop().await;
+
+    // While it was away: b's container exited, and a stranger labelled as ours but unknown appeared.
+    assert!(mock.kill_externally(cb.as_str().unwrap(), 7));
+    let creates = mock.count(poseidon_runtimes::mock::Op::Create);
+
+    let s = Standalone::start(&mock, dir.path()).await;
+    let t = s.api.wait_state(&a, "running", WAIT).await;
+    assert_eq!(
+        t["container_id"], ca,
+        "the running container is adopted, not replaced"
+    );
+    let t = s.api.wait_state(&b, "failed", WAIT).await;
+    assert_eq!(t["exit_code"], 7);
+    assert_eq!(
+        mock.count(poseidon_runtimes::mock::Op::Create),
+        creates,
+        "no duplicate container"
+    );
+    assert_eq!(mock.running_count(), 1);
+    wait_for("list to settle", WAIT, || async {
+        (s.api.ok("/tasks").await.as_array().unwrap().len() == 2).then_some(())
+    })
+    .await;
+    s.stop().await;
+}
