@@ -1,0 +1,291 @@
+//! Cluster benchmarks, a bench binary (`harness = false`):
+//!
+//! - `submit`: durable task submissions through `POST /tasks` on a real manager (RocksDB in a
+//!   temporary directory, synced writes) with three simulated workers (mock runtime, in-memory
+//!   store, in this process) running every task, at
+//!   1, 16 and 64 concurrent keep-alive clients: submissions/s, p50/p99 latency, fsyncs/s. The baseline
+//!   beside it, in the same run, is the same manager with group commit off (one fsync per write).
+//! - `docker`: submit-to-Running on the real Docker Engine (a manager and one Docker worker in this
+//!   process, the client polling the manager every 2 ms) against a bare create+start of the same
+//!   container through `DockerRuntime`, interleaved ABAB; and exit detection: from the container's
+//!   `FinishedAt` to the task showing `completed` on the manager.
+//!
+//! `cargo bench --bench cluster [-- submit|docker]`; `POSEIDON_BENCH_SECS` (default 5) per submit
+//! level, `POSEIDON_BENCH_CYCLES` (default 30) per docker side.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::Method;
+use poseidon::cluster::{self, Roles};
+use poseidon::config;
+use poseidon::http::{self, HttpClient, Shutdown};
+use poseidon::manager::{self, Manager, ManagerOptions};
+use poseidon::store::rocks::GroupCommit;
+use poseidon::protocol::Capacity;
+use poseidon::store::{MemStore, RocksStore, Store};
+use poseidon::worker::{self, Worker, WorkerOptions};
+use poseidon_runtimes::mock::MockRuntime;
+use poseidon_runtimes::testing::{docker_or_skip, ensure_test_image, unique_name, TEST_IMAGE};
+use poseidon_runtimes::{ContainerSpec, Runtime};
+use serde_json::{json, Value};
+
+fn env_u64(key: &str, default: u64) -> u64 {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    pct(v, 0.5)
+}
+
+struct Bench {
+    manager: Manager,
+    url: String,
+    shutdown: Shutdown,
+    workers: Vec<Worker>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_cluster(mode: GroupCommit) -> Bench {
+    let dir = tempfile::tempdir().unwrap();
+    let shutdown = Shutdown::new();
+    let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let store: Arc<dyn Store> = Arc::new(RocksStore::open_with(&dir.path().join("manager"), mode).unwrap());
+    let opts = ManagerOptions {
+        scheduler: "epvm".into(),
+        heartbeat_ttl: Duration::from_secs(30),
+        dispatch_backoff: Duration::from_millis(500),
+        known_workers: Vec::new(),
+    };
+    let manager = Manager::start(opts, store, shutdown.clone()).await.unwrap();
+    let m = manager.clone();
+    tokio::spawn(http::serve(listener, move |r| manager::api::handle(m.clone(), r), shutdown.clone()));
+    // Simulated remote hosts: mock runtime and an in-memory store, so that the two cores measure
+    // the manager's durable path rather than three workers' own fsyncs.
+    let mut workers = Vec::new();
+    for i in 1..=3 {
+        let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let opts = WorkerOptions {
+            name: format!("m{i}"),
+            advertise: format!("http://{addr}"),
+            manager: Some(url.clone()),
+            capacity: Capacity { cpus: 64.0, memory: 256 << 30 },
+            heartbeat_interval: Duration::from_secs(1),
+            stop_grace: Duration::from_secs(1),
+            network: None,
+        };
+        let w = Worker::start(opts, Arc::new(MockRuntime::new()), Arc::new(MemStore::new()), shutdown.clone())
+            .await
+            .unwrap();
+        let hw = w.clone();
+        tokio::spawn(http::serve(listener, move |r| worker::api::handle(hw.clone(), r), shutdown.clone()));
+        w.heartbeat_once().await;
+        workers.push(w);
+    }
+    Bench { manager, url, shutdown, workers, _dir: dir }
+}
+
+async fn submit_level(mode: GroupCommit, clients: usize, secs: u64) -> (f64, f64, f64, f64, usize) {
+    let b = start_cluster(mode).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    // Warm up the connections and the store.
+    let warm = HttpClient::new(Duration::from_secs(30));
+    for i in 0..50 {
+        let body = serde_json::to_vec(&json!({"name": format!("warm{i}"), "image": "busybox"})).unwrap();
+        let r = warm.send(Method::POST, &format!("{}/tasks", b.url), Some(body)).await.unwrap();
+        assert_eq!(r.status, 201);
+    }
+    let syncs0 = b.manager.store_stats().syncs;
+    let t0 = Instant::now();
+    let mut handles = Vec::new();
+    for c in 0..clients {
+        let url = format!("{}/tasks", b.url);
+        let stop = stop.clone();
+        handles.push(tokio::spawn(async move {
+            let client = HttpClient::new(Duration::from_secs(30));
+            let mut lat = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let body = serde_json::to_vec(&json!({"name": format!("c{c}-{i}"), "image": "busybox"})).unwrap();
+                let s = Instant::now();
+                let r = client.send(Method::POST, &url, Some(body)).await.unwrap();
+                assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+                lat.push(s.elapsed().as_secs_f64() * 1000.0);
+                i += 1;
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = Vec::new();
+    for h in handles {
+        lat.extend(h.await.unwrap());
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let syncs = b.manager.store_stats().syncs - syncs0;
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = lat.len();
+    let out = (n as f64 / elapsed, pct(&lat, 0.5), pct(&lat, 0.99), syncs as f64 / elapsed, n);
+    b.shutdown.trigger();
+    drop(b.workers);
+    b.manager.close().await;
+    out
+}
+
+async fn bench_submit() {
+    let secs = env_u64("POSEIDON_BENCH_SECS", 5);
+    println!("## submit: durable POST /tasks, {secs} s per level, 3 mock workers running every task");
+    println!("| group commit | clients | submissions/s | p50 ms | p99 ms | fsyncs/s | submissions |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for clients in [1usize, 16, 64] {
+        for mode in [GroupCommit::On, GroupCommit::Off] {
+            let (rate, p50, p99, fsyncs, n) = submit_level(mode, clients, secs).await;
+            println!(
+                "| {} | {clients} | {rate:.0} | {p50:.2} | {p99:.2} | {fsyncs:.0} | {n} |",
+                if mode == GroupCommit::On { "on" } else { "off (baseline)" }
+            );
+        }
+    }
+}
+
+/// Milliseconds since the epoch of an RFC 3339 UTC time as Docker writes it.
+fn rfc3339_ms(s: &str) -> Option<f64> {
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let time = time.trim_end_matches('Z');
+    let mut t = time.split(':');
+    let (h, mi) = (t.next()?.parse::<i64>().ok()?, t.next()?.parse::<i64>().ok()?);
+    let sec: f64 = t.next()?.parse().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + h * 3600 + mi * 60) as f64 + sec) * 1000.0)
+}
+
+async fn bench_docker() {
+    let Some(rt) = docker_or_skip("cluster bench (docker)").await else { return };
+    ensure_test_image(&rt).await.unwrap();
+    let cycles = env_u64("POSEIDON_BENCH_CYCLES", 30) as usize;
+    let dir = tempfile::tempdir().unwrap();
+    let node = format!("bench-{}", std::process::id());
+    let text = format!(
+        "[manager]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{d}/manager\"\n[[worker]]\nname = \"{node}\"\nlisten = \"127.0.0.1:0\"\nruntime = \"docker\"\ndata_dir = \"{d}/w\"\nstop_grace = \"1s\"\n",
+        d = dir.path().display()
+    );
+    let cfg = config::parse(&text, "bench.toml").unwrap();
+    let run = cluster::start(&cfg, Roles::All).await.unwrap();
+    let url = run.manager_url().unwrap();
+    let client = HttpClient::new(Duration::from_secs(60));
+    let get = |id: String| {
+        let client = client.clone();
+        let url = url.clone();
+        async move { client.get::<Value>(&format!("{url}/tasks/{id}")).await.unwrap() }
+    };
+    let mut ours = Vec::new();
+    let mut bare = Vec::new();
+    let mut detect = Vec::new();
+    for i in 0..cycles + 2 {
+        // A: through Poseidon, until the manager shows it running.
+        let s = Instant::now();
+        let body = serde_json::to_vec(&json!({"name": format!("b{i}"), "image": TEST_IMAGE, "cmd": ["sleep", "30"]})).unwrap();
+        let r = client.send(Method::POST, &format!("{url}/tasks"), Some(body)).await.unwrap();
+        let id = serde_json::from_slice::<Value>(&r.body).unwrap()["id"].as_str().unwrap().to_string();
+        loop {
+            let t = get(id.clone()).await;
+            if t["state"] == "running" {
+                break;
+            }
+            assert!(t["state"] != "failed", "{t}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let a = s.elapsed().as_secs_f64() * 1000.0;
+        // B: the bare create + start of the same container.
+        let name = unique_name("bench-bare");
+        let spec = ContainerSpec {
+            name: name.clone(),
+            image: TEST_IMAGE.into(),
+            cmd: vec!["sleep".into(), "30".into()],
+            ..ContainerSpec::default()
+        };
+        let s = Instant::now();
+        let cid = rt.create(&spec).await.unwrap();
+        rt.start(&cid).await.unwrap();
+        let b = s.elapsed().as_secs_f64() * 1000.0;
+        if i >= 2 {
+            ours.push(a);
+            bare.push(b);
+        }
+        rt.remove(&cid, true).await.unwrap();
+        client.send(Method::DELETE, &format!("{url}/tasks/{id}"), None).await.unwrap();
+        loop {
+            if get(id.clone()).await["state"] == "completed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        client.send(Method::DELETE, &format!("{url}/tasks/{id}?purge=true"), None).await.unwrap();
+    }
+    // Exit detection: a container that exits by itself, timed from the engine's FinishedAt.
+    for i in 0..cycles.min(10) {
+        let body = serde_json::to_vec(&json!({"name": format!("x{i}"), "image": TEST_IMAGE, "cmd": ["sleep", "0.3"]})).unwrap();
+        let r = client.send(Method::POST, &format!("{url}/tasks"), Some(body)).await.unwrap();
+        let id = serde_json::from_slice::<Value>(&r.body).unwrap()["id"].as_str().unwrap().to_string();
+        let t = loop {
+            let t = get(id.clone()).await;
+            if t["state"] == "completed" {
+                break t;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        let seen = poseidon::util::now_ms() as f64;
+        let info = rt.inspect(t["container_id"].as_str().unwrap()).await.unwrap();
+        let finished = rfc3339_ms(info.finished_at.as_deref().unwrap()).unwrap();
+        detect.push(seen - finished);
+        client.send(Method::DELETE, &format!("{url}/tasks/{id}?purge=true"), None).await.unwrap();
+    }
+    let (mo, mb) = (median(&mut ours), median(&mut bare));
+    let (p90o, p90b) = (pct(&ours, 0.9), pct(&bare, 0.9));
+    println!("## docker: submit-to-Running vs bare create+start, {cycles} cycles each, ABAB");
+    println!("| path | p50 ms | p90 ms |");
+    println!("| --- | ---: | ---: |");
+    println!("| POST /tasks until the manager shows running | {mo:.1} | {p90o:.1} |");
+    println!("| bare create + start (DockerRuntime) | {mb:.1} | {p90b:.1} |");
+    println!("overhead of the p50s: {:+.1} ms ({:+.1} %)", mo - mb, (mo / mb - 1.0) * 100.0);
+    let md = median(&mut detect);
+    println!("exit seen on the manager after the engine's FinishedAt: p50 {md:.1} ms, max {:.1} ms ({} exits)", detect.last().unwrap(), detect.len());
+    run.stop().await;
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let want = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        if want("submit") {
+            bench_submit().await;
+        }
+        if want("docker") {
+            bench_docker().await;
+        }
+    });
+}
