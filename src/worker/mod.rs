@@ -185,6 +185,7 @@ impl Worker {
             tokio::spawn(worker.clone().report_loop());
         }
         tokio::spawn(worker.clone().disconnect_guard());
+        tokio::spawn(worker.clone().engine_watch_loop());
         Ok(worker)
     }
 
@@ -534,23 +535,22 @@ impl Worker {
         let Some(manager) = self.inner.opts.manager.clone() else {
             return false;
         };
-        // Check the engine as part of the beat, so the manager learns of a sick engine even when
-        // no task is starting.
-        match tokio::time::timeout(Duration::from_secs(3), self.inner.runtime.ping()).await {
-            Ok(Ok(())) => self.engine_answered(),
-            Ok(Err(e)) => self.engine_failed(&e),
-            Err(_) => self.engine_failed(&RuntimeError::Timeout("ping".into())),
-        }
+        // The engine's health comes from `engine_watch_loop`, never from a ping made here: a hung
+        // engine must make the node unhealthy, not late with its heartbeats (and so counted down).
         let hb = self.heartbeat();
         let url = format!("{manager}/nodes/{}/heartbeat", self.inner.opts.name);
         match self.inner.client.post::<_, HeartbeatReply>(&url, &hb).await {
             Ok(reply) => {
                 *lock(&self.inner.last_contact) = Instant::now();
+                // Accepting waits for adoption (and so for the engine): never hold the beat for it.
                 for a in reply.assign {
-                    let id = a.id;
-                    if let Err(e) = self.accept(a).await {
-                        eprintln!("worker {}: cannot accept {id}: {e}", self.name());
-                    }
+                    let w = self.clone();
+                    tokio::spawn(async move {
+                        let id = a.id;
+                        if let Err(e) = w.accept(a).await {
+                            eprintln!("worker {}: cannot accept {id}: {e}", w.name());
+                        }
+                    });
                 }
                 for order in reply.stop {
                     let w = self.clone();
@@ -559,6 +559,30 @@ impl Worker {
                 true
             }
             Err(_) => false,
+        }
+    }
+
+    /// Pings the engine every heartbeat interval (each ping bounded), so that the node's health
+    /// is known even when no task is starting, and recovers by itself when the engine returns.
+    async fn engine_watch_loop(self) {
+        loop {
+            let timeout = self
+                .inner
+                .opts
+                .heartbeat_interval
+                .clamp(Duration::from_millis(500), Duration::from_secs(3));
+            match tokio::time::timeout(timeout, self.inner.runtime.ping()).await {
+                Ok(Ok(())) => self.engine_answered(),
+                Ok(Err(e)) => self.engine_failed(&e),
+                Err(_) => self.engine_failed(&RuntimeError::Timeout(format!(
+                    "ping did not answer within {} ms",
+                    timeout.as_millis()
+                ))),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.inner.opts.heartbeat_interval) => {}
+                _ = self.inner.shutdown.wait() => return,
+            }
         }
     }
 
