@@ -23,8 +23,8 @@ use poseidon::cluster::{self, Roles};
 use poseidon::config;
 use poseidon::http::{self, HttpClient, Shutdown};
 use poseidon::manager::{self, Manager, ManagerOptions};
-use poseidon::store::rocks::GroupCommit;
 use poseidon::protocol::Capacity;
+use poseidon::store::rocks::GroupCommit;
 use poseidon::store::{MemStore, RocksStore, Store};
 use poseidon::worker::{self, Worker, WorkerOptions};
 use poseidon_runtimes::mock::MockRuntime;
@@ -33,7 +33,10 @@ use poseidon_runtimes::{ContainerSpec, Runtime};
 use serde_json::{json, Value};
 
 fn env_u64(key: &str, default: u64) -> u64 {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -62,7 +65,8 @@ async fn start_cluster(mode: GroupCommit) -> Bench {
     let shutdown = Shutdown::new();
     let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let store: Arc<dyn Store> = Arc::new(RocksStore::open_with(&dir.path().join("manager"), mode).unwrap());
+    let store: Arc<dyn Store> =
+        Arc::new(RocksStore::open_with(&dir.path().join("manager"), mode).unwrap());
     let opts = ManagerOptions {
         scheduler: "epvm".into(),
         heartbeat_ttl: Duration::from_secs(30),
@@ -71,7 +75,11 @@ async fn start_cluster(mode: GroupCommit) -> Bench {
     };
     let manager = Manager::start(opts, store, shutdown.clone()).await.unwrap();
     let m = manager.clone();
-    tokio::spawn(http::serve(listener, move |r| manager::api::handle(m.clone(), r), shutdown.clone()));
+    tokio::spawn(http::serve(
+        listener,
+        move |r| manager::api::handle(m.clone(), r),
+        shutdown.clone(),
+    ));
     // Simulated remote hosts: mock runtime and an in-memory store, so that the two cores measure
     // the manager's durable path rather than three workers' own fsyncs.
     let mut workers = Vec::new();
@@ -82,20 +90,38 @@ async fn start_cluster(mode: GroupCommit) -> Bench {
             name: format!("m{i}"),
             advertise: format!("http://{addr}"),
             manager: Some(url.clone()),
-            capacity: Capacity { cpus: 64.0, memory: 256 << 30 },
+            capacity: Capacity {
+                cpus: 64.0,
+                memory: 256 << 30,
+            },
             heartbeat_interval: Duration::from_secs(1),
             stop_grace: Duration::from_secs(1),
             network: None,
         };
-        let w = Worker::start(opts, Arc::new(MockRuntime::new()), Arc::new(MemStore::new()), shutdown.clone())
-            .await
-            .unwrap();
+        let w = Worker::start(
+            opts,
+            Arc::new(MockRuntime::new()),
+            Arc::new(MemStore::new()),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
         let hw = w.clone();
-        tokio::spawn(http::serve(listener, move |r| worker::api::handle(hw.clone(), r), shutdown.clone()));
+        tokio::spawn(http::serve(
+            listener,
+            move |r| worker::api::handle(hw.clone(), r),
+            shutdown.clone(),
+        ));
         w.heartbeat_once().await;
         workers.push(w);
     }
-    Bench { manager, url, shutdown, workers, _dir: dir }
+    Bench {
+        manager,
+        url,
+        shutdown,
+        workers,
+        _dir: dir,
+    }
 }
 
 async fn submit_level(mode: GroupCommit, clients: usize, secs: u64) -> (f64, f64, f64, f64, usize) {
@@ -104,8 +130,12 @@ async fn submit_level(mode: GroupCommit, clients: usize, secs: u64) -> (f64, f64
     // Warm up the connections and the store.
     let warm = HttpClient::new(Duration::from_secs(30));
     for i in 0..50 {
-        let body = serde_json::to_vec(&json!({"name": format!("warm{i}"), "image": "busybox"})).unwrap();
-        let r = warm.send(Method::POST, &format!("{}/tasks", b.url), Some(body)).await.unwrap();
+        let body =
+            serde_json::to_vec(&json!({"name": format!("warm{i}"), "image": "busybox"})).unwrap();
+        let r = warm
+            .send(Method::POST, &format!("{}/tasks", b.url), Some(body))
+            .await
+            .unwrap();
         assert_eq!(r.status, 201);
     }
     let syncs0 = b.manager.store_stats().syncs;
@@ -119,7 +149,9 @@ async fn submit_level(mode: GroupCommit, clients: usize, secs: u64) -> (f64, f64
             let mut lat = Vec::new();
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let body = serde_json::to_vec(&json!({"name": format!("c{c}-{i}"), "image": "busybox"})).unwrap();
+                let body =
+                    serde_json::to_vec(&json!({"name": format!("c{c}-{i}"), "image": "busybox"}))
+                        .unwrap();
                 let s = Instant::now();
                 let r = client.send(Method::POST, &url, Some(body)).await.unwrap();
                 assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
@@ -139,7 +171,13 @@ async fn submit_level(mode: GroupCommit, clients: usize, secs: u64) -> (f64, f64
     let syncs = b.manager.store_stats().syncs - syncs0;
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let n = lat.len();
-    let out = (n as f64 / elapsed, pct(&lat, 0.5), pct(&lat, 0.99), syncs as f64 / elapsed, n);
+    let out = (
+        n as f64 / elapsed,
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        syncs as f64 / elapsed,
+        n,
+    );
     b.shutdown.trigger();
     drop(b.workers);
     b.manager.close().await;
@@ -148,15 +186,23 @@ async fn submit_level(mode: GroupCommit, clients: usize, secs: u64) -> (f64, f64
 
 async fn bench_submit() {
     let secs = env_u64("POSEIDON_BENCH_SECS", 5);
-    println!("## submit: durable POST /tasks, {secs} s per level, 3 mock workers running every task");
-    println!("| group commit | clients | submissions/s | p50 ms | p99 ms | fsyncs/s | submissions |");
+    println!(
+        "## submit: durable POST /tasks, {secs} s per level, 3 mock workers running every task"
+    );
+    println!(
+        "| group commit | clients | submissions/s | p50 ms | p99 ms | fsyncs/s | submissions |"
+    );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for clients in [1usize, 16, 64] {
         for mode in [GroupCommit::On, GroupCommit::Off] {
             let (rate, p50, p99, fsyncs, n) = submit_level(mode, clients, secs).await;
             println!(
                 "| {} | {clients} | {rate:.0} | {p50:.2} | {p99:.2} | {fsyncs:.0} | {n} |",
-                if mode == GroupCommit::On { "on" } else { "off (baseline)" }
+                if mode == GroupCommit::On {
+                    "on"
+                } else {
+                    "off (baseline)"
+                }
             );
         }
     }
@@ -169,7 +215,10 @@ fn rfc3339_ms(s: &str) -> Option<f64> {
     let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
     let time = time.trim_end_matches('Z');
     let mut t = time.split(':');
-    let (h, mi) = (t.next()?.parse::<i64>().ok()?, t.next()?.parse::<i64>().ok()?);
+    let (h, mi) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
     let sec: f64 = t.next()?.parse().ok()?;
     // Days from the civil date (Howard Hinnant's algorithm).
     let y2 = if m <= 2 { y - 1 } else { y };
@@ -183,7 +232,9 @@ fn rfc3339_ms(s: &str) -> Option<f64> {
 }
 
 async fn bench_docker() {
-    let Some(rt) = docker_or_skip("cluster bench (docker)").await else { return };
+    let Some(rt) = docker_or_skip("cluster bench (docker)").await else {
+        return;
+    };
     ensure_test_image(&rt).await.unwrap();
     let cycles = env_u64("POSEIDON_BENCH_CYCLES", 30) as usize;
     let dir = tempfile::tempdir().unwrap();
@@ -199,7 +250,12 @@ async fn bench_docker() {
     let get = |id: String| {
         let client = client.clone();
         let url = url.clone();
-        async move { client.get::<Value>(&format!("{url}/tasks/{id}")).await.unwrap() }
+        async move {
+            client
+                .get::<Value>(&format!("{url}/tasks/{id}"))
+                .await
+                .unwrap()
+        }
     };
     let mut ours = Vec::new();
     let mut bare = Vec::new();
@@ -207,9 +263,18 @@ async fn bench_docker() {
     for i in 0..cycles + 2 {
         // A: through Poseidon, until the manager shows it running.
         let s = Instant::now();
-        let body = serde_json::to_vec(&json!({"name": format!("b{i}"), "image": TEST_IMAGE, "cmd": ["sleep", "30"]})).unwrap();
-        let r = client.send(Method::POST, &format!("{url}/tasks"), Some(body)).await.unwrap();
-        let id = serde_json::from_slice::<Value>(&r.body).unwrap()["id"].as_str().unwrap().to_string();
+        let body = serde_json::to_vec(
+            &json!({"name": format!("b{i}"), "image": TEST_IMAGE, "cmd": ["sleep", "30"]}),
+        )
+        .unwrap();
+        let r = client
+            .send(Method::POST, &format!("{url}/tasks"), Some(body))
+            .await
+            .unwrap();
+        let id = serde_json::from_slice::<Value>(&r.body).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         loop {
             let t = get(id.clone()).await;
             if t["state"] == "running" {
@@ -236,20 +301,39 @@ async fn bench_docker() {
             bare.push(b);
         }
         rt.remove(&cid, true).await.unwrap();
-        client.send(Method::DELETE, &format!("{url}/tasks/{id}"), None).await.unwrap();
+        client
+            .send(Method::DELETE, &format!("{url}/tasks/{id}"), None)
+            .await
+            .unwrap();
         loop {
             if get(id.clone()).await["state"] == "completed" {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        client.send(Method::DELETE, &format!("{url}/tasks/{id}?purge=true"), None).await.unwrap();
+        client
+            .send(
+                Method::DELETE,
+                &format!("{url}/tasks/{id}?purge=true"),
+                None,
+            )
+            .await
+            .unwrap();
     }
     // Exit detection: a container that exits by itself, timed from the engine's FinishedAt.
     for i in 0..cycles.min(10) {
-        let body = serde_json::to_vec(&json!({"name": format!("x{i}"), "image": TEST_IMAGE, "cmd": ["sleep", "0.3"]})).unwrap();
-        let r = client.send(Method::POST, &format!("{url}/tasks"), Some(body)).await.unwrap();
-        let id = serde_json::from_slice::<Value>(&r.body).unwrap()["id"].as_str().unwrap().to_string();
+        let body = serde_json::to_vec(
+            &json!({"name": format!("x{i}"), "image": TEST_IMAGE, "cmd": ["sleep", "0.3"]}),
+        )
+        .unwrap();
+        let r = client
+            .send(Method::POST, &format!("{url}/tasks"), Some(body))
+            .await
+            .unwrap();
+        let id = serde_json::from_slice::<Value>(&r.body).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let t = loop {
             let t = get(id.clone()).await;
             if t["state"] == "completed" {
@@ -258,10 +342,20 @@ async fn bench_docker() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         };
         let seen = poseidon::util::now_ms() as f64;
-        let info = rt.inspect(t["container_id"].as_str().unwrap()).await.unwrap();
+        let info = rt
+            .inspect(t["container_id"].as_str().unwrap())
+            .await
+            .unwrap();
         let finished = rfc3339_ms(info.finished_at.as_deref().unwrap()).unwrap();
         detect.push(seen - finished);
-        client.send(Method::DELETE, &format!("{url}/tasks/{id}?purge=true"), None).await.unwrap();
+        client
+            .send(
+                Method::DELETE,
+                &format!("{url}/tasks/{id}?purge=true"),
+                None,
+            )
+            .await
+            .unwrap();
     }
     let (mo, mb) = (median(&mut ours), median(&mut bare));
     let (p90o, p90b) = (pct(&ours, 0.9), pct(&bare, 0.9));
@@ -270,16 +364,26 @@ async fn bench_docker() {
     println!("| --- | ---: | ---: |");
     println!("| POST /tasks until the manager shows running | {mo:.1} | {p90o:.1} |");
     println!("| bare create + start (DockerRuntime) | {mb:.1} | {p90b:.1} |");
-    println!("overhead of the p50s: {:+.1} ms ({:+.1} %)", mo - mb, (mo / mb - 1.0) * 100.0);
+    println!(
+        "overhead of the p50s: {:+.1} ms ({:+.1} %)",
+        mo - mb,
+        (mo / mb - 1.0) * 100.0
+    );
     let md = median(&mut detect);
     println!("exit seen on the manager after the engine's FinishedAt: p50 {md:.1} ms, max {:.1} ms ({} exits)", detect.last().unwrap(), detect.len());
     run.stop().await;
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let want = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         if want("submit") {
             bench_submit().await;

@@ -3,81 +3,20 @@
 
 mod common;
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{wait_for, Api};
+use common::{wait_for, Standalone};
 use hyper::Method;
-use poseidon::http::{self, Shutdown};
-use poseidon::protocol::Capacity;
-use poseidon::store::RocksStore;
-use poseidon::worker::{self, Worker, WorkerOptions};
 use poseidon_runtimes::mock::MockRuntime;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-struct Standalone {
-    api: Api,
-    worker: Worker,
-    shutdown: Shutdown,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Standalone {
-    async fn start(mock: &MockRuntime, dir: &Path) -> Standalone {
-        let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = Shutdown::new();
-        // A worker stopped in this process lets go of its database once its tasks have wound down.
-        let store = Arc::new(
-            wait_for("the database to be free", WAIT, || async {
-                RocksStore::open(dir).ok()
-            })
-            .await,
-        );
-        let opts = WorkerOptions {
-            name: "solo".into(),
-            advertise: format!("http://{addr}"),
-            manager: None,
-            capacity: Capacity {
-                cpus: 4.0,
-                memory: 8 << 30,
-            },
-            heartbeat_interval: Duration::from_secs(1),
-            stop_grace: Duration::from_secs(2),
-            network: None,
-        };
-        let w = Worker::start(opts, Arc::new(mock.clone()), store, shutdown.clone())
-            .await
-            .unwrap();
-        let hw = w.clone();
-        let server = tokio::spawn(http::serve(
-            listener,
-            move |req| worker::api::handle(hw.clone(), req),
-            shutdown.clone(),
-        ));
-        Standalone {
-            api: Api::new(format!("http://{addr}")),
-            worker: w,
-            shutdown,
-            server,
-        }
-    }
-
-    async fn stop(self) {
-        self.shutdown.trigger();
-        let _ = self.server.await;
-        self.worker.close().await;
-    }
-}
-
 #[tokio::test]
 async fn submit_inspect_list_logs_stop_and_purge() {
     let dir = tempfile::tempdir().unwrap();
     let mock = MockRuntime::new();
-    let s = Standalone::start(&mock, dir.path()).await;
+    let s = Standalone::start(&mock, dir.path(), None).await;
     let api = &s.api;
 
     assert_eq!(api.ok("/health").await["status"], "ok");
@@ -162,7 +101,7 @@ async fn exit_codes_end_completed_or_failed_and_a_missing_image_fails_with_its_m
     mock.exit_after("job-ok:1", Duration::from_millis(50), 0);
     mock.exit_after("job-bad:1", Duration::from_millis(50), 3);
     mock.missing_image("ghost:1");
-    let s = Standalone::start(&mock, dir.path()).await;
+    let s = Standalone::start(&mock, dir.path(), None).await;
     let ok = s
         .api
         .submit(&json!({"name": "ok-job", "image": "job-ok:1"}))
@@ -190,7 +129,7 @@ async fn exit_codes_end_completed_or_failed_and_a_missing_image_fails_with_its_m
 async fn bad_requests_get_clear_json_errors_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mock = MockRuntime::new();
-    let s = Standalone::start(&mock, dir.path()).await;
+    let s = Standalone::start(&mock, dir.path(), None).await;
     let api = &s.api;
     // (method, path, body, expected status, a word the error must contain)
     type Case = (Method, &'static str, Option<Vec<u8>>, u16, &'static str);
@@ -291,7 +230,7 @@ async fn bad_requests_get_clear_json_errors_and_change_nothing() {
 async fn a_restarted_worker_adopts_its_containers_and_starts_no_duplicate() {
     let dir = tempfile::tempdir().unwrap();
     let mock = MockRuntime::new();
-    let s = Standalone::start(&mock, dir.path()).await;
+    let s = Standalone::start(&mock, dir.path(), None).await;
     let a = s
         .api
         .submit(&json!({"name": "a", "image": "busybox"}))
@@ -308,7 +247,7 @@ async fn a_restarted_worker_adopts_its_containers_and_starts_no_duplicate() {
     assert!(mock.kill_externally(cb.as_str().unwrap(), 7));
     let creates = mock.count(poseidon_runtimes::mock::Op::Create);
 
-    let s = Standalone::start(&mock, dir.path()).await;
+    let s = Standalone::start(&mock, dir.path(), None).await;
     let t = s.api.wait_state(&a, "running", WAIT).await;
     assert_eq!(
         t["container_id"], ca,

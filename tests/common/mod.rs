@@ -5,10 +5,16 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use hyper::Method;
 use poseidon::cluster::{self, Roles, Running};
 use poseidon::config::{self, Config, RuntimeKind};
-use poseidon::http::HttpClient;
+use poseidon::http::{self, HttpClient, Shutdown};
+use poseidon::protocol::Capacity;
+use poseidon::store::RocksStore;
+use poseidon::worker::{self, Worker, WorkerOptions};
+use poseidon_runtimes::mock::MockRuntime;
 use serde_json::Value;
 
 /// Parses `toml`, moves every listener to port 0 and every data dir under `dir`, and with
@@ -131,5 +137,64 @@ where
             panic!("timed out after {deadline:?} waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One worker served over HTTP on port 0, on a runtime and data dir the test keeps, so that it can
+/// be stopped and started again as a restarted process would be.
+pub struct Standalone {
+    pub api: Api,
+    pub worker: Worker,
+    pub shutdown: Shutdown,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Standalone {
+    pub async fn start(mock: &MockRuntime, dir: &Path, manager: Option<String>) -> Standalone {
+        let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        // A worker stopped in this process lets go of its database once its tasks have wound down.
+        let store = Arc::new(
+            wait_for(
+                "the database to be free",
+                Duration::from_secs(10),
+                || async { RocksStore::open(dir).ok() },
+            )
+            .await,
+        );
+        let opts = WorkerOptions {
+            name: "solo".into(),
+            advertise: format!("http://{addr}"),
+            manager,
+            capacity: Capacity {
+                cpus: 4.0,
+                memory: 8 << 30,
+            },
+            heartbeat_interval: Duration::from_millis(200),
+            stop_grace: Duration::from_secs(2),
+            network: None,
+        };
+        let w = Worker::start(opts, Arc::new(mock.clone()), store, shutdown.clone())
+            .await
+            .unwrap();
+        let hw = w.clone();
+        let server = tokio::spawn(http::serve(
+            listener,
+            move |req| worker::api::handle(hw.clone(), req),
+            shutdown.clone(),
+        ));
+        Standalone {
+            api: Api::new(format!("http://{addr}")),
+            worker: w,
+            shutdown,
+            server,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        let _ = self.server.await;
+        self.worker.close().await;
     }
 }

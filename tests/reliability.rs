@@ -1,0 +1,424 @@
+//! Surviving failure, with `MockRuntime` fault injection: restart policies and their backoff, health
+//! checks, a worker lost and come back (stale copies stopped), at-most-one across a cut, a manager
+//! restart that moves nothing, and an engine that blips.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{localize, wait_for, Api, Standalone};
+use poseidon::cluster::{self, Roles};
+use poseidon_runtimes::mock::{MockRuntime, Op};
+use poseidon_runtimes::{ExecOutput, RuntimeError};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn reasons(t: &Value) -> Vec<String> {
+    t["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn creates_of(mock: &MockRuntime, image: &str) -> Vec<String> {
+    mock.calls_of(Op::Create)
+        .iter()
+        .filter_map(|c| match c {
+            poseidon_runtimes::mock::Call::Create(spec) if spec.image == image => {
+                Some(spec.name.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn on_failure_restarts_up_to_its_maximum_with_doubling_backoff_and_new_containers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockRuntime::new();
+    mock.exit_after("crash:1", Duration::from_millis(20), 1);
+    let s = Standalone::start(&mock, dir.path(), None).await;
+    let id = s
+        .api
+        .submit(&json!({"name": "crash", "image": "crash:1",
+            "restart_policy": {"policy": "on-failure", "max_restarts": 2, "backoff": "100ms"}}))
+        .await;
+    let t = wait_for("two restarts, then failed for good", WAIT, || async {
+        let t = s.api.ok(&format!("/tasks/{id}")).await;
+        (t["state"] == "failed"
+            && t["restart_count"] == 2
+            && creates_of(&mock, "crash:1").len() == 3)
+            .then_some(t)
+    })
+    .await;
+    assert_eq!(t["exit_code"], 1);
+    let r = reasons(&t);
+    assert!(r.iter().any(|x| x == "restarting in 0.1 s"), "{r:?}");
+    assert!(
+        r.iter().any(|x| x == "restarting in 0.2 s"),
+        "the backoff doubles: {r:?}"
+    );
+    assert!(r.iter().any(|x| x == "exited with code 1"), "{r:?}");
+    // Each restart made a fresh container with its own name (the Go original collided on the name),
+    // and removed the one before it.
+    let names = creates_of(&mock, "crash:1");
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 3, "{names:?}");
+    assert_eq!(
+        mock.containers()
+            .iter()
+            .filter(|c| c.image == "crash:1")
+            .count(),
+        1,
+        "old containers removed"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await; // nothing more may happen
+    assert_eq!(
+        creates_of(&mock, "crash:1").len(),
+        3,
+        "no restart past the maximum"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn never_does_not_restart_always_restarts_even_on_success_and_a_stopped_task_never_restarts()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockRuntime::new();
+    mock.exit_after("fail:1", Duration::from_millis(20), 2);
+    mock.exit_after("ok:1", Duration::from_millis(20), 0);
+    let s = Standalone::start(&mock, dir.path(), None).await;
+    let never = s
+        .api
+        .submit(&json!({"name": "never", "image": "fail:1", "restart_policy": "never"}))
+        .await;
+    let always = s
+        .api
+        .submit(&json!({"name": "always", "image": "ok:1", "restart_policy": {"policy": "always", "backoff": "100ms"}}))
+        .await;
+    let t = s.api.wait_state(&never, "failed", WAIT).await;
+    assert_eq!(t["restart_count"], 0);
+    wait_for("always to restart after exit 0", WAIT, || async {
+        let t = s.api.ok(&format!("/tasks/{always}")).await;
+        (t["restart_count"].as_u64().unwrap() >= 2).then_some(())
+    })
+    .await;
+    let (st, v) = s.api.delete(&format!("/tasks/{always}")).await;
+    assert_eq!(st, 200, "{v}");
+    let t = s.api.wait_state(&always, "completed", WAIT).await;
+    assert_eq!(t["reason"], "stopped");
+    assert_eq!(t["desired"], "stop");
+    let count = creates_of(&mock, "ok:1").len();
+    tokio::time::sleep(Duration::from_millis(600)).await; // several backoffs' worth
+    assert_eq!(
+        creates_of(&mock, "ok:1").len(),
+        count,
+        "a stopped task is never restarted"
+    );
+    assert_eq!(creates_of(&mock, "fail:1").len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn health_checks_show_healthy_and_an_unhealthy_task_is_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockRuntime::new();
+    mock.set_exec_result(
+        "good:1",
+        ExecOutput {
+            exit_code: 0,
+            output: "ok".into(),
+        },
+    );
+    mock.set_exec_result(
+        "sick:1",
+        ExecOutput {
+            exit_code: 1,
+            output: "not ready".into(),
+        },
+    );
+    let s = Standalone::start(&mock, dir.path(), None).await;
+    let check = json!({"type": "exec", "cmd": ["check"], "interval": "100ms", "timeout": "100ms", "retries": 2});
+    let good = s
+        .api
+        .submit(&json!({"name": "good", "image": "good:1", "health_check": check}))
+        .await;
+    let sick = s
+        .api
+        .submit(
+            &json!({"name": "sick", "image": "sick:1", "health_check": check,
+            "restart_policy": {"policy": "on-failure", "max_restarts": 1, "backoff": "100ms"}}),
+        )
+        .await;
+    wait_for("good to be healthy", WAIT, || async {
+        (s.api.ok(&format!("/tasks/{good}")).await["health"] == "healthy").then_some(())
+    })
+    .await;
+    let t = wait_for("sick to be restarted once and then fail", WAIT, || async {
+        let t = s.api.ok(&format!("/tasks/{sick}")).await;
+        (t["state"] == "failed" && t["restart_count"] == 1).then_some(t)
+    })
+    .await;
+    assert_eq!(t["health"], "unhealthy");
+    assert!(t["reason"].as_str().unwrap().contains("unhealthy"), "{t}");
+    assert!(
+        t["reason"].as_str().unwrap().contains("not ready"),
+        "the probe's output is kept: {t}"
+    );
+    assert_eq!(creates_of(&mock, "sick:1").len(), 2);
+    assert_eq!(
+        s.api.ok(&format!("/tasks/{good}")).await["state"],
+        "running"
+    );
+    s.stop().await;
+}
+
+const TWO: &str = r#"
+[manager]
+scheduler = "round-robin"
+heartbeat_ttl = "1s"
+
+[[worker]]
+name = "a"
+listen = "127.0.0.1:0"
+runtime = "mock"
+heartbeat_interval = "200ms"
+
+[[worker]]
+name = "b"
+listen = "127.0.0.1:0"
+runtime = "mock"
+heartbeat_interval = "200ms"
+"#;
+
+#[tokio::test]
+async fn a_lost_worker_comes_back_and_its_stale_copies_are_stopped_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = localize(TWO, dir.path(), false);
+    let manager = cluster::start(&cfg, Roles::Manager).await.unwrap();
+    let url = manager.manager_url().unwrap();
+    let api = Api::new(url.clone());
+    let mut wcfg = cfg.clone();
+    for w in &mut wcfg.workers {
+        w.manager = Some(url.clone());
+        w.heartbeat_interval = Duration::from_millis(200);
+    }
+    let a = cluster::start(&wcfg, Roles::Worker("a".into()))
+        .await
+        .unwrap();
+    let a_mock = a.workers[0].mock.clone().unwrap();
+    // Worker "solo" plays the part that goes away: the test keeps its engine and its data.
+    let solo_mock = MockRuntime::new();
+    let solo_dir = dir.path().join("solo");
+    let solo = Standalone::start(&solo_mock, &solo_dir, Some(url.clone())).await;
+    wait_for("both workers up", WAIT, || async {
+        let n = api.ok("/nodes").await;
+        (n.as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["state"] == "up")
+            .count()
+            == 2)
+            .then_some(())
+    })
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(
+            api.submit(&json!({"name": format!("t{i}"), "image": "busybox"}))
+                .await,
+        );
+    }
+    let mut on_solo = Vec::new();
+    for id in &ids {
+        if api.wait_state(id, "running", WAIT).await["node"] == "solo" {
+            on_solo.push(id.clone());
+        }
+    }
+    assert_eq!(on_solo.len(), 2);
+    assert_eq!(solo_mock.running_count(), 2);
+
+    // Cut off: it stops heartbeating, its containers keep running.
+    solo.stop().await;
+    let lost_at = wait_for("solo marked down", WAIT, || async {
+        let n = api.ok("/nodes").await;
+        n.as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == "solo" && n["state"] == "down")
+            .then(Instant::now)
+    })
+    .await;
+    for id in &on_solo {
+        let t = wait_for("the task to run on a", WAIT, || async {
+            let t = api.ok(&format!("/tasks/{id}")).await;
+            (t["state"] == "running" && t["node"] == "a").then_some(t)
+        })
+        .await;
+        assert_eq!(t["generation"], 2, "{t}");
+    }
+    eprintln!(
+        "moved and running {:?} after the node was marked down",
+        lost_at.elapsed()
+    );
+    assert_eq!(a_mock.running_count(), 4);
+    assert_eq!(
+        solo_mock.running_count(),
+        2,
+        "the cut-off node still runs its stale copies"
+    );
+
+    // It comes back: the first heartbeat's reply stops the copies whose generation moved on.
+    let solo = Standalone::start(&solo_mock, &solo_dir, Some(url.clone())).await;
+    wait_for("stale copies stopped", WAIT, || async {
+        (solo_mock.running_count() == 0).then_some(())
+    })
+    .await;
+    for id in &on_solo {
+        let t = api.ok(&format!("/tasks/{id}")).await;
+        assert_eq!(
+            (
+                t["node"].as_str(),
+                t["state"].as_str(),
+                t["generation"].as_u64()
+            ),
+            (Some("a"), Some("running"), Some(2))
+        );
+    }
+    assert_eq!(a_mock.running_count(), 4, "each task runs exactly once");
+    solo.stop().await;
+    a.stop().await;
+    manager.stop().await;
+}
+
+#[tokio::test]
+async fn an_at_most_one_task_is_stopped_by_its_worker_when_the_manager_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = localize(TWO, dir.path(), false);
+    let manager = cluster::start(&cfg, Roles::Manager).await.unwrap();
+    let url = manager.manager_url().unwrap();
+    let api = Api::new(url.clone());
+    let mock = MockRuntime::new();
+    let solo = Standalone::start(&mock, &dir.path().join("solo"), Some(url.clone())).await;
+    let once = api
+        .submit(&json!({"name": "once", "image": "busybox", "stop_after_disconnect": "500ms"}))
+        .await;
+    let plain = api
+        .submit(&json!({"name": "plain", "image": "busybox"}))
+        .await;
+    let c_once = api.wait_state(&once, "running", WAIT).await["container_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let c_plain = api.wait_state(&plain, "running", WAIT).await["container_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    manager.stop().await; // the worker can no longer reach its manager
+    let cut = Instant::now();
+    wait_for("the at-most-one task to be stopped", WAIT, || async {
+        mock.container(&c_once)
+            .is_none_or(|c| c.status != poseidon_runtimes::ContainerStatus::Running)
+            .then_some(())
+    })
+    .await;
+    let took = cut.elapsed();
+    assert!(
+        took >= Duration::from_millis(400),
+        "stopped only after the set time: {took:?}"
+    );
+    assert_eq!(
+        mock.container(&c_plain).unwrap().status,
+        poseidon_runtimes::ContainerStatus::Running,
+        "a task that did not opt in keeps running"
+    );
+    let t = solo.worker.task(once.parse().unwrap()).unwrap();
+    assert!(
+        t.reason.as_deref().unwrap_or("").contains("manager"),
+        "{t:?}"
+    );
+    solo.stop().await;
+}
+
+#[tokio::test]
+async fn an_engine_blip_makes_the_worker_unhealthy_without_losing_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = localize(TWO, dir.path(), false);
+    let manager = cluster::start(&cfg, Roles::Manager).await.unwrap();
+    let url = manager.manager_url().unwrap();
+    let api = Api::new(url.clone());
+    let mock = MockRuntime::new();
+    let solo = Standalone::start(&mock, &dir.path().join("solo"), Some(url.clone())).await;
+    let id = api
+        .submit(&json!({"name": "keep", "image": "busybox"}))
+        .await;
+    api.wait_state(&id, "running", WAIT).await;
+
+    mock.set_unreachable(true);
+    wait_for("the node to be unhealthy", WAIT, || async {
+        let n = api.ok("/nodes").await;
+        n.as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == "solo" && n["state"] == "unhealthy")
+            .then_some(())
+    })
+    .await;
+    let (st, h) = solo.api.get("/health").await;
+    assert_eq!(st, 503, "{h}");
+    let later = api
+        .submit(&json!({"name": "later", "image": "busybox"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(700)).await; // a few heartbeats while the engine is away
+    assert_eq!(
+        api.ok(&format!("/tasks/{id}")).await["state"],
+        "running",
+        "not lost on a blip"
+    );
+    assert_eq!(
+        api.ok(&format!("/tasks/{later}")).await["state"],
+        "pending",
+        "nothing placed on an unhealthy node"
+    );
+
+    mock.set_unreachable(false);
+    api.wait_state(&later, "running", WAIT).await;
+    assert_eq!(api.ok(&format!("/tasks/{id}")).await["state"], "running");
+    assert_eq!(mock.running_count(), 2);
+    solo.stop().await;
+    manager.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_engine_call_fails_only_that_task_and_a_missing_image_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockRuntime::new();
+    mock.fail_start(
+        "broken:1",
+        RuntimeError::Daemon {
+            status: 500,
+            message: "oci runtime error: boom".into(),
+        },
+    );
+    let s = Standalone::start(&mock, dir.path(), None).await;
+    let bad = s
+        .api
+        .submit(&json!({"name": "bad", "image": "broken:1"}))
+        .await;
+    let good = s
+        .api
+        .submit(&json!({"name": "good", "image": "busybox"}))
+        .await;
+    let t = s.api.wait_state(&bad, "failed", WAIT).await;
+    assert!(t["reason"].as_str().unwrap().contains("boom"), "{t}");
+    s.api.wait_state(&good, "running", WAIT).await;
+    s.stop().await;
+}
