@@ -10,7 +10,10 @@
 //!   container through `DockerRuntime`, interleaved ABAB; and exit detection: from the container's
 //!   `FinishedAt` to the task showing `completed` on the manager.
 //!
-//! `cargo bench --bench cluster [-- submit|docker]`; `POSEIDON_BENCH_SECS` (default 5) per submit
+//! - `failover`: a worker holding 100 tasks falls silent; the time until the manager marks it down
+//!   and from then until all its tasks run on the other worker (the mock runtime, in this process).
+//!
+//! `cargo bench --bench cluster [-- submit|docker|failover]`; `POSEIDON_BENCH_SECS` (default 5) per submit
 //! level, `POSEIDON_BENCH_CYCLES` (default 30) per docker side.
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -374,6 +377,154 @@ async fn bench_docker() {
     run.stop().await;
 }
 
+/// Worker loss: a worker holding tasks falls silent; time until the manager marks it down, and from
+/// then until every one of its tasks runs on the other worker.
+async fn bench_failover() {
+    let rounds = env_u64("POSEIDON_BENCH_ROUNDS", 5);
+    let per_node = 100;
+    let ttl = Duration::from_secs(2);
+    println!("## failover: heartbeat TTL {ttl:?}, heartbeat every 250 ms, {per_node} tasks on the lost worker, {rounds} rounds");
+    println!("| round | silent -> marked down ms | marked down -> all running elsewhere ms |");
+    println!("| ---: | ---: | ---: |");
+    let mut downs = Vec::new();
+    let mut moves = Vec::new();
+    for round in 0..rounds {
+        let dir = tempfile::tempdir().unwrap();
+        let shutdown = Shutdown::new();
+        let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let store: Arc<dyn Store> = Arc::new(RocksStore::open(&dir.path().join("m")).unwrap());
+        let opts = ManagerOptions {
+            scheduler: "round-robin".into(),
+            heartbeat_ttl: ttl,
+            dispatch_backoff: Duration::from_millis(500),
+            known_workers: Vec::new(),
+        };
+        let manager = Manager::start(opts, store, shutdown.clone()).await.unwrap();
+        let m = manager.clone();
+        tokio::spawn(http::serve(
+            listener,
+            move |r| manager::api::handle(m.clone(), r),
+            shutdown.clone(),
+        ));
+        let mut stops = Vec::new();
+        for name in ["stays", "goes"] {
+            let own = Shutdown::new();
+            let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let opts = WorkerOptions {
+                name: name.into(),
+                advertise: format!("http://{addr}"),
+                manager: Some(url.clone()),
+                capacity: Capacity {
+                    cpus: 64.0,
+                    memory: 256 << 30,
+                },
+                heartbeat_interval: Duration::from_millis(250),
+                stop_grace: Duration::from_secs(1),
+                network: None,
+            };
+            let w = Worker::start(
+                opts,
+                Arc::new(MockRuntime::new()),
+                Arc::new(MemStore::new()),
+                own.clone(),
+            )
+            .await
+            .unwrap();
+            let hw = w.clone();
+            tokio::spawn(http::serve(
+                listener,
+                move |r| worker::api::handle(hw.clone(), r),
+                own.clone(),
+            ));
+            w.heartbeat_once().await;
+            stops.push(own);
+        }
+        let client = HttpClient::new(Duration::from_secs(30));
+        let specs: Vec<Value> = (0..per_node * 2)
+            .map(|i| json!({"name": format!("t{i}"), "image": "busybox"}))
+            .collect();
+        client
+            .send(
+                Method::POST,
+                &format!("{url}/tasks"),
+                Some(serde_json::to_vec(&specs).unwrap()),
+            )
+            .await
+            .unwrap();
+        let on_goes = |tasks: &Value| -> Vec<String> {
+            tasks
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["node"] == "goes")
+                .map(|t| t["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let ids = loop {
+            let all: Value = client
+                .get(&format!("{url}/tasks?state=running"))
+                .await
+                .unwrap();
+            if all.as_array().unwrap().len() == per_node * 2 {
+                break on_goes(&all);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let silent = Instant::now();
+        stops[1].trigger();
+        loop {
+            let nodes: Value = client.get(&format!("{url}/nodes")).await.unwrap();
+            if nodes
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["name"] == "goes" && n["state"] == "down")
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let down = silent.elapsed();
+        let marked = Instant::now();
+        loop {
+            let all: Value = client
+                .get(&format!("{url}/tasks?state=running&node=stays"))
+                .await
+                .unwrap();
+            let here: std::collections::HashSet<&str> = all
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_str().unwrap())
+                .collect();
+            if ids.iter().all(|id| here.contains(id.as_str())) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let moved = marked.elapsed();
+        println!(
+            "| {} | {:.0} | {:.0} |",
+            round + 1,
+            down.as_secs_f64() * 1000.0,
+            moved.as_secs_f64() * 1000.0
+        );
+        downs.push(down.as_secs_f64() * 1000.0);
+        moves.push(moved.as_secs_f64() * 1000.0);
+        shutdown.trigger();
+        stops[0].trigger();
+        manager.close().await;
+    }
+    println!(
+        "medians: marked down after {:.0} ms (TTL {} ms), all {per_node} running elsewhere {:.0} ms after that",
+        median(&mut downs),
+        ttl.as_millis(),
+        median(&mut moves)
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -390,6 +541,9 @@ fn main() {
         }
         if want("docker") {
             bench_docker().await;
+        }
+        if want("failover") {
+            bench_failover().await;
         }
     });
 }

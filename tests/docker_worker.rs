@@ -154,3 +154,101 @@ async fn a_worker_killed_with_sigkill_adopts_its_container_on_restart() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_health_checks_and_a_container_killed_from_outside_on_real_docker() {
+    let Some(rt) =
+        docker_or_skip("http_health_checks_and_a_container_killed_from_outside_on_real_docker")
+            .await
+    else {
+        return;
+    };
+    ensure_test_image(&rt).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let node = format!("hc-{}", std::process::id());
+    let cfg = localize(
+        &format!(
+            "[manager]\n[[worker]]\nname = \"{node}\"\nruntime = \"docker\"\nstop_grace = \"1s\"\n"
+        ),
+        dir.path(),
+        false,
+    );
+    let run = start(&cfg).await;
+    let api = Api::new(run.manager_url().unwrap());
+    let httpd = json!(["httpd", "-f", "-p", "8080", "-h", "/www"]);
+    let healthy = api
+        .submit(&json!({"name": "healthy", "image": TEST_IMAGE, "cmd": httpd, "ports": ["8080"],
+            "health_check": {"type": "http", "port": 8080, "path": "/", "interval": "200ms", "timeout": "1s"}}))
+        .await;
+    let sick = api
+        .submit(&json!({"name": "sick", "image": TEST_IMAGE, "cmd": httpd, "ports": ["8080"],
+            "health_check": {"type": "http", "port": 8080, "path": "/missing", "interval": "200ms", "timeout": "1s", "retries": 2},
+            "restart_policy": {"policy": "on-failure", "max_restarts": 1, "backoff": "100ms"}}))
+        .await;
+    let tcp = api
+        .submit(
+            &json!({"name": "tcp", "image": TEST_IMAGE, "cmd": httpd, "ports": ["8080"],
+            "health_check": {"type": "tcp", "port": 8080, "interval": "200ms"}}),
+        )
+        .await;
+    for id in [&healthy, &tcp] {
+        wait_for("a healthy task", WAIT, || async {
+            (api.ok(&format!("/tasks/{id}")).await["health"] == "healthy").then_some(())
+        })
+        .await;
+    }
+    let t = wait_for(
+        "the sick task to be restarted once and fail",
+        WAIT,
+        || async {
+            let t = api.ok(&format!("/tasks/{sick}")).await;
+            (t["state"] == "failed" && t["restart_count"] == 1).then_some(t)
+        },
+    )
+    .await;
+    assert!(
+        t["reason"].as_str().unwrap().contains("404"),
+        "the probe's answer is kept: {t}"
+    );
+    assert_eq!(
+        label_count(&rt, &sick).await,
+        1,
+        "the old container was removed before the restart"
+    );
+
+    // Killed from outside: the worker sees the exit at once and applies the policy.
+    let restart = api
+        .submit(
+            &json!({"name": "victim", "image": TEST_IMAGE, "cmd": ["sleep", "600"],
+            "restart_policy": {"policy": "on-failure", "backoff": "100ms"}}),
+        )
+        .await;
+    let first = api.wait_state(&restart, "running", WAIT).await["container_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    rt.kill(&first).await.unwrap();
+    let t = wait_for("a new container after the kill", WAIT, || async {
+        let t = api.ok(&format!("/tasks/{restart}")).await;
+        (t["state"] == "running" && t["container_id"] != first.as_str()).then_some(t)
+    })
+    .await;
+    assert_eq!(t["restart_count"], 1);
+    assert!(
+        t["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["reason"] == "exited with code 137; restarting in 0.1 s"),
+        "{t}"
+    );
+
+    for id in [&healthy, &tcp, &restart] {
+        api.delete(&format!("/tasks/{id}")).await;
+        api.wait_state(id, "completed", WAIT).await;
+    }
+    run.stop().await;
+    for c in rt.list(&format!("io.poseidon.node={node}")).await.unwrap() {
+        let _ = rt.remove(&c.id, true).await;
+    }
+}

@@ -57,9 +57,14 @@ async fn on_failure_restarts_up_to_its_maximum_with_doubling_backoff_and_new_con
     .await;
     assert_eq!(t["exit_code"], 1);
     let r = reasons(&t);
-    assert!(r.iter().any(|x| x == "restarting in 0.1 s"), "{r:?}");
     assert!(
-        r.iter().any(|x| x == "restarting in 0.2 s"),
+        r.iter()
+            .any(|x| x == "exited with code 1; restarting in 0.1 s"),
+        "{r:?}"
+    );
+    assert!(
+        r.iter()
+            .any(|x| x == "exited with code 1; restarting in 0.2 s"),
         "the backoff doubles: {r:?}"
     );
     assert!(r.iter().any(|x| x == "exited with code 1"), "{r:?}");

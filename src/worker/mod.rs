@@ -1102,11 +1102,14 @@ async fn restart_or_end(w: &Worker, id: TaskId, failed: bool, poke: &Notify) -> 
         task.restart_count
     };
     let delay = policy.backoff(restarts_for_backoff);
+    // The reason keeps why it ended: reports carry only a task's latest state and reason, so a
+    // separate "restarting" event would hide the exit from the manager.
     let _ = w
         .update(id, |t| {
+            let why = t.reason.clone().unwrap_or_default();
             t.record(
                 t.state,
-                &format!("restarting in {:.1} s", delay.as_secs_f64()),
+                &format!("{why}; restarting in {:.1} s", delay.as_secs_f64()),
             )
         })
         .await;
