@@ -198,6 +198,11 @@ capacity = {{ cpus = 10000.0, memory = "10000g" }}
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The restart moved nothing: every task is still on its first placement.
+    let all = api.ok("/tasks").await;
+    for t in all.as_array().unwrap() {
+        assert_eq!((t["node"].as_str(), t["generation"].as_u64()), (Some("w1"), Some(1)), "{t}");
+    }
     // One container per task, no more: nothing was started twice.
     let mut per_task: BTreeMap<String, usize> = BTreeMap::new();
     for c in mock.containers() {
