@@ -201,7 +201,11 @@ capacity = {{ cpus = 10000.0, memory = "10000g" }}
     // The restart moved nothing: every task is still on its first placement.
     let all = api.ok("/tasks").await;
     for t in all.as_array().unwrap() {
-        assert_eq!((t["node"].as_str(), t["generation"].as_u64()), (Some("w1"), Some(1)), "{t}");
+        assert_eq!(
+            (t["node"].as_str(), t["generation"].as_u64()),
+            (Some("w1"), Some(1)),
+            "{t}"
+        );
     }
     // One container per task, no more: nothing was started twice.
     let mut per_task: BTreeMap<String, usize> = BTreeMap::new();
@@ -270,6 +274,13 @@ async fn cli_runs_lists_and_stops_tasks_on_a_mock_cluster() {
     );
     let run = common::start(&cfg).await;
     let url = run.manager_url().unwrap();
+    // The image must be pulled first, and creating takes a moment: `run` shows the pull.
+    let mock = run.workers[0].mock.clone().unwrap();
+    mock.remove_image("busybox:latest");
+    mock.set_delay(
+        poseidon_runtimes::mock::Op::Create,
+        Duration::from_millis(500),
+    );
     let env = [("POSEIDON_MANAGER", url.as_str())];
     let (code, out, err) = tokio::task::spawn_blocking({
         let env = env.map(|(a, b)| (a.to_string(), b.to_string()));
@@ -290,6 +301,7 @@ async fn cli_runs_lists_and_stops_tasks_on_a_mock_cluster() {
     assert!(
         out.contains("stored")
             && out.contains("placed on w1")
+            && out.contains("pulling")
             && out.contains("running")
             && out.contains("8080->80/tcp"),
         "{out}"

@@ -761,16 +761,22 @@ async fn start_container(w: &Worker, id: TaskId) -> Started {
     };
     let rt = &w.inner.runtime;
     let wc = w.clone();
+    // Progress notes go to the task's history and, at most every 300 ms, to the manager (so that
+    // `poseidon run` can show the pull); they are not persisted, being notes within a state.
+    let last_sent: Mutex<Option<Instant>> = Mutex::new(None);
     let progress = move |p: poseidon_runtimes::PullProgress| {
         let mut note = format!("pulling {}", p.status);
         if let (Some(c), Some(t)) = (p.current, p.total) {
             note.push_str(&format!(" {}/{}", c, t));
         }
-        if let Ok(mut tasks) = wc.inner.tasks.lock() {
-            if let Some(e) = tasks.get_mut(&id) {
-                let state = e.task.state;
-                e.task.record(state, &note);
-            }
+        if let Some(e) = lock(&wc.inner.tasks).get_mut(&id) {
+            let state = e.task.state;
+            e.task.record(state, &note);
+        }
+        let mut last = lock(&last_sent);
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_millis(300)) {
+            *last = Some(Instant::now());
+            wc.mark_dirty(id);
         }
     };
     let classify = |e: RuntimeError| {
