@@ -427,3 +427,41 @@ async fn a_failing_engine_call_fails_only_that_task_and_a_missing_image_says_why
     s.api.wait_state(&good, "running", WAIT).await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_docker_chosen_port_that_is_taken_is_retried_not_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockRuntime::new();
+    let taken = RuntimeError::Daemon {
+        status: 500,
+        message: "driver failed programming external connectivity: listen tcp4 0.0.0.0:32831: bind: address already in use".into(),
+    };
+    mock.fail_next(Op::Start, taken.clone());
+    let s = Standalone::start(&mock, dir.path(), None).await;
+    let id = s
+        .api
+        .submit(&json!({"name": "web", "image": "busybox", "ports": ["80"]}))
+        .await;
+    let t = s.api.wait_state(&id, "running", WAIT).await;
+    assert_eq!(t["restart_count"], 0, "{t}");
+    assert_eq!(
+        mock.count(Op::Start),
+        2,
+        "started again after the collision"
+    );
+    // With a fixed host port the same error is the user's conflict: the task fails and says so.
+    mock.fail_next(Op::Start, taken);
+    let fixed = s
+        .api
+        .submit(&json!({"name": "fixed", "image": "busybox", "ports": ["8080:80"]}))
+        .await;
+    let t = s.api.wait_state(&fixed, "failed", WAIT).await;
+    assert!(
+        t["reason"]
+            .as_str()
+            .unwrap()
+            .contains("address already in use"),
+        "{t}"
+    );
+    s.stop().await;
+}

@@ -811,10 +811,22 @@ async fn start_container(w: &Worker, id: TaskId) -> Started {
     {
         return Started::EngineDown("store write failed".into());
     }
-    if let Err(e) = rt.start(&cid).await {
-        return classify(e);
+    // Docker picks a host port for a binding without one, and may pick a port that some other
+    // process has bound meanwhile ("address already in use"); each start picks again, so retry a
+    // few times rather than fail the task on bad luck.
+    let docker_chosen = task.spec.ports.iter().any(|p| p.host_port.is_none());
+    let mut attempts = 0;
+    loop {
+        match rt.start(&cid).await {
+            Ok(()) => return Started::Running(cid),
+            Err(RuntimeError::Daemon { message, .. })
+                if docker_chosen && attempts < 3 && message.contains("address already in use") =>
+            {
+                attempts += 1;
+            }
+            Err(e) => return classify(e),
+        }
     }
-    Started::Running(cid)
 }
 
 fn host_ports(info: &poseidon_runtimes::ContainerInfo) -> Vec<HostPort> {
