@@ -308,10 +308,34 @@ async fn cli_runs_lists_and_stops_tasks_on_a_mock_cluster() {
     );
     let id = out.split_whitespace().nth(1).unwrap().to_string();
 
+    // `run -f` takes a task file, here in the Go original's TaskEvent format.
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go.json");
+    std::fs::write(
+        &go,
+        r#"{"ID": "6f1d1a7e-5555-4000-8000-0000000000ee", "State": 0, "Task": {"ID": "6f1d1a7e-5555-4000-8000-000000000001", "Name": "go-task", "Image": "busybox"}}"#,
+    )
+    .unwrap();
+    let (code, out, err) = cli(&["run", "-f", go.to_str().unwrap(), "-d"], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("6f1d1a7e-5555-4000-8000-000000000001"),
+        "{out}"
+    );
+    Api::new(url.clone())
+        .wait_state("6f1d1a7e-5555-4000-8000-000000000001", "running", WAIT)
+        .await;
+    let (code, _, err) = cli(&["run", "-f", go.to_str().unwrap(), "-d"], &env);
+    assert_eq!(code, 1, "the manager refuses a duplicate: {err}");
+    assert!(err.contains("409") || err.contains("already"), "{err}");
+
     let (code, out, err) = cli(&["status", "--json"], &env);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v[0]["id"], id.as_str());
+    assert!(
+        v.as_array().unwrap().iter().any(|t| t["id"] == id.as_str()),
+        "{v}"
+    );
     let (code, out, _) = cli(&["status"], &env);
     assert_eq!(code, 0);
     assert!(out.contains("hello") && out.contains("running"), "{out}");

@@ -265,3 +265,68 @@ async fn a_silent_worker_is_marked_down_and_its_tasks_run_elsewhere() {
     }
     manager.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_the_go_task_event_and_configured_workers_known_before_they_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = localize(&three("epvm"), dir.path(), false);
+    // A worker the file names with a fixed address is listed (waiting) before its first heartbeat.
+    let mut ghost = cfg.workers[0].clone();
+    ghost.name = "ghost".into();
+    ghost.advertise = "http://127.0.0.1:9".into();
+    cfg.workers.push(ghost);
+    let manager = cluster::start(&cfg, Roles::Manager).await.unwrap();
+    let api = Api::new(manager.manager_url().unwrap());
+    let nodes = api.ok("/nodes").await;
+    assert_eq!(nodes.as_array().unwrap().len(), 1, "{nodes}");
+    assert_eq!(
+        (nodes[0]["name"].as_str(), nodes[0]["state"].as_str()),
+        (Some("ghost"), Some("waiting"))
+    );
+    manager.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let run = start(&localize(&three("epvm"), dir.path(), false)).await;
+    let api = Api::new(run.manager_url().unwrap());
+    let go = json!({"ID": "6f1d1a7e-1234-4000-8000-000000000042", "State": 0, "Timestamp": "2024-05-01T10:00:00Z",
+        "Task": {"ID": "6f1d1a7e-1234-4000-8000-000000000042", "Name": "from-go", "Image": "busybox", "Cpu": 0.5,
+                 "Memory": 134217728, "Disk": 1, "ExposedPorts": {"80/tcp": {}}, "PortBindings": {"80/tcp": "8081"},
+                 "RestartPolicy": "on-failure"}});
+    let (st, t) = api.post("/tasks", &go).await;
+    assert_eq!(st, 201, "{t}");
+    assert_eq!(t["id"], "6f1d1a7e-1234-4000-8000-000000000042");
+    let t = api
+        .wait_state("6f1d1a7e-1234-4000-8000-000000000042", "running", WAIT)
+        .await;
+    assert_eq!(t["spec"]["memory"], 134217728);
+    assert_eq!(t["spec"]["restart_policy"]["policy"], "on-failure");
+    assert_eq!(
+        t["host_ports"][0]["host_port"], 8081,
+        "the Go PortBindings are honoured: {t}"
+    );
+    let (st, _) = api.post("/tasks", &go).await;
+    assert_eq!(st, 409, "the same id again is a duplicate");
+
+    let (st, text) = api.get("/metrics").await;
+    assert_eq!(st, 200);
+    let text = text.as_str().unwrap().to_string();
+    for line in [
+        "poseidon_submissions_total 1",
+        "poseidon_placements_total 1",
+        "poseidon_tasks{state=\"running\"} 1",
+        "poseidon_nodes{state=\"up\"} 3",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line:?} missing from:\n{text}"
+        );
+    }
+    let filtered = api.ok("/tasks?state=running&node=m3").await;
+    let all_running = api.ok("/tasks?state=running").await;
+    assert_eq!(all_running.as_array().unwrap().len(), 1);
+    assert_eq!(
+        filtered.as_array().unwrap().len(),
+        usize::from(t["node"] == "m3")
+    );
+    run.stop().await;
+}

@@ -147,6 +147,28 @@ async fn a_worker_killed_with_sigkill_adopts_its_container_on_restart() {
         "adopted, not recreated"
     );
     assert_eq!(label_count(&rt, &id).await, 1, "no duplicate, no orphan");
+
+    // SIGTERM: a clean exit, the container keeps running, and the next start adopts it again.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "a graceful stop exits 0: {status}");
+    let cid = after["container_id"].as_str().unwrap();
+    assert_eq!(
+        rt.inspect(cid).await.unwrap().status,
+        poseidon_runtimes::ContainerStatus::Running
+    );
+    let mut child = spawn();
+    up().await;
+    assert_eq!(
+        api.wait_state(&id, "running", WAIT).await["container_id"],
+        cid
+    );
+
     let (st, _) = api.delete(&format!("/tasks/{id}")).await;
     assert_eq!(st, 200);
     api.wait_state(&id, "completed", WAIT).await;
