@@ -1,0 +1,997 @@
+//! The multi-host test of issue 7: a manager and three workers, each a host of its own (a container
+//! on a private Docker network, running the very `poseidon` binary these tests were built with),
+//! driven from the host only through the manager's REST API and the CLI, as a user would.
+//!
+//! The workers drive the host's Docker Engine through its bind-mounted socket, so they share one
+//! engine: each labels its containers with its node name, declares its own capacity, and puts its
+//! task containers on a network of its own. The scenarios run in sequence on one cluster, each from
+//! the state the one before left (two clusters at once would only double the load on a small CI
+//! machine):
+//!
+//! 1. Each scheduler places six quarter-core tasks on workers of 1, 2 and 4 cores (the manager
+//!    restarted with another config in between): E-PVM uses all three and gives the biggest the
+//!    most, BinPack fills the smallest first, Spread keeps every worker at most a quarter full, and
+//!    round-robin puts six tasks two to a worker.
+//! 2. A worker killed with `docker kill` is marked down and its tasks run elsewhere; started again,
+//!    its stale containers are stopped.
+//! 3. A worker cut off with `docker network disconnect` likewise; reconnected, its stale containers
+//!    are stopped; and a task with `stop_after_disconnect` never runs twice across the cut (the
+//!    engine's own events show the old copy died before the new one started).
+//! 4. The manager restarted with `docker restart`: every task still known, none moved.
+//!
+//! No registry is reachable: the image is built from the binary and the libraries `ldd` names, and
+//! imported. A guard removes every container and network of the run, even when a step panics (and
+//! then prints the logs of the manager and the workers first).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::Hasher;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::wait_for;
+use hyper::Method;
+use poseidon::http::HttpClient;
+use poseidon_runtimes::testing::{docker_or_skip, ensure_test_image, TEST_IMAGE};
+use serde_json::{json, Value};
+use tokio::io::AsyncBufReadExt;
+
+/// The repository of the image holding the binary; the tag is a hash of the binary.
+const IMAGE_REPO: &str = "poseidon-test/multihost";
+/// Where the binary sits in that image.
+const BIN: &str = "/usr/local/bin/poseidon";
+/// The manager's heartbeat TTL: short, to keep the failure scenarios fast.
+const TTL: Duration = Duration::from_secs(2);
+/// How often the workers send a heartbeat.
+const HEARTBEAT: &str = "300ms";
+/// Deadline for starting containers and tasks: far above what an idle machine needs (a few
+/// seconds), for a loaded 2-core CI machine.
+const WAIT: Duration = Duration::from_secs(90);
+/// Deadline for a failover: the TTL "plus a few seconds", generously (it takes about TTL + 1 s).
+const FAILOVER: Duration = Duration::from_secs(TTL.as_secs() + 25);
+/// The declared capacity of each worker, so that the schedulers have something to choose between.
+const CAPACITIES: [(f64, &str); 3] = [(1.0, "1g"), (2.0, "2g"), (4.0, "4g")];
+/// A task that runs until stopped, and exits at once on SIGTERM (so a stop never waits out the
+/// grace period, which would blur the at-most-one timing).
+const LONG_RUNNING: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_of_containers_schedules_fails_over_and_survives_a_manager_restart() {
+    let test = "a_cluster_of_containers_schedules_fails_over_and_survives_a_manager_restart";
+    let Some(rt) = docker_or_skip(test).await else {
+        return;
+    };
+    ensure_test_image(&rt).await.unwrap();
+    let started = Instant::now();
+    let image = poseidon_image().await;
+    let mut cluster = Cluster::start(&image, "epvm").await;
+    eprintln!("cluster up in {:.1} s", started.elapsed().as_secs_f64());
+
+    the_cli_lists_the_three_workers(&cluster).await;
+    epvm_spreads_tasks_and_favours_the_biggest_worker(&cluster).await;
+    cluster.restart_manager(Some("binpack")).await;
+    binpack_fills_the_smallest_worker_first(&cluster).await;
+    cluster.restart_manager(Some("spread")).await;
+    spread_keeps_every_worker_at_most_a_quarter_full(&cluster).await;
+    cluster.restart_manager(Some("round-robin")).await;
+    round_robin_spreads_tasks_evenly(&cluster).await;
+    a_killed_worker_is_replaced_and_its_stale_copies_stopped(&cluster).await;
+    a_cut_off_worker_is_replaced_and_at_most_one_holds(&cluster).await;
+    a_manager_restart_loses_and_moves_nothing(&mut cluster).await;
+    eprintln!(
+        "multi-host scenarios done in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------------------------
+
+async fn the_cli_lists_the_three_workers(c: &Cluster) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_poseidon"))
+        .args(["node", "--manager", &c.base])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "poseidon node: {}\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for w in &c.workers {
+        assert!(
+            stdout.contains(w.as_str()),
+            "poseidon node lacks {w}:\n{stdout}"
+        );
+    }
+}
+
+/// Places six tasks of a quarter core each (no memory declared, so CPU alone decides), stops them,
+/// and returns how many went to the 1-, 2- and 4-core workers.
+async fn place_quarter_core_tasks(c: &Cluster, scheduler: &str) -> [usize; 3] {
+    let specs: Vec<Value> = (0..6)
+        .map(|i| {
+            let mut s = long_running(&format!("{scheduler}-{i}"));
+            s["cpus"] = json!(0.25);
+            s
+        })
+        .collect();
+    let ids = c.submit(&specs).await;
+    let tasks = c.wait_all_running(&ids).await;
+    let per_node = count_per_node(&tasks);
+    eprintln!("{scheduler} placement: {per_node:?}");
+    c.stop_all(&ids).await;
+    [0, 1, 2].map(|i| per_node.get(&c.workers[i]).copied().unwrap_or(0))
+}
+
+/// With equal job counts E-PVM's declared-CPU term sends a task to the worker with the most cores
+/// left, so all three get some and the 4-core one the most.
+async fn epvm_spreads_tasks_and_favours_the_biggest_worker(c: &Cluster) {
+    let [small, mid, big] = place_quarter_core_tasks(c, "epvm").await;
+    assert!(
+        small > 0 && mid > 0 && big > 0,
+        "epvm left a worker empty: {:?}",
+        [small, mid, big]
+    );
+    assert!(
+        big >= mid && mid >= small && big > small,
+        "epvm should give the 4-core worker the most and the 1-core one the least: {:?}",
+        [small, mid, big]
+    );
+}
+
+/// BinPack leaves each task where it makes the node fullest: it fills the 1-core worker (four
+/// quarters) before it opens the 2-core one, and never needs the 4-core one.
+async fn binpack_fills_the_smallest_worker_first(c: &Cluster) {
+    let counts = place_quarter_core_tasks(c, "binpack").await;
+    assert_eq!(
+        counts,
+        [4, 2, 0],
+        "binpack should fill the 1-core worker, then the 2-core one"
+    );
+}
+
+/// Spread leaves each task where it makes the node emptiest, so no worker ends more than a
+/// quarter full (one task on 1 core, two on 2, up to four on 4), which every worker shares.
+async fn spread_keeps_every_worker_at_most_a_quarter_full(c: &Cluster) {
+    let counts = place_quarter_core_tasks(c, "spread").await;
+    for (i, n) in counts.iter().enumerate() {
+        let used = *n as f64 * 0.25 / CAPACITIES[i].0;
+        assert!(
+            used <= 0.25 + 1e-9,
+            "spread left {} {:.0} % full: {counts:?}",
+            c.workers[i],
+            used * 100.0
+        );
+    }
+    assert!(
+        counts.iter().all(|n| *n > 0),
+        "spread left a worker empty: {counts:?}"
+    );
+}
+
+async fn round_robin_spreads_tasks_evenly(c: &Cluster) {
+    let specs: Vec<Value> = (0..6).map(|i| long_running(&format!("rr-{i}"))).collect();
+    let ids = c.submit(&specs).await;
+    let tasks = c.wait_all_running(&ids).await;
+    let per_node = count_per_node(&tasks);
+    eprintln!("round-robin placement: {per_node:?}");
+    for w in &c.workers {
+        assert_eq!(
+            per_node.get(w).copied(),
+            Some(2),
+            "round-robin should place two of six tasks on each of three workers: {per_node:?}"
+        );
+    }
+    // These keep running for the failure scenarios.
+}
+
+async fn a_killed_worker_is_replaced_and_its_stale_copies_stopped(c: &Cluster) {
+    let victim = c.workers[0].clone();
+    let before = c.tasks().await;
+    let victims = running_on(&before, &victim);
+    assert!(
+        !victims.is_empty(),
+        "no running task on {victim}: {before:?}"
+    );
+
+    let cut = Instant::now();
+    docker(&["kill", &victim]).await;
+    c.wait_node(&victim, "down", FAILOVER).await;
+    c.wait_moved(&victims, &victim, FAILOVER).await;
+    eprintln!(
+        "killed {victim}: its {} tasks running elsewhere after {:.1} s (TTL {:.0} s)",
+        victims.len(),
+        cut.elapsed().as_secs_f64(),
+        TTL.as_secs_f64()
+    );
+    assert_untouched(&before, &c.tasks().await, &victims);
+
+    // Its containers outlived it (they belong to the shared engine); started again, it is told
+    // they are stale and stops them.
+    docker(&["start", &victim]).await;
+    c.wait_node(&victim, "up", WAIT).await;
+    wait_no_running_copies(&victim, &victims).await;
+}
+
+async fn a_cut_off_worker_is_replaced_and_at_most_one_holds(c: &Cluster) {
+    let victim = c.workers[1].clone();
+    // One at-most-one task per worker: round-robin with three up workers places three in a row on
+    // three different ones.
+    let specs: Vec<Value> = (0..3)
+        .map(|i| {
+            let mut s = long_running(&format!("once-{i}"));
+            s["stop_after_disconnect"] = json!("1s");
+            s
+        })
+        .collect();
+    let once = c.submit(&specs).await;
+    c.wait_all_running(&once).await;
+    let before = c.tasks().await;
+    let victims = running_on(&before, &victim);
+    let guarded: Vec<(String, u64)> = victims
+        .iter()
+        .filter(|(id, _)| once.contains(id))
+        .cloned()
+        .collect();
+    assert_eq!(
+        guarded.len(),
+        1,
+        "expected one at-most-one task on {victim}: {before:?}"
+    );
+    let (guarded_id, _) = guarded[0].clone();
+    let events = EngineEvents::watch(&guarded_id);
+
+    let cut = Instant::now();
+    docker(&["network", "disconnect", &c.net, &victim]).await;
+    c.wait_node(&victim, "down", FAILOVER).await;
+    let moved = c.wait_moved(&victims, &victim, FAILOVER).await;
+    eprintln!(
+        "cut off {victim}: its {} tasks running elsewhere after {:.1} s",
+        victims.len(),
+        cut.elapsed().as_secs_f64()
+    );
+    // Cut off, the worker stopped the at-most-one task on its own.
+    wait_no_running_copies(&victim, &guarded).await;
+
+    docker(&["network", "connect", &c.net, &victim]).await;
+    c.wait_node(&victim, "up", WAIT).await;
+    wait_no_running_copies(&victim, &victims).await;
+    eprintln!(
+        "reconnected {victim}: stale copies stopped {:.1} s after the cut",
+        cut.elapsed().as_secs_f64()
+    );
+
+    // The engine's record: the copy on the cut-off worker died before the replacement started,
+    // and nothing started on the cut-off worker after the cut.
+    let new_node = moved[&guarded_id]["node"].as_str().unwrap().to_string();
+    let seen = wait_for(
+        "the engine's events for the at-most-one task's old and new containers",
+        WAIT,
+        || async {
+            let ev = events.snapshot();
+            let died = ev
+                .iter()
+                .find(|e| e.action == "die" && e.node == victim)
+                .map(|e| e.time_ns);
+            let started = ev
+                .iter()
+                .find(|e| e.action == "start" && e.node == new_node)
+                .map(|e| e.time_ns);
+            Some((died?, started?, ev))
+        },
+    )
+    .await;
+    let (died, started, ev) = seen;
+    assert!(
+        died < started,
+        "the at-most-one task ran twice: its copy on {victim} died {:.3} s after the one on \
+         {new_node} started: {ev:?}",
+        (died - started) as f64 / 1e9
+    );
+    assert!(
+        !ev.iter().any(|e| e.action == "start" && e.node == victim),
+        "the at-most-one task started again on the cut-off {victim}: {ev:?}"
+    );
+    eprintln!(
+        "at-most-one: old copy died {:.3} s before the new one started",
+        (started - died) as f64 / 1e9
+    );
+    drop(events);
+
+    // These would stop themselves while the manager restarts (that is what they opted in to),
+    // which is not what the restart scenario is about.
+    c.stop_all(&once).await;
+}
+
+async fn a_manager_restart_loses_and_moves_nothing(c: &mut Cluster) {
+    let before = c.tasks().await;
+    assert!(before.len() >= 27, "fewer tasks than submitted: {before:?}");
+    let running_before = before.iter().filter(|t| t["state"] == "running").count();
+    assert!(running_before >= 6, "expected running tasks: {before:?}");
+
+    c.restart_manager(None).await;
+    // Every node gets a full TTL after the restart before it can be counted down: wait until that
+    // has passed with every node up, so that a move, if there were one, would have happened.
+    let min_uptime = TTL.as_secs() + 2;
+    wait_for(
+        &format!("the restarted manager to be up {min_uptime} s with every node up"),
+        WAIT,
+        || async {
+            let health = c.try_get("/health").await?;
+            let nodes = c.try_get("/nodes").await?;
+            let up = nodes.as_array()?.iter().all(|n| n["state"] == "up");
+            (up && health["uptime_s"].as_u64()? >= min_uptime).then_some(())
+        },
+    )
+    .await;
+
+    let after = c.tasks().await;
+    let key = |t: &Value| {
+        (
+            t["node"].clone(),
+            t["generation"].clone(),
+            t["state"].clone(),
+            t["container_id"].clone(),
+        )
+    };
+    let before_map: BTreeMap<String, _> = before.iter().map(|t| (id_of(t), key(t))).collect();
+    let after_map: BTreeMap<String, _> = after.iter().map(|t| (id_of(t), key(t))).collect();
+    for (id, was) in &before_map {
+        let now = after_map
+            .get(id)
+            .unwrap_or_else(|| panic!("task {id} was lost by the manager restart"));
+        assert_eq!(
+            now, was,
+            "task {id} changed across the manager restart (node, generation, state, container)"
+        );
+    }
+    assert_eq!(
+        after_map.len(),
+        before_map.len(),
+        "tasks appeared: {after:?}"
+    );
+    // And the running ones still run, in the containers they ran in.
+    for t in after.iter().filter(|t| t["state"] == "running") {
+        let running = running_copies(t["node"].as_str().unwrap(), &id_of(t)).await;
+        let cid = t["container_id"].as_str().unwrap();
+        assert!(
+            running.len() == 1 && cid.starts_with(&running[0]),
+            "task {} should run in {cid} on {}: the engine runs {running:?}",
+            id_of(t),
+            t["node"]
+        );
+    }
+    eprintln!(
+        "manager restart: {} tasks kept, {running_before} running, none moved",
+        after.len()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tasks
+// ---------------------------------------------------------------------------------------------
+
+fn long_running(name: &str) -> Value {
+    json!({"name": name, "image": TEST_IMAGE, "cmd": ["sh", "-c", LONG_RUNNING]})
+}
+
+fn id_of(t: &Value) -> String {
+    t["id"].as_str().unwrap().to_string()
+}
+
+fn count_per_node(tasks: &[Value]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for t in tasks {
+        *m.entry(t["node"].as_str().unwrap_or("-").to_string())
+            .or_default() += 1;
+    }
+    m
+}
+
+/// The (id, generation) of every task running on `node`.
+fn running_on(tasks: &[Value], node: &str) -> Vec<(String, u64)> {
+    tasks
+        .iter()
+        .filter(|t| t["state"] == "running" && t["node"] == node)
+        .map(|t| (id_of(t), t["generation"].as_u64().unwrap()))
+        .collect()
+}
+
+/// Asserts that every task of `before` not in `moved` kept its node and generation.
+fn assert_untouched(before: &[Value], after: &[Value], moved: &[(String, u64)]) {
+    let moved: BTreeSet<&str> = moved.iter().map(|(id, _)| id.as_str()).collect();
+    for t in before.iter().filter(|t| !moved.contains(id_of(t).as_str())) {
+        let id = id_of(t);
+        let now = after
+            .iter()
+            .find(|a| id_of(a) == id)
+            .unwrap_or_else(|| panic!("task {id} disappeared"));
+        assert_eq!(
+            (&now["node"], &now["generation"]),
+            (&t["node"], &t["generation"]),
+            "task {id} moved although its node is fine"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The engine, through the docker CLI
+// ---------------------------------------------------------------------------------------------
+
+async fn try_docker(args: &[&str]) -> Result<String, String> {
+    let out = tokio::process::Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("docker {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(format!(
+            "docker {}: {}: {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+async fn docker(args: &[&str]) -> String {
+    try_docker(args).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn docker_blocking(args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// The ids of the running containers of task `task` on node `node`, as the engine sees them.
+async fn running_copies(node: &str, task: &str) -> Vec<String> {
+    docker(&[
+        "ps",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        &format!("label=io.poseidon.node={node}"),
+        "--filter",
+        &format!("label=io.poseidon.task={task}"),
+    ])
+    .await
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// Waits until the engine runs no container of any of `tasks` labelled with node `node`.
+async fn wait_no_running_copies(node: &str, tasks: &[(String, u64)]) {
+    let ids: Vec<&str> = tasks.iter().map(|(id, _)| id.as_str()).collect();
+    wait_for(
+        &format!("no container of {ids:?} to run on {node}"),
+        WAIT,
+        || async {
+            for id in &ids {
+                if !running_copies(node, id).await.is_empty() {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+}
+
+/// One container event of the engine.
+#[derive(Debug, Clone)]
+struct EngineEvent {
+    action: String,
+    node: String,
+    time_ns: i64,
+}
+
+/// `docker events` for one task's containers, from now on, collected in the background.
+struct EngineEvents {
+    child: tokio::process::Child,
+    seen: Arc<Mutex<Vec<EngineEvent>>>,
+}
+
+impl EngineEvents {
+    fn watch(task: &str) -> Self {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let mut child = tokio::process::Command::new("docker")
+            .args([
+                "events",
+                "--since",
+                &format!("{since:.3}"),
+                "--filter",
+                "type=container",
+                "--filter",
+                &format!("label=io.poseidon.task={task}"),
+                "--format",
+                "{{json .}}",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let stdout = child.stdout.take().unwrap();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                sink.lock().unwrap().push(EngineEvent {
+                    action: v["Action"].as_str().unwrap_or("").to_string(),
+                    node: v["Actor"]["Attributes"]["io.poseidon.node"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    time_ns: v["timeNano"].as_i64().unwrap_or(0),
+                });
+            }
+        });
+        EngineEvents { child, seen }
+    }
+
+    fn snapshot(&self) -> Vec<EngineEvent> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for EngineEvents {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The image holding the binary
+// ---------------------------------------------------------------------------------------------
+
+/// Builds (once per binary) an image with the `poseidon` binary under test, its shared libraries
+/// and the dynamic loader, and returns its name. The tag is a hash of the binary, so a rebuilt
+/// binary gets a new image and an unchanged one reuses the old.
+async fn poseidon_image() -> String {
+    let bin = Path::new(env!("CARGO_BIN_EXE_poseidon"));
+    let bytes = tokio::fs::read(bin).await.unwrap();
+    let mut h = std::hash::DefaultHasher::new();
+    h.write(&bytes);
+    let tag = format!("{IMAGE_REPO}:{:016x}", h.finish());
+    drop(bytes);
+    if try_docker(&["image", "inspect", "--format", "{{.Id}}", &tag])
+        .await
+        .is_ok()
+    {
+        return tag;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("rootfs");
+    let put = |from: &Path, to: &str| {
+        let dest = root.join(to.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        // `copy` follows symlinks: the file lands under the name the loader asks for.
+        std::fs::copy(from, &dest).unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
+    };
+    put(bin, BIN);
+    for lib in shared_libraries(bin).await {
+        put(&lib, lib.to_str().unwrap());
+    }
+    for d in ["tmp", "var/lib/poseidon", "etc"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/false\n").unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))
+            .unwrap();
+    }
+    let tar = dir.path().join("rootfs.tar");
+    let status = tokio::process::Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .args(["--owner=0", "--group=0", "--numeric-owner", "-cf"])
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success(), "tar of the poseidon rootfs failed");
+    docker(&["import", tar.to_str().unwrap(), &tag]).await;
+    // Older images of older binaries are of no use any more; one still in use stays.
+    let others = docker(&["images", IMAGE_REPO, "--format", "{{.Repository}}:{{.Tag}}"]).await;
+    for other in others.lines().filter(|o| *o != tag) {
+        let _ = try_docker(&["rmi", other]).await;
+    }
+    tag
+}
+
+/// The shared libraries and the loader `ldd` names for `bin`.
+async fn shared_libraries(bin: &Path) -> Vec<PathBuf> {
+    let out = tokio::process::Command::new("ldd")
+        .arg(bin)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "ldd {} failed", bin.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)` or
+            // `/lib64/ld-linux-x86-64.so.2 (0x...)`; the vDSO has no file.
+            let path = match line.split_once("=>") {
+                Some((_, rest)) => rest.split_whitespace().next()?,
+                None => line.split_whitespace().next()?,
+            };
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cluster
+// ---------------------------------------------------------------------------------------------
+
+/// A manager and three workers in containers, reached from the host at `base`. Dropping it
+/// removes every container and network of the run.
+struct Cluster {
+    /// Holds the config files bind-mounted into the containers.
+    dir: tempfile::TempDir,
+    /// The cluster's network.
+    net: String,
+    /// The manager's container name.
+    manager: String,
+    /// The workers' node names, which are also their container names.
+    workers: Vec<String>,
+    /// The manager's URL on the host's loopback.
+    base: String,
+    http: HttpClient,
+    /// Every network of the run, removed on drop.
+    networks: Vec<String>,
+}
+
+impl Cluster {
+    async fn start(image: &str, scheduler: &str) -> Cluster {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let run = format!("pmh-{}-{:x}", std::process::id(), nanos % 0x10000);
+        let port = free_port();
+        let mut c = Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            net: format!("{run}-net"),
+            manager: format!("{run}-manager"),
+            workers: (1..=3).map(|i| format!("{run}-w{i}")).collect(),
+            base: format!("http://127.0.0.1:{port}"),
+            http: HttpClient::new(Duration::from_secs(10)),
+            networks: Vec::new(),
+        };
+        let label = format!("io.poseidon.multihost={run}");
+        // The cluster network needs no outside access but cannot be internal: the manager's port
+        // is published on the host's loopback. Task networks are internal.
+        c.networks.push(c.net.clone());
+        docker(&["network", "create", "--label", &label, &c.net]).await;
+        for w in c.workers.clone() {
+            let net = format!("{w}-net");
+            c.networks.push(net.clone());
+            docker(&["network", "create", "--internal", "--label", &label, &net]).await;
+        }
+
+        c.write_manager_config(scheduler);
+        let config = format!(
+            "{}:/etc/poseidon.toml:ro",
+            c.config_path("manager").display()
+        );
+        let publish = format!("127.0.0.1:{port}:5555");
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &c.manager,
+            "--label",
+            &label,
+            "--network",
+            &c.net,
+            "-p",
+            &publish,
+            "-v",
+            &config,
+            image,
+            BIN,
+            "manager",
+            "-c",
+            "/etc/poseidon.toml",
+        ])
+        .await;
+        for (i, w) in c.workers.clone().iter().enumerate() {
+            let (cpus, memory) = CAPACITIES[i];
+            let net = format!("{w}-net");
+            let toml = format!(
+                "[[worker]]\nname = \"{w}\"\nlisten = \"0.0.0.0:5556\"\n\
+                 advertise = \"http://{w}:5556\"\nmanager = \"http://{}:5555\"\n\
+                 runtime = \"docker\"\ndocker_host = \"unix:///var/run/docker.sock\"\n\
+                 data_dir = \"/var/lib/poseidon/{w}\"\n\
+                 capacity = {{ cpus = {cpus:.1}, memory = \"{memory}\" }}\n\
+                 heartbeat_interval = \"{HEARTBEAT}\"\nstop_grace = \"2s\"\nnetwork = \"{net}\"\n",
+                c.manager
+            );
+            std::fs::write(c.config_path(w), toml).unwrap();
+            let config = format!("{}:/etc/poseidon.toml:ro", c.config_path(w).display());
+            docker(&[
+                "create",
+                "--name",
+                w,
+                "--label",
+                &label,
+                "--network",
+                &c.net,
+                "-v",
+                "/var/run/docker.sock:/var/run/docker.sock",
+                "-v",
+                &config,
+                image,
+                BIN,
+                "worker",
+                "-c",
+                "/etc/poseidon.toml",
+                "--name",
+                w,
+            ])
+            .await;
+            // Its own network too: its task containers are there, and its probes reach them there.
+            docker(&["network", "connect", &net, w]).await;
+            docker(&["start", w]).await;
+        }
+        c.wait_ready(Some(scheduler)).await;
+        c
+    }
+
+    fn config_path(&self, role: &str) -> PathBuf {
+        self.dir.path().join(format!("{role}.toml"))
+    }
+
+    /// Writes the manager's config in place (the bind mount follows the inode, not the name).
+    fn write_manager_config(&self, scheduler: &str) {
+        let toml = format!(
+            "[manager]\nlisten = \"0.0.0.0:5555\"\ndata_dir = \"/var/lib/poseidon/manager\"\n\
+             scheduler = \"{scheduler}\"\nheartbeat_ttl = \"{}ms\"\ndispatch_backoff = \"200ms\"\n",
+            TTL.as_millis()
+        );
+        std::fs::write(self.config_path("manager"), toml).unwrap();
+    }
+
+    /// Restarts the manager's container, with another scheduler if one is given.
+    async fn restart_manager(&mut self, scheduler: Option<&str>) {
+        if let Some(s) = scheduler {
+            self.write_manager_config(s);
+        }
+        docker(&["restart", "-t", "20", &self.manager]).await;
+        // Pooled connections died with the old process.
+        self.http = HttpClient::new(Duration::from_secs(10));
+        self.wait_ready(scheduler).await;
+    }
+
+    /// Waits until the manager answers (with `scheduler`, if given) and all three workers are up.
+    async fn wait_ready(&self, scheduler: Option<&str>) {
+        wait_for(
+            &format!(
+                "the manager at {} to answer with scheduler {scheduler:?} and {:?} to be up",
+                self.base, self.workers
+            ),
+            WAIT,
+            || async {
+                let health = self.try_get("/health").await?;
+                if scheduler.is_some_and(|s| health["scheduler"] != s) {
+                    return None;
+                }
+                let nodes = self.try_get("/nodes").await?;
+                let up: BTreeSet<&str> = nodes
+                    .as_array()?
+                    .iter()
+                    .filter(|n| n["state"] == "up")
+                    .filter_map(|n| n["name"].as_str())
+                    .collect();
+                self.workers
+                    .iter()
+                    .all(|w| up.contains(w.as_str()))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), String> {
+        let url = format!("{}{path}", self.base);
+        let body = body.map(|b| serde_json::to_vec(b).unwrap());
+        let r = self
+            .http
+            .send(method, &url, body)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        Ok((r.status, v))
+    }
+
+    /// `GET path` when it answers 200, else `None`: for waiting on a manager that may be down.
+    async fn try_get(&self, path: &str) -> Option<Value> {
+        match self.call(Method::GET, path, None).await {
+            Ok((200, v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    async fn tasks(&self) -> Vec<Value> {
+        let (s, v) = self.call(Method::GET, "/tasks", None).await.unwrap();
+        assert_eq!(s, 200, "GET /tasks: {v}");
+        v.as_array().unwrap().clone()
+    }
+
+    /// Submits `specs` in one request and returns their ids.
+    async fn submit(&self, specs: &[Value]) -> Vec<String> {
+        let body = Value::Array(specs.to_vec());
+        let (s, v) = self
+            .call(Method::POST, "/tasks", Some(&body))
+            .await
+            .unwrap();
+        assert_eq!(s, 201, "POST /tasks: {v}");
+        v.as_array().unwrap().iter().map(id_of).collect()
+    }
+
+    /// Stops every task of `ids` and waits until each is completed.
+    async fn stop_all(&self, ids: &[String]) {
+        for id in ids {
+            let path = format!("/tasks/{id}");
+            let (s, v) = self.call(Method::DELETE, &path, None).await.unwrap();
+            assert_eq!(s, 200, "DELETE {path}: {v}");
+        }
+        for id in ids {
+            self.wait_task(&format!("task {id} to be completed"), id, |t| {
+                t["state"] == "completed"
+            })
+            .await;
+        }
+    }
+
+    async fn wait_task(&self, what: &str, id: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let path = format!("/tasks/{id}");
+        wait_for(what, WAIT, || async {
+            let t = self.try_get(&path).await?;
+            ok(&t).then_some(t)
+        })
+        .await
+    }
+
+    async fn wait_all_running(&self, ids: &[String]) -> Vec<Value> {
+        let mut out = Vec::new();
+        for id in ids {
+            out.push(
+                self.wait_task(&format!("task {id} to be running"), id, |t| {
+                    t["state"] == "running"
+                })
+                .await,
+            );
+        }
+        out
+    }
+
+    async fn wait_node(&self, name: &str, state: &str, deadline: Duration) {
+        wait_for(&format!("node {name} to be {state}"), deadline, || async {
+            let nodes = self.try_get("/nodes").await?;
+            nodes
+                .as_array()?
+                .iter()
+                .any(|n| n["name"] == name && n["state"] == state)
+                .then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until each of `tasks` runs on a node other than `from` under a newer generation, and
+    /// returns them by id.
+    async fn wait_moved(
+        &self,
+        tasks: &[(String, u64)],
+        from: &str,
+        deadline: Duration,
+    ) -> BTreeMap<String, Value> {
+        let ids: Vec<&str> = tasks.iter().map(|(id, _)| id.as_str()).collect();
+        wait_for(
+            &format!("tasks {ids:?} to run off {from} under a newer generation"),
+            deadline,
+            || async {
+                let mut moved = BTreeMap::new();
+                for (id, generation) in tasks {
+                    let t = self.try_get(&format!("/tasks/{id}")).await?;
+                    let ok = t["state"] == "running"
+                        && t["node"].as_str().is_some_and(|n| n != from)
+                        && t["generation"].as_u64()? > *generation;
+                    if !ok {
+                        return None;
+                    }
+                    moved.insert(id.clone(), t);
+                }
+                Some(moved)
+            },
+        )
+        .await
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let mut roles = vec![self.manager.clone()];
+        roles.extend(self.workers.iter().cloned());
+        if std::thread::panicking() {
+            // The logs of every role, to see why.
+            for r in &roles {
+                let logs = std::process::Command::new("docker")
+                    .args(["logs", "--tail", "60", r])
+                    .output();
+                if let Ok(out) = logs {
+                    let text = format!(
+                        "\n----- logs of {r} -----\n{}{}",
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
+                }
+            }
+        }
+        let mut containers = roles.clone();
+        for w in &self.workers {
+            if let Ok(ids) = docker_blocking(&[
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=io.poseidon.node={w}"),
+            ]) {
+                containers.extend(ids.lines().map(str::to_string));
+            }
+        }
+        let mut args = vec!["rm", "-f"];
+        args.extend(containers.iter().map(String::as_str));
+        let _ = docker_blocking(&args);
+        for n in &self.networks {
+            let _ = docker_blocking(&["network", "rm", n]);
+        }
+    }
+}
+
+/// A port free on the host's loopback right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
