@@ -79,6 +79,7 @@ async fn a_cluster_of_containers_schedules_fails_over_and_survives_a_manager_res
     spread_keeps_every_worker_at_most_a_quarter_full(&cluster).await;
     cluster.restart_manager(Some("round-robin")).await;
     round_robin_spreads_tasks_evenly(&cluster).await;
+    health_checks_reach_tasks_over_each_workers_own_network(&cluster).await;
     a_killed_worker_is_replaced_and_its_stale_copies_stopped(&cluster).await;
     a_cut_off_worker_is_replaced_and_at_most_one_holds(&cluster).await;
     a_manager_restart_loses_and_moves_nothing(&mut cluster).await;
@@ -377,6 +378,30 @@ async fn a_manager_restart_loses_and_moves_nothing(c: &mut Cluster) {
 
 // ---------------------------------------------------------------------------------------------
 // Tasks
+/// Each worker probes its own task containers on its own network (the worker container and its
+/// tasks share it; the host and the other workers do not), so HTTP checks pass on every worker.
+async fn health_checks_reach_tasks_over_each_workers_own_network(c: &Cluster) {
+    let specs: Vec<Value> = (0..3)
+        .map(|i| {
+            json!({"name": format!("probed-{i}"), "image": TEST_IMAGE,
+                   "cmd": ["httpd", "-f", "-p", "8080", "-h", "/www"], "ports": ["8080"],
+                   "health_check": {"type": "http", "port": 8080, "path": "/", "interval": "300ms", "timeout": "1s"}})
+        })
+        .collect();
+    let ids = c.submit(&specs).await;
+    let tasks = c.wait_all_running(&ids).await;
+    assert_eq!(
+        count_per_node(&tasks).len(),
+        3,
+        "round-robin puts one on each worker"
+    );
+    for id in &ids {
+        c.wait_task("a healthy task", id, |t| t["health"] == "healthy")
+            .await;
+    }
+    c.stop_all(&ids).await;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 fn long_running(name: &str) -> Value {
