@@ -29,6 +29,18 @@ use crate::util::now_ms;
 
 pub mod api;
 
+/// The fewest queued tasks one dispatch pass takes; a pass takes [`DISPATCH_PER_NODE`] per node
+/// when that is more. A pass holds the state lock while it places and its placements wait for one
+/// synced write before they are sent, so bounding it keeps heartbeats and reports from waiting
+/// behind a large submission and keeps the records and assignments a pass encodes to tens of
+/// megabytes (a queue of 1,000,000 tasks drained in one pass peaked well over that).
+const DISPATCH_PASS: usize = 4096;
+
+/// Tasks per node in a dispatch pass: enough that each worker gets its assignments a few at a time
+/// in one request (with 2,048 a pass on 5,000 nodes, most requests carried one task, and the
+/// reports that answer them came one per task as well).
+const DISPATCH_PER_NODE: usize = 8;
+
 /// How a manager is set up.
 #[derive(Debug, Clone)]
 pub struct ManagerOptions {
@@ -127,7 +139,13 @@ pub struct Metrics {
 
 /// The manager's working state.
 pub struct State {
-    tasks: HashMap<TaskId, Task>,
+    /// Tasks by id. Boxed: a `Task` is over 500 bytes, and a hash table keeps up to half of its
+    /// slots empty (and two tables alive while it grows), so at a million tasks inline values cost
+    /// about a gigabyte more than the tasks themselves; a box costs 8 bytes a slot.
+    tasks: HashMap<TaskId, Box<Task>>,
+    /// How many tasks are in each state (indexed like `TaskState::ALL`), kept in step by
+    /// [`State::apply`] so that `GET /metrics` does not walk every task under the lock.
+    counts: [usize; TaskState::ALL.len()],
     by_node: HashMap<String, HashSet<TaskId>>,
     nodes: BTreeMap<String, Node>,
     /// Scheduler snapshots, in node-name order, aligned with `order`.
@@ -140,6 +158,32 @@ pub struct State {
     blocked: Vec<TaskId>,
     /// Dispatch attempts per task, for backoff.
     attempts: HashMap<TaskId, u32>,
+}
+
+/// True when applying status `s` to task `t` would change nothing: the fast path of
+/// `Manager::apply_status`, which must agree with its slow path finding the task unchanged.
+fn status_matches(t: &Task, s: &TaskStatus) -> bool {
+    t.state == s.state
+        && t.container_id == s.container_id
+        && t.host_ports == s.host_ports
+        && t.exit_code == s.exit_code
+        && t.restart_count == s.restart_count
+        && t.health == s.health
+        && s.started_ms.is_none_or(|v| t.started_ms == Some(v))
+        && s.finished_ms.is_none_or(|v| t.finished_ms == Some(v))
+        && s.reason
+            .as_deref()
+            .is_none_or(|r| r.is_empty() || t.reason.as_deref() == Some(r))
+}
+
+/// True when the user stopped a task that the worker still means to run.
+fn stop_wanted(t: &Task, s: &TaskStatus) -> bool {
+    t.desired == Desired::Stop && s.desired == Desired::Run && !s.state.is_terminal()
+}
+
+/// The position of a state in `TaskState::ALL` (and in `State::counts`).
+fn state_index(s: TaskState) -> usize {
+    TaskState::ALL.iter().position(|x| *x == s).unwrap_or(0)
 }
 
 fn demand_of(spec: &TaskSpec) -> Demand {
@@ -163,6 +207,8 @@ impl State {
     /// Applies the resource and index consequences of a task changing from `old` to `new`.
     fn apply(&mut self, old: Option<&Task>, new: Option<&Task>) {
         if let Some(o) = old {
+            let c = &mut self.counts[state_index(o.state)];
+            *c = c.saturating_sub(1);
             if let Some(n) = holding(o) {
                 if let Some(&i) = self.order.get(n) {
                     self.snapshots[i].release(&demand_of(&o.spec));
@@ -177,6 +223,7 @@ impl State {
             }
         }
         if let Some(t) = new {
+            self.counts[state_index(t.state)] += 1;
             if let Some(n) = holding(t) {
                 if let Some(&i) = self.order.get(n) {
                     self.snapshots[i].place(&demand_of(&t.spec));
@@ -192,14 +239,14 @@ impl State {
     fn put(&mut self, task: Task) -> Result<Op, StoreError> {
         let op = Op::put_task(&task)?;
         let old = self.tasks.remove(&task.id);
-        self.apply(old.as_ref(), Some(&task));
-        self.tasks.insert(task.id, task);
+        self.apply(old.as_deref(), Some(&task));
+        self.tasks.insert(task.id, Box::new(task));
         Ok(op)
     }
 
     fn remove(&mut self, id: TaskId) -> Option<Op> {
         let old = self.tasks.remove(&id)?;
-        self.apply(Some(&old), None);
+        self.apply(Some(&*old), None);
         Some(Op::delete_task(id))
     }
 
@@ -218,16 +265,18 @@ impl State {
             s.used_memory = node.stats.memory_used;
             self.snapshots.push(s);
         }
-        let tasks: Vec<Task> = self
-            .tasks
-            .values()
-            .filter(|t| holding(t).is_some())
-            .cloned()
-            .collect();
-        for t in &tasks {
+        // Split borrows instead of cloning every placed task (a node that registers late would
+        // otherwise copy the whole task table, a gigabyte at a million tasks).
+        let State {
+            tasks,
+            order,
+            snapshots,
+            ..
+        } = self;
+        for t in tasks.values() {
             if let Some(n) = holding(t) {
-                if let Some(&i) = self.order.get(n) {
-                    self.snapshots[i].place(&demand_of(&t.spec));
+                if let Some(&i) = order.get(n) {
+                    snapshots[i].place(&demand_of(&t.spec));
                 }
             }
         }
@@ -347,6 +396,7 @@ impl Manager {
         }
         let mut state = State {
             tasks: HashMap::new(),
+            counts: [0; TaskState::ALL.len()],
             by_node: HashMap::new(),
             nodes,
             snapshots: Vec::new(),
@@ -364,7 +414,8 @@ impl Manager {
             if let Some(n) = &t.node {
                 state.by_node.entry(n.clone()).or_default().insert(t.id);
             }
-            state.tasks.insert(t.id, t);
+            state.counts[state_index(t.state)] += 1;
+            state.tasks.insert(t.id, Box::new(t));
         }
         pending.sort();
         state.queue.extend(pending.into_iter().map(|(_, id)| id));
@@ -463,11 +514,11 @@ impl Manager {
                 .map(|ids| {
                     ids.iter()
                         .filter_map(|id| st.tasks.get(id))
-                        .cloned()
+                        .map(|t| Task::clone(t))
                         .collect()
                 })
                 .unwrap_or_default(),
-            None => st.tasks.values().cloned().collect(),
+            None => st.tasks.values().map(|t| Task::clone(t)).collect(),
         };
         if let Some(s) = state {
             v.retain(|t| t.state == s);
@@ -478,18 +529,20 @@ impl Manager {
 
     /// One task.
     pub fn task(&self, id: TaskId) -> Option<Task> {
-        lock(&self.inner.state).tasks.get(&id).cloned()
+        lock(&self.inner.state)
+            .tasks
+            .get(&id)
+            .map(|t| Task::clone(t))
     }
 
     /// Counts of tasks by state.
     pub fn task_counts(&self) -> BTreeMap<&'static str, usize> {
         let st = lock(&self.inner.state);
-        let mut m: BTreeMap<&'static str, usize> =
-            TaskState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
-        for t in st.tasks.values() {
-            *m.entry(t.state.as_str()).or_default() += 1;
-        }
-        m
+        TaskState::ALL
+            .iter()
+            .zip(st.counts)
+            .map(|(s, n)| (s.as_str(), n))
+            .collect()
     }
 
     /// Every node, by name.
@@ -527,7 +580,7 @@ impl Manager {
         let mut task = st
             .tasks
             .get(&id)
-            .cloned()
+            .map(|t| Task::clone(t))
             .ok_or(ManagerError::NotFound(id))?;
         if !f(&mut task)? {
             return Ok((task, None));
@@ -791,14 +844,25 @@ impl Manager {
             });
             return Ok(());
         }
-        let mut t = current.clone();
+        if stop_wanted(current, s) {
+            stop.push(StopOrder {
+                id: s.id,
+                purge: false,
+                reason: "stopped".into(),
+            });
+        }
+        // A heartbeat repeats the status of every task the worker holds, and almost all of them
+        // are what the manager already has: answer those without copying the task, so that a
+        // heartbeat costs in proportion to what changed, not to what the node holds.
+        if status_matches(current, s) {
+            return Ok(());
+        }
+        let mut t = Task::clone(current);
         t.container_id = s.container_id.clone();
         t.host_ports = s.host_ports.clone();
         t.exit_code = s.exit_code;
         t.restart_count = s.restart_count;
         t.health = s.health.clone();
-        t.started_ms = s.started_ms.or(t.started_ms);
-        t.finished_ms = s.finished_ms.or(t.finished_ms);
         let reason = s.reason.clone().unwrap_or_default();
         if t.state != s.state {
             match path(t.state, s.state) {
@@ -812,14 +876,12 @@ impl Manager {
         } else if t.reason.as_deref() != Some(reason.as_str()) && !reason.is_empty() {
             t.record(t.state, &reason);
         }
-        if t.desired == Desired::Stop && s.desired == Desired::Run && !s.state.is_terminal() {
-            stop.push(StopOrder {
-                id: s.id,
-                purge: false,
-                reason: "stopped".into(),
-            });
-        }
-        if t != *current {
+        // After the transition, which stamps the manager's clock: the worker saw the container
+        // start and end, so its times win. (Set before it, they were overwritten, and the next
+        // heartbeat rewrote every running task once more to put the worker's times back.)
+        t.started_ms = s.started_ms.or(t.started_ms);
+        t.finished_ms = s.finished_ms.or(t.finished_ms);
+        if t != **current {
             // Timestamps of notes are the only noise; compare what matters before writing.
             let freed = holding(current).is_some() && holding(&t).is_none();
             ops.push(st.put(t)?);
@@ -830,13 +892,20 @@ impl Manager {
         Ok(())
     }
 
-    /// Places every queued task it can and dispatches the placements, one batch per worker.
+    /// Places up to [`DISPATCH_PASS`] (or [`DISPATCH_PER_NODE`] per node) queued tasks and dispatches the placements, one batch per
+    /// worker; when more are queued it wakes the dispatcher again for the next pass.
     pub async fn dispatch_once(&self) -> usize {
-        let (batches, pending) = {
+        let (batches, pending, more) = {
             let mut st = lock(&self.inner.state);
             let mut batches: BTreeMap<String, Vec<Assignment>> = BTreeMap::new();
             let mut ops = Vec::new();
-            while let Some(id) = st.queue.pop_front() {
+            let mut taken = 0;
+            let pass = DISPATCH_PASS.max(DISPATCH_PER_NODE * st.snapshots.len());
+            while taken < pass {
+                let Some(id) = st.queue.pop_front() else {
+                    break;
+                };
+                taken += 1;
                 let Some(task) = st.tasks.get(&id) else {
                     continue;
                 };
@@ -861,7 +930,7 @@ impl Manager {
                 match picked {
                     Ok(i) => {
                         let node = st.snapshots[i].id.clone();
-                        let mut t = st.tasks[&id].clone();
+                        let mut t = Task::clone(&st.tasks[&id]);
                         t.generation += 1;
                         t.node = Some(node.clone());
                         let _ = t.set_state(TaskState::Scheduled, &format!("placed on {node}"));
@@ -882,7 +951,7 @@ impl Manager {
                     }
                     Err(nofit) => {
                         let reason = nofit.to_string();
-                        let mut t = st.tasks[&id].clone();
+                        let mut t = Task::clone(&st.tasks[&id]);
                         if t.reason.as_deref() != Some(reason.as_str()) {
                             t.record(TaskState::Pending, &reason);
                             if let Ok(op) = st.put(t) {
@@ -898,7 +967,7 @@ impl Manager {
                 }
             }
             let pending = (!ops.is_empty()).then(|| self.inner.store.submit(ops));
-            (batches, pending)
+            (batches, pending, !st.queue.is_empty())
         };
         if let Some(p) = pending {
             if let Err(e) = p.wait().await {
@@ -909,6 +978,9 @@ impl Manager {
         for (node, assignments) in batches {
             let m = self.clone();
             tokio::spawn(async move { m.send_batch(node, assignments).await });
+        }
+        if more {
+            self.inner.wake_dispatch.notify_one();
         }
         placed
     }
@@ -964,7 +1036,7 @@ impl Manager {
                 if t.generation != gen || t.state != TaskState::Scheduled {
                     continue;
                 }
-                let mut t = t.clone();
+                let mut t = Task::clone(t);
                 let _ = t.set_state(
                     TaskState::Pending,
                     &format!("dispatch to {node} failed: {err}"),
@@ -1044,7 +1116,7 @@ impl Manager {
                     if t.is_finished() || t.node.as_deref() != Some(name.as_str()) {
                         continue;
                     }
-                    let mut t = t.clone();
+                    let mut t = Task::clone(t);
                     let why = format!(
                         "node {name} is down (no heartbeat for {:.1} s)",
                         ttl.as_secs_f64()
