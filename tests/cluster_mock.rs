@@ -306,6 +306,18 @@ async fn metrics_the_go_task_event_and_configured_workers_known_before_they_call
     );
     let (st, _) = api.post("/tasks", &go).await;
     assert_eq!(st, 409, "the same id again is a duplicate");
+    // At-most-one must be shorter than the TTL (1 s here), or it would promise nothing.
+    let (st, v) = api
+        .post(
+            "/tasks",
+            &json!({"name": "late", "image": "busybox", "stop_after_disconnect": "2s"}),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("heartbeat_ttl"),
+        "{v}"
+    );
 
     let (st, text) = api.get("/metrics").await;
     assert_eq!(st, 200);

@@ -463,6 +463,19 @@ impl Manager {
         &self,
         subs: Vec<(Option<TaskId>, TaskSpec)>,
     ) -> Result<Vec<Task>, ManagerError> {
+        // At-most-one only holds if the old copy stops before the manager counts its node down.
+        let ttl = self.inner.opts.heartbeat_ttl;
+        for (_, spec) in &subs {
+            if let Some(ms) = spec.stop_after_disconnect_ms {
+                if Duration::from_millis(ms) >= ttl {
+                    return Err(ManagerError::Invalid(format!(
+                        "stop_after_disconnect ({ms} ms) must be shorter than the manager's heartbeat_ttl ({} ms), \
+                         or the old copy could still run when the task is placed elsewhere",
+                        ttl.as_millis()
+                    )));
+                }
+            }
+        }
         let mut created = Vec::with_capacity(subs.len());
         let pending: Pending = {
             let mut st = lock(&self.inner.state);
