@@ -23,8 +23,13 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// The largest request body accepted (1 MiB); larger bodies get 413.
+/// The largest request body accepted from users (1 MiB); larger bodies get 413.
 pub const MAX_BODY: usize = 1 << 20;
+
+/// The largest body of the cluster's own messages (`/nodes/...` heartbeats and reports on the
+/// manager, `/assignments` on a worker): a heartbeat lists every task its worker holds, about
+/// 320 bytes each, so 1 MiB would cut off a worker holding a few thousand tasks.
+pub const MAX_PEER_BODY: usize = 256 << 20;
 
 /// A response as every handler returns it.
 pub type Resp = Response<Full<Bytes>>;
@@ -168,7 +173,13 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Reads a hyper request into a [`Req`], enforcing [`MAX_BODY`].
+/// The first segment of a request's path.
+fn path_first(uri: &hyper::Uri) -> Option<&str> {
+    uri.path().split('/').find(|s| !s.is_empty())
+}
+
+/// Reads a hyper request into a [`Req`], enforcing [`MAX_BODY`] (or [`MAX_PEER_BODY`] for the
+/// cluster's own messages).
 pub async fn read(req: Request<Incoming>) -> Result<Req, ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts
@@ -189,7 +200,9 @@ pub async fn read(req: Request<Incoming>) -> Result<Req, ApiError> {
             None => (percent_decode(pair), String::new()),
         })
         .collect();
-    let body = match Limited::new(body, MAX_BODY).collect().await {
+    let peer = matches!(path_first(&parts.uri), Some("nodes") | Some("assignments"));
+    let limit = if peer { MAX_PEER_BODY } else { MAX_BODY };
+    let body = match Limited::new(body, limit).collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) => {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -197,7 +210,7 @@ pub async fn read(req: Request<Incoming>) -> Result<Req, ApiError> {
             {
                 return Err(ApiError::new(
                     413,
-                    format!("request body larger than {MAX_BODY} bytes"),
+                    format!("request body larger than {limit} bytes"),
                 ));
             }
             return Err(ApiError::bad_request(format!("cannot read body: {e}")));

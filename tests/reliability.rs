@@ -465,3 +465,105 @@ async fn a_docker_chosen_port_that_is_taken_is_retried_not_failed() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_holding_thousands_of_tasks_keeps_heartbeating() {
+    // A heartbeat lists every task its worker holds (about 320 bytes each): 4,500 tasks make it
+    // larger than the 1 MiB a user's request may be, and the node must stay up regardless.
+    let dir = tempfile::tempdir().unwrap();
+    let one = "[manager]\nheartbeat_ttl = \"1s\"\n[[worker]]\nname = \"big\"\nruntime = \"mock\"\nheartbeat_interval = \"200ms\"\ncapacity = { cpus = 100000.0, memory = \"100000g\" }\n";
+    let run = common::start(&localize(one, dir.path(), false)).await;
+    let api = Api::new(run.manager_url().unwrap());
+    for b in 0..5 {
+        let specs: Vec<Value> = (0..900)
+            .map(|i| json!({"name": format!("t{b}-{i}"), "image": "busybox"}))
+            .collect();
+        let (st, v) = api.post("/tasks", &Value::Array(specs)).await;
+        assert_eq!(st, 201, "{v}");
+    }
+    wait_for("4,500 tasks running", Duration::from_secs(60), || async {
+        (api.ok("/tasks?state=running")
+            .await
+            .as_array()
+            .unwrap()
+            .len()
+            == 4_500)
+            .then_some(())
+    })
+    .await;
+    let hb = serde_json::to_vec(&run.workers[0].worker.heartbeat()).unwrap();
+    assert!(
+        hb.len() > poseidon::http::MAX_BODY,
+        "the heartbeat is {} bytes",
+        hb.len()
+    );
+    // Three TTLs of heartbeats: the node never goes down.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let nodes = api.ok("/nodes").await;
+        assert_eq!(nodes[0]["state"], "up", "{}", nodes[0]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn an_at_most_one_task_stopped_by_a_short_cut_is_placed_again_when_contact_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = localize(TWO, dir.path(), false);
+    let manager = cluster::start(&cfg, Roles::Manager).await.unwrap();
+    let addr = manager.manager.as_ref().unwrap().addr;
+    let url = manager.manager_url().unwrap();
+    let api = Api::new(url.clone());
+    let mock = MockRuntime::new();
+    let solo = Standalone::start(&mock, &dir.path().join("solo"), Some(url.clone())).await;
+    let once = api
+        .submit(&json!({"name": "once", "image": "busybox", "stop_after_disconnect": "300ms"}))
+        .await;
+    api.wait_state(&once, "running", WAIT).await;
+    // A cut shorter than the TTL would leave the node up; here the manager restarts instead.
+    manager.stop().await;
+    wait_for("the worker to stop it", WAIT, || async {
+        (mock.running_count() == 0).then_some(())
+    })
+    .await;
+    let mut mcfg = cfg.clone();
+    mcfg.manager.as_mut().unwrap().listen = addr;
+    let manager = cluster::start(&mcfg, Roles::Manager).await.unwrap();
+    let t = wait_for("the task to run again", WAIT, || async {
+        let t = api.ok(&format!("/tasks/{once}")).await;
+        (t["state"] == "running" && t["generation"] == 2).then_some(t)
+    })
+    .await;
+    assert_eq!(t["node"], "solo");
+    assert_eq!(mock.running_count(), 1, "exactly one copy runs");
+    solo.stop().await;
+    manager.stop().await;
+}
+
+#[tokio::test]
+async fn a_task_forgotten_during_a_slow_pull_leaves_no_container_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockRuntime::new();
+    // Longer than the worker's stop grace (2 s) plus the 10 s that forgetting waits for a stop.
+    mock.set_delay(Op::EnsureImage, Duration::from_secs(13));
+    let s = Standalone::start(&mock, dir.path(), None).await;
+    let id = s
+        .api
+        .submit(&json!({"name": "slow", "image": "busybox"}))
+        .await;
+    s.worker
+        .forget(id.parse().unwrap(), "purged")
+        .await
+        .unwrap();
+    assert!(s.worker.task(id.parse().unwrap()).is_none());
+    wait_for(
+        "the pull to finish and be acted on",
+        Duration::from_secs(30),
+        || async { (mock.count(Op::Create) == 1 && mock.containers().is_empty()).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(mock.running_count(), 0, "no untracked container runs");
+    s.stop().await;
+}

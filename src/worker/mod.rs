@@ -369,7 +369,12 @@ impl Worker {
         task.record(State::Scheduled, "accepted by worker");
         let pending = {
             let mut tasks = lock(&self.inner.tasks);
-            if tasks.contains_key(&a.id) {
+            if let Some(e) = tasks.get(&a.id) {
+                // The same assignment twice at once (a dispatch and a heartbeat's re-send): the
+                // first one does the work, the second is answered as accepted.
+                if e.task.generation == a.generation {
+                    return Ok(e.task.clone());
+                }
                 return Err(WorkerError::Conflict(format!(
                     "task {} was submitted twice at once",
                     a.id
@@ -618,10 +623,18 @@ impl Worker {
         match self
             .inner
             .client
-            .post::<_, serde_json::Value>(&url, &Report { tasks })
+            .post::<_, HeartbeatReply>(&url, &Report { tasks })
             .await
         {
-            Ok(_) => true,
+            Ok(reply) => {
+                *lock(&self.inner.last_contact) = Instant::now();
+                // A report can learn that a copy is stale as well as a heartbeat can.
+                for order in reply.stop {
+                    let w = self.clone();
+                    tokio::spawn(async move { w.obey(order).await });
+                }
+                true
+            }
             Err(_) => {
                 // Put them back; the next report or heartbeat carries them.
                 lock(&self.inner.dirty).extend(ids);
@@ -805,11 +818,15 @@ async fn start_container(w: &Worker, id: TaskId) -> Started {
     };
     w.engine_answered();
     // Record the container before starting it, so a crash now leaves a container we know.
-    if w.update(id, |t| t.container_id = Some(cid.clone()))
-        .await
-        .is_err()
-    {
-        return Started::EngineDown("store write failed".into());
+    match w.update(id, |t| t.container_id = Some(cid.clone())).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            // Forgotten (purged) while the image was pulled or the container made: nobody
+            // tracks this container, so it must not run.
+            let _ = rt.remove(&cid, true).await;
+            return Started::Failed("task forgotten".into());
+        }
+        Err(_) => return Started::EngineDown("store write failed".into()),
     }
     // Docker picks a host port for a binding without one, and may pick a port that some other
     // process has bound meanwhile ("address already in use"); each start picks again, so retry a
