@@ -115,7 +115,7 @@ impl FromStr for State {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         State::ALL
             .into_iter()
-            .find(|st| st.as_str() == s)
+            .find(|st| st.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| {
                 format!(
                     "unknown state {s:?} (valid: pending, scheduled, running, completed, failed)"

@@ -370,9 +370,11 @@ impl Manager {
         for r in records {
             nodes.insert(
                 r.name.clone(),
+                // Not schedulable until it heartbeats (it may have died while the manager was
+                // down), but with a full TTL from now before it can be counted down.
                 Node {
                     record: r,
-                    state: NodeState::Up,
+                    state: NodeState::Waiting,
                     problem: None,
                     stats: NodeStats::default(),
                     last_heartbeat: Some(now),
@@ -894,6 +896,16 @@ impl Manager {
         // heartbeat rewrote every running task once more to put the worker's times back.)
         t.started_ms = s.started_ms.or(t.started_ms);
         t.finished_ms = s.finished_ms.or(t.finished_ms);
+        // The worker ended it on its own, with nobody asking: at-most-one after losing the manager
+        // (possibly for less than the TTL, so the node was never counted down). The user still
+        // wants it to run, so it is placed again, whatever its restart policy: it did not end by
+        // itself. Its node is cleared, so the dispatcher takes it and the old copy is purged.
+        let abandoned =
+            s.desired == Desired::Stop && t.desired == Desired::Run && s.state.is_terminal();
+        if abandoned {
+            t.node = None;
+            t.record(t.state, &format!("{reason}; to be placed again"));
+        }
         if t != **current {
             // Timestamps of notes are the only noise; compare what matters before writing.
             let freed = holding(current).is_some() && holding(&t).is_none();
@@ -901,6 +913,9 @@ impl Manager {
             if freed {
                 st.unblock();
             }
+        }
+        if abandoned {
+            st.queue.push_back(s.id);
         }
         Ok(())
     }
@@ -922,14 +937,16 @@ impl Manager {
                 let Some(task) = st.tasks.get(&id) else {
                     continue;
                 };
-                // Pending tasks, and tasks waiting for a restart on a node that is gone.
+                // Pending tasks, tasks waiting for a restart on a node that is gone, and tasks
+                // their worker gave up (node cleared by `apply_status`).
                 let stranded = task.state.is_terminal()
-                    && !task.is_finished()
-                    && task
-                        .node
-                        .as_ref()
-                        .and_then(|n| st.nodes.get(n))
-                        .is_none_or(|n| n.state == NodeState::Down);
+                    && (task.node.is_none()
+                        || (!task.is_finished()
+                            && task
+                                .node
+                                .as_ref()
+                                .and_then(|n| st.nodes.get(n))
+                                .is_none_or(|n| n.state == NodeState::Down)));
                 if !(task.state == TaskState::Pending || stranded) || task.desired != Desired::Run {
                     continue;
                 }
@@ -1104,8 +1121,10 @@ impl Manager {
                 .nodes
                 .values()
                 .filter(|n| {
-                    matches!(n.state, NodeState::Up | NodeState::Unhealthy)
-                        && n.last_heartbeat.is_none_or(|t| now.duration_since(t) > ttl)
+                    // A node restored from the store waits with a heartbeat time of the start.
+                    let watched = matches!(n.state, NodeState::Up | NodeState::Unhealthy)
+                        || (n.state == NodeState::Waiting && n.last_heartbeat.is_some());
+                    watched && n.last_heartbeat.is_none_or(|t| now.duration_since(t) > ttl)
                 })
                 .map(|n| n.record.name.clone())
                 .collect();
