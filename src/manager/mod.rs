@@ -1001,7 +1001,16 @@ impl Manager {
         };
         if let Some(p) = pending {
             if let Err(e) = p.wait().await {
+                // Not on disk: do not send what a restart would not know; undo and retry later.
                 eprintln!("manager: store write failed while placing: {e}");
+                for (node, assignments) in batches {
+                    let failed = assignments
+                        .iter()
+                        .map(|a| (a.id, a.generation, format!("store write failed: {e}")))
+                        .collect();
+                    self.requeue(&node, failed).await;
+                }
+                return 0;
             }
         }
         let placed = batches.values().map(Vec::len).sum();
@@ -1049,6 +1058,12 @@ impl Manager {
                 .map(|a| (a.id, a.generation, e.to_string()))
                 .collect(),
         };
+        self.requeue(&node, failed).await;
+    }
+
+    /// Undoes placements that did not reach their worker (or the disk): back to Pending, and
+    /// queued again after a backoff that grows with the attempts.
+    async fn requeue(&self, node: &str, failed: Vec<(TaskId, u64, String)>) {
         if failed.is_empty() {
             return;
         }
