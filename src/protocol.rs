@@ -132,8 +132,16 @@ pub struct Heartbeat {
     /// Why it is unhealthy, when it is.
     #[serde(default)]
     pub problem: Option<String>,
-    /// The status of every task it holds.
+    /// The status of every task it holds when `full`; otherwise empty (changes travel at once in
+    /// reports, so most beats only say "alive" and carry stats).
     pub tasks: Vec<TaskStatus>,
+    /// Whether `tasks` lists every task held, so that the manager may re-send what is missing.
+    #[serde(default = "yes")]
+    pub full: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// An order to give up a task.
@@ -154,6 +162,9 @@ pub struct HeartbeatReply {
     pub assign: Vec<Assignment>,
     /// Tasks the worker listed but should give up.
     pub stop: Vec<StopOrder>,
+    /// The manager asks for a full heartbeat next (it has just started, or the node was not up).
+    #[serde(default)]
+    pub want_full: bool,
 }
 
 /// Immediate state changes from a worker.

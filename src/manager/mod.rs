@@ -777,8 +777,11 @@ impl Manager {
                 held.insert(status.id);
                 self.apply_status(&mut st, name, status, &mut ops, &mut reply.stop)?;
             }
-            // What it should hold but did not list: send again (a dispatch was lost).
-            if let Some(ids) = st.by_node.get(name) {
+            // A partial beat after the node was away: ask for everything it holds.
+            reply.want_full = !hb.full && was != NodeState::Up;
+            // What it should hold but did not list: send again (a dispatch was lost). Only a
+            // full beat lists everything held.
+            if let Some(ids) = st.by_node.get(name).filter(|_| hb.full) {
                 for id in ids {
                     if held.contains(id) {
                         continue;
