@@ -63,6 +63,41 @@ struct Bench {
     _dir: tempfile::TempDir,
 }
 
+/// A simulated remote worker in this process: the mock runtime and an in-memory store, served on
+/// loopback, reporting to `manager`, stopped by `shutdown`; registered by one heartbeat.
+async fn sim_worker(name: &str, manager: &str, heartbeat: Duration, shutdown: &Shutdown) -> Worker {
+    let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let opts = WorkerOptions {
+        name: name.into(),
+        advertise: format!("http://{addr}"),
+        manager: Some(manager.to_string()),
+        capacity: Capacity {
+            cpus: 64.0,
+            memory: 256 << 30,
+        },
+        heartbeat_interval: heartbeat,
+        stop_grace: Duration::from_secs(1),
+        network: None,
+    };
+    let w = Worker::start(
+        opts,
+        Arc::new(MockRuntime::new()),
+        Arc::new(MemStore::new()),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let hw = w.clone();
+    tokio::spawn(http::serve(
+        listener,
+        move |r| worker::api::handle(hw.clone(), r),
+        shutdown.clone(),
+    ));
+    w.heartbeat_once().await;
+    w
+}
+
 async fn start_cluster(mode: GroupCommit) -> Bench {
     let dir = tempfile::tempdir().unwrap();
     let shutdown = Shutdown::new();
@@ -87,36 +122,7 @@ async fn start_cluster(mode: GroupCommit) -> Bench {
     // the manager's durable path rather than three workers' own fsyncs.
     let mut workers = Vec::new();
     for i in 1..=3 {
-        let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let opts = WorkerOptions {
-            name: format!("m{i}"),
-            advertise: format!("http://{addr}"),
-            manager: Some(url.clone()),
-            capacity: Capacity {
-                cpus: 64.0,
-                memory: 256 << 30,
-            },
-            heartbeat_interval: Duration::from_secs(1),
-            stop_grace: Duration::from_secs(1),
-            network: None,
-        };
-        let w = Worker::start(
-            opts,
-            Arc::new(MockRuntime::new()),
-            Arc::new(MemStore::new()),
-            shutdown.clone(),
-        )
-        .await
-        .unwrap();
-        let hw = w.clone();
-        tokio::spawn(http::serve(
-            listener,
-            move |r| worker::api::handle(hw.clone(), r),
-            shutdown.clone(),
-        ));
-        w.heartbeat_once().await;
-        workers.push(w);
+        workers.push(sim_worker(&format!("m{i}"), &url, Duration::from_secs(1), &shutdown).await);
     }
     Bench {
         manager,
@@ -410,35 +416,7 @@ async fn bench_failover() {
         let mut stops = Vec::new();
         for name in ["stays", "goes"] {
             let own = Shutdown::new();
-            let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let opts = WorkerOptions {
-                name: name.into(),
-                advertise: format!("http://{addr}"),
-                manager: Some(url.clone()),
-                capacity: Capacity {
-                    cpus: 64.0,
-                    memory: 256 << 30,
-                },
-                heartbeat_interval: Duration::from_millis(250),
-                stop_grace: Duration::from_secs(1),
-                network: None,
-            };
-            let w = Worker::start(
-                opts,
-                Arc::new(MockRuntime::new()),
-                Arc::new(MemStore::new()),
-                own.clone(),
-            )
-            .await
-            .unwrap();
-            let hw = w.clone();
-            tokio::spawn(http::serve(
-                listener,
-                move |r| worker::api::handle(hw.clone(), r),
-                own.clone(),
-            ));
-            w.heartbeat_once().await;
+            sim_worker(name, &url, Duration::from_millis(250), &own).await;
             stops.push(own);
         }
         let client = HttpClient::new(Duration::from_secs(30));

@@ -17,14 +17,6 @@ use serde_json::json;
 const BIN: &str = env!("CARGO_BIN_EXE_poseidon");
 const WAIT: Duration = Duration::from_secs(20);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Proc(Child);
 
 impl Drop for Proc {
@@ -74,7 +66,7 @@ async fn healthy(api: &Api) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manager_killed_under_load_loses_no_acknowledged_task_and_starts_none_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let file = dir.path().join("cluster.toml");
     std::fs::write(
         &file,
@@ -251,7 +243,7 @@ fn cli_errors_are_one_line_with_exit_codes() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 
     // An unreachable manager: 1, one line, naming it.
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
     for args in [
         vec!["status"],
         vec!["node"],

@@ -118,6 +118,7 @@ async fn a_refusing_or_hanging_daemon_makes_the_node_unhealthy_and_everything_re
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(dir.path(), &upstream);
     let node = format!("proxied-{}", std::process::id());
+    let _cleanup = common::NodeContainers(node.clone());
     let cfg = localize(
         &format!(
             "[manager]\nheartbeat_ttl = \"3s\"\n[[worker]]\nname = \"{node}\"\nruntime = \"docker\"\ndocker_host = \"unix://{}\"\nheartbeat_interval = \"300ms\"\nstop_grace = \"1s\"\n",
@@ -184,7 +185,4 @@ async fn a_refusing_or_hanging_daemon_makes_the_node_unhealthy_and_everything_re
     assert_eq!(st, 200);
     api.wait_state(&first, "completed", WAIT).await;
     run.stop().await;
-    for c in rt.list(&format!("io.poseidon.node={node}")).await.unwrap() {
-        let _ = rt.remove(&c.id, true).await;
-    }
 }

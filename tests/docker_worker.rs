@@ -30,6 +30,7 @@ async fn tasks_run_exit_serve_and_stop_on_real_docker() {
     ensure_test_image(&rt).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let node = format!("dk-{}", std::process::id());
+    let _cleanup = common::NodeContainers(node.clone());
     let cfg = localize(
         &format!(
             "[manager]\n[[worker]]\nname = \"{node}\"\nruntime = \"docker\"\nstop_grace = \"2s\"\n"
@@ -98,12 +99,9 @@ async fn a_worker_killed_with_sigkill_adopts_its_container_on_restart() {
     };
     ensure_test_image(&rt).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let node = format!("kill-{}", std::process::id());
+    let _cleanup = common::NodeContainers(node.clone());
     let file = dir.path().join("worker.toml");
     std::fs::write(
         &file,
@@ -188,6 +186,7 @@ async fn http_health_checks_and_a_container_killed_from_outside_on_real_docker()
     ensure_test_image(&rt).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let node = format!("hc-{}", std::process::id());
+    let _cleanup = common::NodeContainers(node.clone());
     let cfg = localize(
         &format!(
             "[manager]\n[[worker]]\nname = \"{node}\"\nruntime = \"docker\"\nstop_grace = \"1s\"\n"
@@ -270,7 +269,4 @@ async fn http_health_checks_and_a_container_killed_from_outside_on_real_docker()
         api.wait_state(id, "completed", WAIT).await;
     }
     run.stop().await;
-    for c in rt.list(&format!("io.poseidon.node={node}")).await.unwrap() {
-        let _ = rt.remove(&c.id, true).await;
-    }
 }

@@ -706,7 +706,7 @@ impl Cluster {
             .unwrap()
             .subsec_nanos();
         let run = format!("pmh-{}-{:x}", std::process::id(), nanos % 0x10000);
-        let port = free_port();
+        let port = common::free_port();
         let mut c = Cluster {
             dir: tempfile::tempdir().unwrap(),
             net: format!("{run}-net"),
@@ -1010,13 +1010,4 @@ impl Drop for Cluster {
             let _ = docker_blocking(&["network", "rm", n]);
         }
     }
-}
-
-/// A port free on the host's loopback right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

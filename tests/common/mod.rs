@@ -198,3 +198,39 @@ impl Standalone {
         self.worker.close().await;
     }
 }
+
+/// Removes, when dropped (a passing test, or a panicking one), every container that a worker of
+/// node `name` made on the real engine, found by Poseidon's node label.
+pub struct NodeContainers(pub String);
+
+impl Drop for NodeContainers {
+    fn drop(&mut self) {
+        let filter = format!("label=io.poseidon.node={}", self.0);
+        let Ok(out) = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter", &filter])
+            .output()
+        else {
+            return;
+        };
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if !ids.is_empty() {
+            let _ = std::process::Command::new("docker")
+                .arg("rm")
+                .arg("-f")
+                .args(&ids)
+                .output();
+        }
+    }
+}
+
+/// A loopback port free at the moment of asking (for processes that must be told their port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
