@@ -98,16 +98,20 @@ async fn sim_worker(name: &str, manager: &str, heartbeat: Duration, shutdown: &S
     w
 }
 
-async fn start_cluster(mode: GroupCommit) -> Bench {
-    let dir = tempfile::tempdir().unwrap();
-    let shutdown = Shutdown::new();
+/// The real manager in this process, RocksDB under `dir`, served on loopback; returns it and its URL.
+async fn serve_manager(
+    dir: &std::path::Path,
+    mode: GroupCommit,
+    scheduler: &str,
+    ttl: Duration,
+    shutdown: &Shutdown,
+) -> (Manager, String) {
     let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let store: Arc<dyn Store> =
-        Arc::new(RocksStore::open_with(&dir.path().join("manager"), mode).unwrap());
+    let store: Arc<dyn Store> = Arc::new(RocksStore::open_with(dir, mode).unwrap());
     let opts = ManagerOptions {
-        scheduler: "epvm".into(),
-        heartbeat_ttl: Duration::from_secs(30),
+        scheduler: scheduler.into(),
+        heartbeat_ttl: ttl,
         dispatch_backoff: Duration::from_millis(500),
         known_workers: Vec::new(),
     };
@@ -118,6 +122,20 @@ async fn start_cluster(mode: GroupCommit) -> Bench {
         move |r| manager::api::handle(m.clone(), r),
         shutdown.clone(),
     ));
+    (manager, url)
+}
+
+async fn start_cluster(mode: GroupCommit) -> Bench {
+    let dir = tempfile::tempdir().unwrap();
+    let shutdown = Shutdown::new();
+    let (manager, url) = serve_manager(
+        &dir.path().join("manager"),
+        mode,
+        "epvm",
+        Duration::from_secs(30),
+        &shutdown,
+    )
+    .await;
     // Simulated remote hosts: mock runtime and an in-memory store, so that the two cores measure
     // the manager's durable path rather than three workers' own fsyncs.
     let mut workers = Vec::new();
@@ -397,22 +415,14 @@ async fn bench_failover() {
     for round in 0..rounds {
         let dir = tempfile::tempdir().unwrap();
         let shutdown = Shutdown::new();
-        let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let store: Arc<dyn Store> = Arc::new(RocksStore::open(&dir.path().join("m")).unwrap());
-        let opts = ManagerOptions {
-            scheduler: "round-robin".into(),
-            heartbeat_ttl: ttl,
-            dispatch_backoff: Duration::from_millis(500),
-            known_workers: Vec::new(),
-        };
-        let manager = Manager::start(opts, store, shutdown.clone()).await.unwrap();
-        let m = manager.clone();
-        tokio::spawn(http::serve(
-            listener,
-            move |r| manager::api::handle(m.clone(), r),
-            shutdown.clone(),
-        ));
+        let (manager, url) = serve_manager(
+            &dir.path().join("m"),
+            GroupCommit::On,
+            "round-robin",
+            ttl,
+            &shutdown,
+        )
+        .await;
         let mut stops = Vec::new();
         for name in ["stays", "goes"] {
             let own = Shutdown::new();

@@ -203,6 +203,19 @@ runtime = "mock"
 heartbeat_interval = "200ms"
 "#;
 
+/// The manager of [`TWO`] alone, and a standalone worker "solo" reporting to it on a mock engine
+/// the test keeps.
+async fn manager_and_solo(
+    dir: &std::path::Path,
+) -> (cluster::Running, Api, MockRuntime, Standalone) {
+    let cfg = localize(TWO, dir, false);
+    let manager = cluster::start(&cfg, Roles::Manager).await.unwrap();
+    let url = manager.manager_url().unwrap();
+    let mock = MockRuntime::new();
+    let solo = Standalone::start(&mock, &dir.join("solo"), Some(url.clone())).await;
+    (manager, Api::new(url), mock, solo)
+}
+
 #[tokio::test]
 async fn a_lost_worker_comes_back_and_its_stale_copies_are_stopped_at_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -306,12 +319,7 @@ async fn a_lost_worker_comes_back_and_its_stale_copies_are_stopped_at_once() {
 #[tokio::test]
 async fn an_at_most_one_task_is_stopped_by_its_worker_when_the_manager_is_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = localize(TWO, dir.path(), false);
-    let manager = cluster::start(&cfg, Roles::Manager).await.unwrap();
-    let url = manager.manager_url().unwrap();
-    let api = Api::new(url.clone());
-    let mock = MockRuntime::new();
-    let solo = Standalone::start(&mock, &dir.path().join("solo"), Some(url.clone())).await;
+    let (manager, api, mock, solo) = manager_and_solo(dir.path()).await;
     let once = api
         .submit(&json!({"name": "once", "image": "busybox", "stop_after_disconnect": "500ms"}))
         .await;
@@ -356,12 +364,7 @@ async fn an_at_most_one_task_is_stopped_by_its_worker_when_the_manager_is_lost()
 #[tokio::test]
 async fn an_engine_blip_makes_the_worker_unhealthy_without_losing_tasks() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = localize(TWO, dir.path(), false);
-    let manager = cluster::start(&cfg, Roles::Manager).await.unwrap();
-    let url = manager.manager_url().unwrap();
-    let api = Api::new(url.clone());
-    let mock = MockRuntime::new();
-    let solo = Standalone::start(&mock, &dir.path().join("solo"), Some(url.clone())).await;
+    let (manager, api, mock, solo) = manager_and_solo(dir.path()).await;
     let id = api
         .submit(&json!({"name": "keep", "image": "busybox"}))
         .await;
