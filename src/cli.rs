@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
-use hyper::Method;
 use serde_json::Value;
 
+use crate::client::ManagerClient;
 use crate::cluster::{self, Roles};
 use crate::config;
-use crate::http::{check, ClientError, HttpClient};
-use crate::task::{State, Task};
+use crate::http::ClientError;
+use crate::task::{State, Task, TaskId};
 use crate::util::{human_bytes, now_ms};
 
 /// The default manager URL for client commands.
@@ -212,16 +212,22 @@ impl From<ClientError> for Failure {
     }
 }
 
-fn manager_url(flag: &Option<String>) -> String {
-    flag.clone()
+fn manager_client(flag: &Option<String>) -> ManagerClient {
+    let base = flag
+        .clone()
         .or_else(|| {
             std::env::var("POSEIDON_MANAGER")
                 .ok()
                 .filter(|s| !s.is_empty())
         })
-        .unwrap_or_else(|| DEFAULT_MANAGER.to_string())
-        .trim_end_matches('/')
-        .to_string()
+        .unwrap_or_else(|| DEFAULT_MANAGER.to_string());
+    ManagerClient::new(&base, Duration::from_secs(10))
+}
+
+/// Parses a task id given on the command line; a malformed one is a usage error.
+fn task_id(id: &str) -> Result<TaskId, Failure> {
+    id.parse::<TaskId>()
+        .map_err(|_| Failure::usage(format!("malformed task id {id:?} (expected a UUID)")))
 }
 
 /// Runs the parsed command line; returns the process exit code.
@@ -289,10 +295,6 @@ async fn wait_for_signal() {
     }
 }
 
-fn client() -> HttpClient {
-    HttpClient::new(Duration::from_secs(10))
-}
-
 fn print_json(v: &impl serde::Serialize) {
     match serde_json::to_string_pretty(v) {
         Ok(s) => println!("{s}"),
@@ -344,17 +346,30 @@ async fn run_task(c: RunCmd) -> Result<(), Failure> {
         ));
     }
     let body = build_body(&c)?;
-    let base = manager_url(&c.manager);
-    let url = format!("{base}/tasks");
-    let raw = client().send(Method::POST, &url, Some(body)).await?;
-    if raw.status == 400 {
+    let manager = manager_client(&c.manager);
+    let tasks = match manager.submit(body).await {
+        Ok(t) => t,
         // Bad input is the user's to fix: a usage error.
-        let err = check(&url, &raw).err().map(|e| e.to_string());
-        return Err(Failure::usage(err.unwrap_or_else(|| "bad request".into())));
-    }
-    check(&url, &raw)?;
-    let task: Task = serde_json::from_slice(&raw.body)
-        .map_err(|e| Failure::op(format!("unexpected answer from {url}: {e}")))?;
+        Err(e @ ClientError::Status { status: 400, .. }) => {
+            return Err(Failure::usage(e.to_string()))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let task = match <[Task; 1]>::try_from(tasks) {
+        Ok([task]) => task,
+        Err(tasks) => {
+            // A file holding an array stores every task; following several at once would
+            // interleave their events, so print what was stored and let `status` follow up.
+            if c.json {
+                print_json(&tasks);
+            } else {
+                for t in &tasks {
+                    println!("{}", t.id);
+                }
+            }
+            return Ok(());
+        }
+    };
     if c.detach {
         if c.json {
             print_json(&task);
@@ -366,7 +381,7 @@ async fn run_task(c: RunCmd) -> Result<(), Failure> {
     if !c.json {
         println!("task {} stored ({})", task.id, task.spec.image);
     }
-    let task = follow(&base, &task, !c.json, |t| {
+    let task = follow(&manager, &task, !c.json, |t| {
         t.state == State::Running || t.is_finished()
     })
     .await?;
@@ -387,19 +402,17 @@ async fn run_task(c: RunCmd) -> Result<(), Failure> {
 
 /// Polls a task and prints each new event until `done` holds (or a deadline passes).
 async fn follow(
-    base: &str,
+    manager: &ManagerClient,
     task: &Task,
     print: bool,
     done: impl Fn(&Task) -> bool,
 ) -> Result<Task, Failure> {
-    let url = format!("{base}/tasks/{}", task.id);
     // The history is capped, so events are recognised by content rather than position.
     let mut seen: std::collections::HashSet<(u64, State, String)> =
         std::collections::HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(300);
-    let client = client();
     loop {
-        let t: Task = client.get(&url).await?;
+        let t = manager.task(task.id).await?;
         for e in &t.events {
             if seen.insert((e.at_ms, e.state, e.reason.clone())) && print {
                 let node = match e.node.as_deref() {
@@ -454,15 +467,9 @@ fn ports(t: &Task) -> String {
 }
 
 async fn status(c: StatusCmd) -> Result<(), Failure> {
-    let base = manager_url(&c.manager);
-    let client = client();
+    let manager = manager_client(&c.manager);
     if let Some(id) = &c.id {
-        if id.parse::<crate::task::TaskId>().is_err() {
-            return Err(Failure::usage(format!(
-                "malformed task id {id:?} (expected a UUID)"
-            )));
-        }
-        let t: Task = client.get(&format!("{base}/tasks/{id}")).await?;
+        let t = manager.task(task_id(id)?).await?;
         if c.json {
             print_json(&t);
             return Ok(());
@@ -496,12 +503,10 @@ async fn status(c: StatusCmd) -> Result<(), Failure> {
         }
         return Ok(());
     }
-    let mut url = format!("{base}/tasks");
     if let Some(s) = &c.state {
         s.parse::<State>().map_err(Failure::usage)?;
-        url.push_str(&format!("?state={s}"));
     }
-    let tasks: Vec<Task> = client.get(&url).await?;
+    let tasks = manager.tasks(c.state.as_deref(), None).await?;
     if c.json {
         print_json(&tasks);
         return Ok(());
@@ -535,34 +540,22 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 async fn stop(c: StopCmd) -> Result<(), Failure> {
-    if c.id.parse::<crate::task::TaskId>().is_err() {
-        return Err(Failure::usage(format!(
-            "malformed task id {:?} (expected a UUID)",
-            c.id
-        )));
-    }
-    let base = manager_url(&c.manager);
-    let url = format!(
-        "{base}/tasks/{}{}",
-        c.id,
-        if c.purge { "?purge=true" } else { "" }
-    );
-    let raw = client().send(Method::DELETE, &url, None).await?;
-    check(&url, &raw)?;
+    let id = task_id(&c.id)?;
+    let manager = manager_client(&c.manager);
     if c.purge {
-        if !c.json {
-            println!("task {} purged", c.id);
+        let purged = manager.purge(id).await?;
+        if c.json {
+            print_json(&purged);
         } else {
-            println!("{}", String::from_utf8_lossy(&raw.body));
+            println!("task {} purged", purged.purged);
         }
         return Ok(());
     }
-    let task: Task = serde_json::from_slice(&raw.body)
-        .map_err(|e| Failure::op(format!("unexpected answer from {url}: {e}")))?;
+    let task = manager.stop(id).await?;
     let task = if c.detach {
         task
     } else {
-        follow(&base, &task, false, |t| t.state.is_terminal()).await?
+        follow(&manager, &task, false, |t| t.state.is_terminal()).await?
     };
     if c.json {
         print_json(&task);
@@ -581,8 +574,7 @@ async fn stop(c: StopCmd) -> Result<(), Failure> {
 }
 
 async fn node(c: NodeCmd) -> Result<(), Failure> {
-    let base = manager_url(&c.manager);
-    let nodes: Vec<Value> = client().get(&format!("{base}/nodes")).await?;
+    let nodes = manager_client(&c.manager).nodes().await?;
     if c.json {
         print_json(&nodes);
         return Ok(());
@@ -592,54 +584,43 @@ async fn node(c: NodeCmd) -> Result<(), Failure> {
         "NAME", "STATE", "CPUS", "CPU RSVD", "MEMORY", "MEM RSVD", "TASKS", "CPU%", "LAST HB"
     );
     for n in nodes {
-        let f = |k: &str| n.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-        let cap = n.get("capacity").cloned().unwrap_or(Value::Null);
-        let stats = n.get("stats").cloned().unwrap_or(Value::Null);
         println!(
             "{:<12}  {:<9}  {:>5.1}  {:>9.2}  {:>10}  {:>11}  {:>5}  {:>6.1}  {:>8}  {}",
-            truncate(n.get("name").and_then(Value::as_str).unwrap_or("?"), 12),
-            n.get("state").and_then(Value::as_str).unwrap_or("?"),
-            cap.get("cpus").and_then(Value::as_f64).unwrap_or(0.0),
-            f("reserved_cpus"),
-            human_bytes(cap.get("memory").and_then(Value::as_u64).unwrap_or(0)),
-            human_bytes(
-                n.get("reserved_memory")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0)
-            ),
-            n.get("tasks").and_then(Value::as_u64).unwrap_or(0),
-            stats
-                .get("cpu_percent")
-                .and_then(Value::as_f64)
-                .unwrap_or(0.0),
-            n.get("seconds_since_heartbeat")
-                .and_then(Value::as_f64)
+            truncate(&n.name, 12),
+            node_state(n.state),
+            n.capacity.cpus,
+            n.reserved_cpus,
+            human_bytes(n.capacity.memory),
+            human_bytes(n.reserved_memory),
+            n.tasks,
+            n.stats.cpu_percent,
+            n.seconds_since_heartbeat
                 .map(|s| format!("{s:.1}s"))
                 .unwrap_or_else(|| "never".into()),
-            n.get("address").and_then(Value::as_str).unwrap_or("")
+            n.address
         );
     }
     Ok(())
 }
 
+fn node_state(s: crate::wire::NodeState) -> &'static str {
+    use crate::wire::NodeState::*;
+    match s {
+        Waiting => "waiting",
+        Up => "up",
+        Unhealthy => "unhealthy",
+        Down => "down",
+    }
+}
+
 async fn logs(c: LogsCmd) -> Result<(), Failure> {
-    if c.id.parse::<crate::task::TaskId>().is_err() {
-        return Err(Failure::usage(format!(
-            "malformed task id {:?} (expected a UUID)",
-            c.id
-        )));
-    }
-    let base = manager_url(&c.manager);
-    let mut url = format!("{base}/tasks/{}/logs", c.id);
-    if let Some(n) = c.tail {
-        url.push_str(&format!("?tail={n}"));
-    }
-    let v: Value = client().get(&url).await?;
+    let id = task_id(&c.id)?;
+    let logs = manager_client(&c.manager).logs(id, c.tail).await?;
     if c.json {
-        print_json(&v);
+        print_json(&logs);
         return Ok(());
     }
-    print!("{}", v.get("stdout").and_then(Value::as_str).unwrap_or(""));
-    eprint!("{}", v.get("stderr").and_then(Value::as_str).unwrap_or(""));
+    print!("{}", logs.stdout);
+    eprint!("{}", logs.stderr);
     Ok(())
 }

@@ -13,20 +13,25 @@
 //! - [`config`]: the TOML cluster file.
 //! - [`store`]: the durable store (RocksDB, grouped synced writes) behind a small trait.
 //! - [`http`]: the shared HTTP plumbing (server loop, JSON errors, a small client).
-//! - [`protocol`]: what workers and the manager say to each other.
+//! - [`wire`]: every body that crosses HTTP, one type for both sides.
+//! - [`client`]: typed clients of the manager and worker APIs (used by the manager, the CLI, tests and benches).
 //! - [`worker`]: the agent on each host, and its REST API.
 //! - [`manager`]: placement, dispatch, node liveness, and its REST API.
 //! - [`cluster`]: starting the roles a config file declares, in one process.
 //! - [`cli`]: the `poseidon` command line.
 
 pub mod cli;
+pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod manager;
-pub mod protocol;
 pub mod spec;
 pub mod store;
 pub mod task;
 pub mod util;
+pub mod wire;
 pub mod worker;
+
+/// The old name of [`wire`], kept while call sites move over.
+pub use wire as protocol;

@@ -1,4 +1,8 @@
-//! What workers and the manager say to each other (ARCHITECTURE.md, "Protocol", describes the flow).
+//! Every body that crosses HTTP, as one type used by both sides: what workers and the manager say
+//! to each other (ARCHITECTURE.md, "Protocol", describes the flow), and the replies users and the CLI
+//! read (node views, logs, errors, health). The servers encode these types and the typed clients in
+//! `client.rs` decode them, so a field renamed on one side fails to compile on the other instead of
+//! silently reading as zero.
 //!
 //! - Manager -> worker, at once on each decision: `POST /assignments` with a batch of [`Assignment`]s,
 //!   and `DELETE /tasks/{id}` to stop (`?purge=true` also forgets).
@@ -10,6 +14,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::task::{Desired, HostPort, State, Task, TaskId, TaskSpec};
+
+/// The body of every error answer: `{"error": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong, in one lower-case line.
+    pub error: String,
+}
 
 /// One placement of a task on a worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +40,33 @@ pub struct Assignment {
 pub struct AssignmentBatch {
     /// The assignments.
     pub assignments: Vec<Assignment>,
+}
+
+/// One assignment a worker took (or already held): the task and the generation it now holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    /// The task.
+    pub id: TaskId,
+    /// The generation held.
+    pub generation: u64,
+}
+
+/// One assignment a worker refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    /// The task.
+    pub id: TaskId,
+    /// Why (an invalid spec, a newer generation already held, a store failure).
+    pub error: String,
+}
+
+/// The worker's answer to `POST /assignments`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AssignmentReply {
+    /// Assignments now held.
+    pub accepted: Vec<Accepted>,
+    /// Assignments refused.
+    pub rejected: Vec<Rejected>,
 }
 
 /// The worker's view of one task, as reported to the manager.
@@ -172,4 +210,85 @@ pub struct HeartbeatReply {
 pub struct Report {
     /// The changed tasks.
     pub tasks: Vec<TaskStatus>,
+}
+
+/// Whether a node can take work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Known from the config, never heard from.
+    Waiting,
+    /// Heartbeating and healthy.
+    Up,
+    /// Heartbeating, but its container engine is not answering: nothing is placed on it.
+    Unhealthy,
+    /// Missed its heartbeats past the TTL: its tasks are placed elsewhere.
+    Down,
+}
+
+/// A node as `GET /nodes` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    /// The worker's name.
+    pub name: String,
+    /// How to reach it.
+    pub address: String,
+    /// Up, unhealthy, down or waiting.
+    pub state: NodeState,
+    /// Why it is unhealthy, if it is.
+    pub problem: Option<String>,
+    /// What it offers.
+    pub capacity: Capacity,
+    /// CPU reserved by its tasks.
+    pub reserved_cpus: f64,
+    /// Memory reserved by its tasks.
+    pub reserved_memory: u64,
+    /// Tasks placed on it and not finished.
+    pub tasks: u32,
+    /// Its last reported figures.
+    pub stats: NodeStats,
+    /// When its last heartbeat arrived (ms since the epoch).
+    pub last_heartbeat_ms: Option<u64>,
+    /// Seconds since then.
+    pub seconds_since_heartbeat: Option<f64>,
+}
+
+/// A task's logs, as `GET /tasks/{id}/logs` answers on the worker and the manager.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsReply {
+    /// The task.
+    pub id: TaskId,
+    /// What the container wrote to standard output.
+    pub stdout: String,
+    /// What the container wrote to standard error.
+    pub stderr: String,
+}
+
+/// The answer to `DELETE /tasks/{id}?purge=true`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Purged {
+    /// The task forgotten.
+    pub purged: TaskId,
+}
+
+/// The manager's `GET /health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagerHealth {
+    /// Always `ok` when it answers at all.
+    pub status: String,
+    /// The configured scheduler.
+    pub scheduler: String,
+    /// Seconds since it started.
+    pub uptime_s: u64,
+}
+
+/// A worker's `GET /health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerHealth {
+    /// `ok`, or `engine unavailable` (with HTTP 503).
+    pub status: String,
+    /// The worker's name.
+    pub node: String,
+    /// Its runtime (`docker` or `mock`).
+    pub runtime: String,
 }
