@@ -26,7 +26,9 @@ use poseidon::cluster::{self, Roles};
 use poseidon::config;
 use poseidon::http::{self, HttpClient, Shutdown};
 use poseidon::manager::{self, Manager, ManagerOptions};
-use poseidon::protocol::Capacity;
+use poseidon::client::ManagerClient;
+use poseidon::task::{State, TaskId};
+use poseidon::wire::{Capacity, NodeState};
 use poseidon::store::rocks::GroupCommit;
 use poseidon::store::{MemStore, RocksStore, Store};
 use poseidon::worker::{self, Worker, WorkerOptions};
@@ -273,16 +275,10 @@ async fn bench_docker() {
     let cfg = config::parse(&text, "bench.toml").unwrap();
     let run = cluster::start(&cfg, Roles::All).await.unwrap();
     let url = run.manager_url().unwrap();
-    let client = HttpClient::new(Duration::from_secs(60));
-    let get = |id: String| {
-        let client = client.clone();
-        let url = url.clone();
-        async move {
-            client
-                .get::<Value>(&format!("{url}/tasks/{id}"))
-                .await
-                .unwrap()
-        }
+    let manager = ManagerClient::new(&url, Duration::from_secs(60));
+    let get = |id: TaskId| {
+        let manager = manager.clone();
+        async move { manager.task(id).await.unwrap() }
     };
     let mut ours = Vec::new();
     let mut bare = Vec::new();
@@ -294,20 +290,13 @@ async fn bench_docker() {
             &json!({"name": format!("b{i}"), "image": TEST_IMAGE, "cmd": ["sleep", "30"]}),
         )
         .unwrap();
-        let r = client
-            .send(Method::POST, &format!("{url}/tasks"), Some(body))
-            .await
-            .unwrap();
-        let id = serde_json::from_slice::<Value>(&r.body).unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let id = manager.submit(body).await.unwrap()[0].id;
         loop {
-            let t = get(id.clone()).await;
-            if t["state"] == "running" {
+            let t = get(id).await;
+            if t.state == State::Running {
                 break;
             }
-            assert!(t["state"] != "failed", "{t}");
+            assert!(t.state != State::Failed, "{t:?}");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let a = s.elapsed().as_secs_f64() * 1000.0;
@@ -328,24 +317,14 @@ async fn bench_docker() {
             bare.push(b);
         }
         rt.remove(&cid, true).await.unwrap();
-        client
-            .send(Method::DELETE, &format!("{url}/tasks/{id}"), None)
-            .await
-            .unwrap();
+        manager.stop(id).await.unwrap();
         loop {
-            if get(id.clone()).await["state"] == "completed" {
+            if get(id).await.state == State::Completed {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        client
-            .send(
-                Method::DELETE,
-                &format!("{url}/tasks/{id}?purge=true"),
-                None,
-            )
-            .await
-            .unwrap();
+        manager.purge(id).await.unwrap();
     }
     // Exit detection: a container that exits by itself, timed from the engine's FinishedAt.
     for i in 0..cycles.min(10) {
@@ -353,36 +332,22 @@ async fn bench_docker() {
             &json!({"name": format!("x{i}"), "image": TEST_IMAGE, "cmd": ["sleep", "0.3"]}),
         )
         .unwrap();
-        let r = client
-            .send(Method::POST, &format!("{url}/tasks"), Some(body))
-            .await
-            .unwrap();
-        let id = serde_json::from_slice::<Value>(&r.body).unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let id = manager.submit(body).await.unwrap()[0].id;
         let t = loop {
-            let t = get(id.clone()).await;
-            if t["state"] == "completed" {
+            let t = get(id).await;
+            if t.state == State::Completed {
                 break t;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         };
         let seen = poseidon::util::now_ms() as f64;
         let info = rt
-            .inspect(t["container_id"].as_str().unwrap())
+            .inspect(t.container_id.as_deref().unwrap())
             .await
             .unwrap();
         let finished = rfc3339_ms(info.finished_at.as_deref().unwrap()).unwrap();
         detect.push(seen - finished);
-        client
-            .send(
-                Method::DELETE,
-                &format!("{url}/tasks/{id}?purge=true"),
-                None,
-            )
-            .await
-            .unwrap();
+        manager.purge(id).await.unwrap();
     }
     let (mo, mb) = (median(&mut ours), median(&mut bare));
     let (p90o, p90b) = (pct(&ours, 0.9), pct(&bare, 0.9));
@@ -429,46 +394,32 @@ async fn bench_failover() {
             sim_worker(name, &url, Duration::from_millis(250), &own).await;
             stops.push(own);
         }
-        let client = HttpClient::new(Duration::from_secs(30));
+        let client = ManagerClient::new(&url, Duration::from_secs(30));
         let specs: Vec<Value> = (0..per_node * 2)
             .map(|i| json!({"name": format!("t{i}"), "image": "busybox"}))
             .collect();
         client
-            .send(
-                Method::POST,
-                &format!("{url}/tasks"),
-                Some(serde_json::to_vec(&specs).unwrap()),
-            )
+            .submit(serde_json::to_vec(&specs).unwrap())
             .await
             .unwrap();
-        let on_goes = |tasks: &Value| -> Vec<String> {
-            tasks
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|t| t["node"] == "goes")
-                .map(|t| t["id"].as_str().unwrap().to_string())
-                .collect()
-        };
-        let ids = loop {
-            let all: Value = client
-                .get(&format!("{url}/tasks?state=running"))
-                .await
-                .unwrap();
-            if all.as_array().unwrap().len() == per_node * 2 {
-                break on_goes(&all);
+        let ids: Vec<TaskId> = loop {
+            let all = client.tasks(Some("running"), None).await.unwrap();
+            if all.len() == per_node * 2 {
+                break all
+                    .iter()
+                    .filter(|t| t.node.as_deref() == Some("goes"))
+                    .map(|t| t.id)
+                    .collect();
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
         let silent = Instant::now();
         stops[1].trigger();
         loop {
-            let nodes: Value = client.get(&format!("{url}/nodes")).await.unwrap();
+            let nodes = client.nodes().await.unwrap();
             if nodes
-                .as_array()
-                .unwrap()
                 .iter()
-                .any(|n| n["name"] == "goes" && n["state"] == "down")
+                .any(|n| n.name == "goes" && n.state == NodeState::Down)
             {
                 break;
             }
@@ -477,17 +428,12 @@ async fn bench_failover() {
         let down = silent.elapsed();
         let marked = Instant::now();
         loop {
-            let all: Value = client
-                .get(&format!("{url}/tasks?state=running&node=stays"))
+            let all = client
+                .tasks(Some("running"), Some("stays"))
                 .await
                 .unwrap();
-            let here: std::collections::HashSet<&str> = all
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| t["id"].as_str().unwrap())
-                .collect();
-            if ids.iter().all(|id| here.contains(id.as_str())) {
+            let here: std::collections::HashSet<TaskId> = all.iter().map(|t| t.id).collect();
+            if ids.iter().all(|id| here.contains(id)) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

@@ -41,7 +41,10 @@ use std::time::{Duration, Instant};
 
 use hyper::Method;
 use poseidon::http::{self, json, ApiError, HttpClient, Req, Resp, Shutdown};
-use poseidon::protocol::{Capacity, Heartbeat, HeartbeatReply, NodeStats, Report, TaskStatus};
+use poseidon::client::ManagerClient;
+use poseidon::wire::{
+    Accepted, AssignmentReply, Capacity, Heartbeat, HeartbeatReply, NodeStats, Report, TaskStatus,
+};
 use poseidon::task::{Desired, State, TaskId};
 use serde::Deserialize;
 use serde_json::json;
@@ -263,8 +266,7 @@ static STOPPING: AtomicBool = AtomicBool::new(false);
 struct Agent {
     name: String,
     address: String,
-    manager: String,
-    client: HttpClient,
+    manager: ManagerClient,
     /// Shared by all agents: requests to the manager in flight at once (see [`MAX_IN_FLIGHT`]).
     gate: Arc<Semaphore>,
     /// Every task it holds, as it would report it.
@@ -293,7 +295,7 @@ fn running(id: TaskId, generation: u64) -> TaskStatus {
 
 impl Agent {
     /// Takes assignments: each task "starts" at once and is queued for the next report.
-    fn take(&self, list: impl IntoIterator<Item = (TaskId, u64)>) -> Vec<serde_json::Value> {
+    fn take(&self, list: impl IntoIterator<Item = (TaskId, u64)>) -> Vec<Accepted> {
         let mut accepted = Vec::new();
         let mut changed = Vec::new();
         {
@@ -302,7 +304,7 @@ impl Agent {
                 let s = running(id, generation);
                 tasks.insert(id, s.clone());
                 changed.push(s);
-                accepted.push(json!({"id": id, "generation": generation}));
+                accepted.push(Accepted { id, generation });
             }
         }
         self.dirty.lock().unwrap().extend(changed);
@@ -353,9 +355,8 @@ impl Agent {
             // These agents list every task in every beat: the manager's heaviest case.
             full: true,
         };
-        let url = format!("{}/nodes/{}/heartbeat", self.manager, self.name);
         let _permit = self.gate.acquire().await.unwrap();
-        match self.client.post::<_, HeartbeatReply>(&url, &hb).await {
+        match self.manager.heartbeat(&hb).await {
             Ok(reply) => {
                 self.apply_reply(&hb.tasks, reply);
                 true
@@ -399,9 +400,8 @@ impl Agent {
             if batch.is_empty() {
                 continue;
             }
-            let url = format!("{}/nodes/{}/reports", self.manager, self.name);
             let report = Report { tasks: batch };
-            match self.client.post::<_, HeartbeatReply>(&url, &report).await {
+            match self.manager.report(&self.name, &report).await {
                 Ok(reply) => self.apply_reply(&report.tasks, reply),
                 Err(e) => {
                     // The next heartbeat carries the statuses anyway.
@@ -423,7 +423,13 @@ impl Agent {
                 };
                 let accepted =
                     self.take(batch.assignments.into_iter().map(|a| (a.id, a.generation)));
-                json(200, &json!({"accepted": accepted, "rejected": []}))
+                json(
+                    200,
+                    &AssignmentReply {
+                        accepted,
+                        rejected: Vec::new(),
+                    },
+                )
             }
             ("DELETE", ["tasks", id]) => {
                 if let Ok(id) = id.parse::<TaskId>() {
@@ -463,8 +469,7 @@ async fn start_agents(
         let agent = Arc::new(Agent {
             name: format!("sim-{i:05}"),
             address: format!("http://{addr}"),
-            manager: manager.to_string(),
-            client: client.clone(),
+            manager: ManagerClient::with_http(client.clone(), manager),
             gate: gate.clone(),
             tasks: Mutex::new(HashMap::new()),
             dirty: Mutex::new(Vec::new()),
@@ -530,6 +535,7 @@ async fn run_point(o: &Opts, tasks: usize, workers: usize) -> Outcome {
     let shutdown = Shutdown::new();
     STOPPING.store(false, Ordering::Relaxed);
     let client = HttpClient::new(Duration::from_secs(300));
+    let manager = ManagerClient::with_http(client.clone(), &url);
     let bench_cpu0 = cpu_secs("self");
 
     let t_reg = Instant::now();
@@ -593,13 +599,10 @@ async fn run_point(o: &Opts, tasks: usize, workers: usize) -> Outcome {
                 submitted_at = Some(submitted.take().unwrap().await.unwrap());
             }
         }
-        let Ok(r) = client
-            .send(Method::GET, &format!("{url}/metrics"), None)
-            .await
-        else {
+        let Ok(text) = manager.metrics().await else {
             continue;
         };
-        last = String::from_utf8_lossy(&r.body).into_owned();
+        last = text;
         let placed = metric(&last, "poseidon_placements_total").unwrap_or(0);
         running_now = metric(&last, "poseidon_tasks{state=\"running\"}").unwrap_or(0);
         if placed_s.is_none() && placed >= tasks as u64 {
@@ -621,8 +624,8 @@ async fn run_point(o: &Opts, tasks: usize, workers: usize) -> Outcome {
     let submitted_s = submitted_at.map_or(f64::NAN, |t| (t - t0).as_secs_f64());
     // Confirm through the user-facing list as well (a cheap check at these sizes).
     if running_s.is_some() && tasks <= 100_000 {
-        let v: Vec<serde_json::Value> = client
-            .get(&format!("{url}/tasks?state=running"))
+        let v = manager
+            .tasks(Some("running"), None)
             .await
             .unwrap_or_default();
         assert_eq!(
