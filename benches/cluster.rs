@@ -22,15 +22,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::Method;
+use poseidon::client::ManagerClient;
 use poseidon::cluster::{self, Roles};
 use poseidon::config;
 use poseidon::http::{self, HttpClient, Shutdown};
 use poseidon::manager::{self, Manager, ManagerOptions};
-use poseidon::client::ManagerClient;
-use poseidon::task::{State, TaskId};
-use poseidon::wire::{Capacity, NodeState};
 use poseidon::store::rocks::GroupCommit;
 use poseidon::store::{MemStore, RocksStore, Store};
+use poseidon::task::{State, TaskId};
+use poseidon::wire::{Capacity, NodeState};
 use poseidon::worker::{self, Worker, WorkerOptions};
 use poseidon_runtimes::mock::MockRuntime;
 use poseidon_runtimes::testing::{docker_or_skip, ensure_test_image, unique_name, TEST_IMAGE};
@@ -428,10 +428,7 @@ async fn bench_failover() {
         let down = silent.elapsed();
         let marked = Instant::now();
         loop {
-            let all = client
-                .tasks(Some("running"), Some("stays"))
-                .await
-                .unwrap();
+            let all = client.tasks(Some("running"), Some("stays")).await.unwrap();
             let here: std::collections::HashSet<TaskId> = all.iter().map(|t| t.id).collect();
             if ids.iter().all(|id| here.contains(id)) {
                 break;

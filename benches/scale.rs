@@ -40,12 +40,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hyper::Method;
-use poseidon::http::{self, json, ApiError, HttpClient, Req, Resp, Shutdown};
 use poseidon::client::ManagerClient;
+use poseidon::http::{self, json, ApiError, HttpClient, Req, Resp, Shutdown};
+use poseidon::task::{Desired, State, TaskId};
 use poseidon::wire::{
     Accepted, AssignmentReply, Capacity, Heartbeat, HeartbeatReply, NodeStats, Report, TaskStatus,
 };
-use poseidon::task::{Desired, State, TaskId};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
