@@ -177,11 +177,13 @@ mod tests {
         t
     }
 
+    /// (state, desired, on the lost node, expected: None or (new state, requeued))
+    type Row = (TaskState, Desired, bool, Option<(TaskState, bool)>);
+
     #[test]
     fn losing_a_node_requeues_what_should_run_and_ends_what_was_stopped() {
         let ttl = Duration::from_secs(5);
-        // (state, desired, on the lost node, expected: None or (state, requeued))
-        let rows: [(TaskState, Desired, bool, Option<(TaskState, bool)>); 7] = [
+        let rows: [Row; 7] = [
             (
                 TaskState::Running,
                 Desired::Run,

@@ -12,6 +12,12 @@ use super::*;
 use crate::protocol::Heartbeat;
 use crate::store::{KeyValue, MemStore, Op, Pending, Space, StoreStats};
 
+/// A held write and how to complete it.
+type Held = (
+    Vec<Op>,
+    tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+);
+
 /// A [`MemStore`] that fails the next writes, or holds writes until released, on demand.
 #[derive(Default)]
 struct TestStore {
@@ -20,12 +26,7 @@ struct TestStore {
     fail: AtomicUsize,
     /// Writes still to let through before holding every later one (`usize::MAX`: never hold).
     pass_before_hold: AtomicUsize,
-    held: Mutex<
-        VecDeque<(
-            Vec<Op>,
-            tokio::sync::oneshot::Sender<Result<(), StoreError>>,
-        )>,
-    >,
+    held: Mutex<VecDeque<Held>>,
 }
 
 impl TestStore {
