@@ -318,3 +318,44 @@ async fn at_most_one_leaves_room_for_the_kill_before_the_ttl() {
         .await
         .expect("700 ms + 250 ms fits in 1 s");
 }
+
+#[tokio::test]
+async fn a_retry_of_blocked_tasks_does_not_rewrite_an_unchanged_reason() {
+    let store = TestStore::new();
+    let m = manager(&store).await;
+    m.heartbeat("n1", beat("n1", 1.0, Vec::new(), true))
+        .await
+        .unwrap();
+    let ids: Vec<TaskId> = m
+        .submit((0..3).map(|_| (None, spec(2.0))).collect())
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    let blocked = |m: &Manager| lock(&m.inner.state).blocked.len();
+    wait_until(
+        "three blocked tasks",
+        || blocked(&m) == 3,
+        Duration::from_secs(10),
+    )
+    .await;
+    let writes = store.stats().writes;
+    assert_eq!(m.retry_blocked_once(), 3);
+    m.dispatch_once().await;
+    wait_until(
+        "the tasks blocked again",
+        || blocked(&m) == 3,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        store.stats().writes,
+        writes,
+        "the same rejections: no task was rewritten"
+    );
+    for id in ids {
+        let reason = m.task(id).unwrap().reason.unwrap();
+        assert!(reason.contains("n1: needs 2 cpus, 1 free"), "{reason}");
+    }
+}
