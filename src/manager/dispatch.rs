@@ -169,6 +169,8 @@ impl Manager {
             // Not on disk: the placements were undone (back to what the store holds); send
             // nothing a restart would not know, and try again later.
             tracing::warn!(error = %e, "store write failed while placing; retrying later");
+            // The no-fit reasons of this pass were undone too: let the next pass write them.
+            lock(&self.inner.state).blocked_shape.clear();
             let ids: Vec<TaskId> = batches.values().flatten().map(|a| a.id).collect();
             self.retry_later(ids);
             return 0;
