@@ -481,21 +481,35 @@ impl Task {
 
     /// Moves to `to` if the lifecycle allows it, recording why.
     pub fn set_state(&mut self, to: State, reason: &str) -> Result<(), IllegalTransition> {
+        self.set_state_at(to, reason, now_ms())
+    }
+
+    /// [`Task::set_state`] at a given time (ms since the epoch), for code that must not read the
+    /// clock itself (the manager's pure reconciler).
+    pub fn set_state_at(
+        &mut self,
+        to: State,
+        reason: &str,
+        now: u64,
+    ) -> Result<(), IllegalTransition> {
         transition(self.state, to)?;
         self.state = to;
-        let now = now_ms();
         match to {
             State::Running => self.started_ms = Some(now),
             State::Completed | State::Failed => self.finished_ms = Some(now),
             _ => {}
         }
-        self.record(to, reason);
+        self.record_at(to, reason, now);
         Ok(())
     }
 
     /// Records an event (a state change, or a note within a state) in the capped history.
     pub fn record(&mut self, state: State, reason: &str) {
-        let now = now_ms();
+        self.record_at(state, reason, now_ms());
+    }
+
+    /// [`Task::record`] at a given time (ms since the epoch).
+    pub fn record_at(&mut self, state: State, reason: &str, now: u64) {
         self.updated_ms = now;
         self.reason = Some(reason.to_string());
         if self.events.len() >= HISTORY_CAP {

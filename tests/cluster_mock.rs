@@ -340,5 +340,25 @@ async fn metrics_the_go_task_event_and_configured_workers_known_before_they_call
         filtered.as_array().unwrap().len(),
         usize::from(t["node"] == "m3")
     );
+    // Shorter than the TTL is not enough: the kill needs its margin (250 ms) inside the TTL too.
+    let (st, v) = api
+        .post(
+            "/tasks",
+            &json!({"name": "close", "image": "busybox", "stop_after_disconnect": "800ms"}),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("heartbeat_ttl (1000 ms)") && msg.contains("for the kill to land"),
+        "{v}"
+    );
+    let (st, v) = api
+        .post(
+            "/tasks",
+            &json!({"name": "fits", "image": "busybox", "stop_after_disconnect": "700ms"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
     run.stop().await;
 }

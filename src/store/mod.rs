@@ -125,6 +125,12 @@ impl Pending {
         Pending(rx)
     }
 
+    /// A write that completes when the sender of `rx` reports its outcome (for stores, or test
+    /// doubles, that finish writes elsewhere). A dropped sender reads as [`StoreError::Closed`].
+    pub fn from_receiver(rx: tokio::sync::oneshot::Receiver<Result<(), StoreError>>) -> Self {
+        Pending(rx)
+    }
+
     /// Waits until the write is on disk.
     pub async fn wait(self) -> Result<(), StoreError> {
         self.0.await.map_err(|_| StoreError::Closed)?

@@ -1,0 +1,361 @@
+//! Tests of the manager against a store that fails or holds writes on demand: what was
+//! acknowledged and what memory holds must never disagree (holes 2 and 3 of issue 11), and tasks
+//! that did not fit are retried when a node grows (hole 6). They use the public API only.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::protocol::Heartbeat;
+use crate::store::{KeyValue, MemStore, Op, Pending, Space, StoreStats};
+
+/// A held write and how to complete it.
+type Held = (
+    Vec<Op>,
+    tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+);
+
+/// A [`MemStore`] that fails the next writes, or holds writes until released, on demand.
+#[derive(Default)]
+struct TestStore {
+    inner: MemStore,
+    /// Writes still to fail.
+    fail: AtomicUsize,
+    /// Writes still to let through before holding every later one (`usize::MAX`: never hold).
+    pass_before_hold: AtomicUsize,
+    held: Mutex<VecDeque<Held>>,
+}
+
+impl TestStore {
+    fn new() -> Arc<Self> {
+        let s = TestStore::default();
+        s.pass_before_hold.store(usize::MAX, Ordering::SeqCst);
+        Arc::new(s)
+    }
+
+    fn fail_next(&self, n: usize) {
+        self.fail.store(n, Ordering::SeqCst);
+    }
+
+    fn hold_after(&self, n: usize) {
+        self.pass_before_hold.store(n, Ordering::SeqCst);
+    }
+
+    /// Completes every held write, in order, and stops holding.
+    async fn release(&self) {
+        self.pass_before_hold.store(usize::MAX, Ordering::SeqCst);
+        let held: Vec<_> = self.held.lock().unwrap().drain(..).collect();
+        for (ops, tx) in held {
+            let r = self.inner.write(ops).await;
+            tx.send(r).ok();
+        }
+    }
+
+    fn tasks(&self) -> Vec<Task> {
+        store::load_tasks(&self.inner).unwrap()
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for TestStore {
+    fn submit(&self, ops: Vec<Op>) -> Pending {
+        if self
+            .fail
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Pending::ready(Err(StoreError::Db("injected failure".into())));
+        }
+        let pass = self
+            .pass_before_hold
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+                usize::MAX => Some(n),
+                0 => None,
+                n => Some(n - 1),
+            })
+            .is_ok();
+        if pass {
+            return self.inner.submit(ops);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.held.lock().unwrap().push_back((ops, tx));
+        Pending::from_receiver(rx)
+    }
+
+    fn scan(&self, space: Space) -> Result<Vec<KeyValue>, StoreError> {
+        self.inner.scan(space)
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.inner.stats()
+    }
+}
+
+fn options() -> ManagerOptions {
+    ManagerOptions {
+        scheduler: "round-robin".into(),
+        // Long enough that no node is counted down during a test.
+        heartbeat_ttl: Duration::from_secs(60),
+        dispatch_backoff: Duration::from_secs(10),
+        known_workers: Vec::new(),
+    }
+}
+
+async fn manager(store: &Arc<TestStore>) -> Manager {
+    Manager::start(options(), store.clone(), Shutdown::new())
+        .await
+        .unwrap()
+}
+
+/// A heartbeat from `name` at an address nothing listens on (dispatches to it fail).
+fn beat(name: &str, cpus: f64, tasks: Vec<TaskStatus>, full: bool) -> Heartbeat {
+    Heartbeat {
+        name: name.into(),
+        address: "http://127.0.0.1:9".into(),
+        capacity: Capacity {
+            cpus,
+            memory: 8 << 30,
+        },
+        stats: NodeStats::default(),
+        healthy: true,
+        problem: None,
+        tasks,
+        full,
+    }
+}
+
+fn spec(cpus: f64) -> TaskSpec {
+    serde_json::from_value(serde_json::json!({"name": "t", "image": "busybox", "cpus": cpus}))
+        .unwrap()
+}
+
+async fn wait_until(what: &str, mut ok: impl FnMut() -> bool, deadline: Duration) {
+    let until = Instant::now() + deadline;
+    while !ok() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_retried_stop_after_a_failed_write_writes_again_and_survives_a_restart() {
+    let store = TestStore::new();
+    let m = manager(&store).await;
+    let id = m.submit(vec![(None, spec(0.1))]).await.unwrap()[0].id;
+    // No node: the task stays Pending, with its reason written once.
+    wait_until(
+        "the no-node reason",
+        || {
+            m.task(id)
+                .and_then(|t| t.reason)
+                .is_some_and(|r| r.contains("no node"))
+        },
+        Duration::from_secs(10),
+    )
+    .await;
+
+    store.fail_next(1);
+    let err = m.stop(id, false).await.expect_err("the write failed");
+    assert!(matches!(err, ManagerError::Store(_)), "{err}");
+    let t = m.task(id).unwrap();
+    assert_eq!(
+        (t.desired, t.state),
+        (Desired::Run, TaskState::Pending),
+        "nothing acknowledged, nothing kept"
+    );
+
+    let t = m
+        .stop(id, false)
+        .await
+        .expect("the retry succeeds")
+        .unwrap();
+    assert_eq!((t.desired, t.state), (Desired::Stop, TaskState::Completed));
+    let stored = store.tasks();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        (stored[0].desired, stored[0].state),
+        (Desired::Stop, TaskState::Completed),
+        "the retried stop is on disk"
+    );
+    // A manager started on the same store does not run it again.
+    let again = manager(&store).await;
+    let t = again.task(id).unwrap();
+    assert_eq!((t.desired, t.state), (Desired::Stop, TaskState::Completed));
+}
+
+#[tokio::test]
+async fn a_retried_report_after_a_failed_write_writes_again() {
+    let store = TestStore::new();
+    // A task placed on n1 at generation 1, as a manager before a restart left it.
+    let mut t = Task::new(TaskId::new(), spec(0.1), TaskState::Pending);
+    t.node = Some("n1".into());
+    t.generation = 1;
+    t.set_state(TaskState::Scheduled, "placed on n1").unwrap();
+    let record = NodeRecord {
+        name: "n1".into(),
+        address: "http://127.0.0.1:9".into(),
+        capacity: Capacity {
+            cpus: 4.0,
+            memory: 8 << 30,
+        },
+    };
+    store
+        .write(vec![
+            Op::put_task(&t).unwrap(),
+            Op::put_node("n1", &record).unwrap(),
+        ])
+        .await
+        .unwrap();
+    let m = manager(&store).await;
+    let mut running = TaskStatus::of(&t);
+    running.state = TaskState::Running;
+    running.container_id = Some("c1".into());
+
+    store.fail_next(1);
+    let err = m
+        .report("n1", vec![running.clone()])
+        .await
+        .expect_err("the write failed");
+    assert!(matches!(err, ManagerError::Store(_)), "{err}");
+    assert_eq!(m.task(t.id).unwrap().state, TaskState::Scheduled);
+
+    m.report("n1", vec![running])
+        .await
+        .expect("the retry succeeds");
+    let stored = store.tasks();
+    assert_eq!(
+        (stored[0].state, stored[0].container_id.as_deref()),
+        (TaskState::Running, Some("c1")),
+        "the retried report is on disk"
+    );
+}
+
+#[tokio::test]
+async fn a_full_heartbeat_never_carries_a_placement_whose_write_is_not_synced() {
+    let store = TestStore::new();
+    let m = manager(&store).await;
+    m.heartbeat("n1", beat("n1", 4.0, Vec::new(), true))
+        .await
+        .unwrap();
+    // The submission's write goes through; the placement's write is held.
+    store.hold_after(1);
+    let id = m.submit(vec![(None, spec(0.1))]).await.unwrap()[0].id;
+    wait_until(
+        "the placement",
+        || m.task(id).is_some_and(|t| t.generation == 1),
+        Duration::from_secs(10),
+    )
+    .await;
+    let reply = m
+        .heartbeat("n1", beat("n1", 4.0, Vec::new(), true))
+        .await
+        .unwrap();
+    let sent: Vec<TaskId> = reply.assign.iter().map(|a| a.id).collect();
+    assert!(
+        sent.is_empty(),
+        "a placement not yet durable was sent: {sent:?}"
+    );
+    store.release().await;
+}
+
+#[tokio::test]
+async fn a_node_that_re_registers_with_more_capacity_gets_the_blocked_task() {
+    let store = TestStore::new();
+    let m = manager(&store).await;
+    m.heartbeat("n1", beat("n1", 1.0, Vec::new(), true))
+        .await
+        .unwrap();
+    let id = m.submit(vec![(None, spec(2.0))]).await.unwrap()[0].id;
+    wait_until(
+        "the no-fit reason",
+        || {
+            m.task(id)
+                .and_then(|t| t.reason)
+                .is_some_and(|r| r.contains("n1: needs 2 cpus"))
+        },
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(m.task(id).unwrap().generation, 0);
+    m.heartbeat("n1", beat("n1", 4.0, Vec::new(), true))
+        .await
+        .unwrap();
+    // Well under the periodic retry (2 s): the growth itself must trigger the retry.
+    wait_until(
+        "the placement on the grown node",
+        || {
+            m.task(id)
+                .is_some_and(|t| t.generation == 1 && t.node.as_deref() == Some("n1"))
+        },
+        Duration::from_millis(1500),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn at_most_one_leaves_room_for_the_kill_before_the_ttl() {
+    let store = TestStore::new();
+    let mut opts = options();
+    opts.heartbeat_ttl = Duration::from_secs(1);
+    let m = Manager::start(opts, store.clone(), Shutdown::new())
+        .await
+        .unwrap();
+    let mut late = spec(0.1);
+    late.stop_after_disconnect_ms = Some(800);
+    let err = m.submit(vec![(None, late)]).await.expect_err("refused");
+    let msg = err.to_string();
+    assert!(matches!(err, ManagerError::Invalid(_)), "{msg}");
+    assert!(
+        msg.contains("heartbeat_ttl (1000 ms)") && msg.contains("for the kill to land"),
+        "{msg}"
+    );
+    let mut fits = spec(0.1);
+    fits.stop_after_disconnect_ms = Some(700);
+    m.submit(vec![(None, fits)])
+        .await
+        .expect("700 ms + 250 ms fits in 1 s");
+}
+
+#[tokio::test]
+async fn a_retry_of_blocked_tasks_does_not_rewrite_an_unchanged_reason() {
+    let store = TestStore::new();
+    let m = manager(&store).await;
+    m.heartbeat("n1", beat("n1", 1.0, Vec::new(), true))
+        .await
+        .unwrap();
+    let ids: Vec<TaskId> = m
+        .submit((0..3).map(|_| (None, spec(2.0))).collect())
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    let blocked = |m: &Manager| lock(&m.inner.state).blocked.len();
+    wait_until(
+        "three blocked tasks",
+        || blocked(&m) == 3,
+        Duration::from_secs(10),
+    )
+    .await;
+    let writes = store.stats().writes;
+    assert_eq!(m.retry_blocked_once(), 3);
+    m.dispatch_once().await;
+    wait_until(
+        "the tasks blocked again",
+        || blocked(&m) == 3,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        store.stats().writes,
+        writes,
+        "the same rejections: no task was rewritten"
+    );
+    for id in ids {
+        let reason = m.task(id).unwrap().reason.unwrap();
+        assert!(reason.contains("n1: needs 2 cpus, 1 free"), "{reason}");
+    }
+}
