@@ -222,6 +222,14 @@ impl WorkerClient {
         &self.base
     }
 
+    /// The same client with another timeout per call.
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        WorkerClient {
+            http: self.http.with_timeout(timeout),
+            base: self.base.clone(),
+        }
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,

@@ -197,7 +197,7 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             manager,
             capacity: wc
                 .capacity
-                .map(|c| crate::protocol::Capacity {
+                .map(|c| crate::wire::Capacity {
                     cpus: c.cpus,
                     memory: c.memory,
                 })

@@ -32,6 +32,3 @@ pub mod task;
 pub mod util;
 pub mod wire;
 pub mod worker;
-
-/// The old name of [`wire`], kept while call sites move over.
-pub use wire as protocol;

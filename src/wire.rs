@@ -276,6 +276,8 @@ pub struct Purged {
 pub struct ManagerHealth {
     /// Always `ok` when it answers at all.
     pub status: String,
+    /// The manager's version (`poseidon version` shows it beside the client's).
+    pub version: String,
     /// The configured scheduler.
     pub scheduler: String,
     /// Seconds since it started.

@@ -7,12 +7,10 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use serde_json::json;
-
 use super::{Manager, ManagerError};
 use crate::http::{error, json, text, ApiError, Req, Resp};
-use crate::protocol::{Heartbeat, Report};
 use crate::task::{State, TaskId};
+use crate::wire::{Heartbeat, ManagerHealth, Purged, Report};
 
 /// Maps manager errors to statuses; the one place that does.
 fn status_of(e: &ManagerError) -> ApiError {
@@ -43,7 +41,12 @@ async fn route(m: &Manager, req: &Req) -> Result<Resp, ApiError> {
     match (meth, path.as_slice()) {
         ("GET", ["health"]) => Ok(json(
             200,
-            &json!({"status": "ok", "scheduler": m.scheduler_name(), "uptime_s": m.uptime().as_secs()}),
+            &ManagerHealth {
+                status: "ok".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                scheduler: m.scheduler_name(),
+                uptime_s: m.uptime().as_secs(),
+            },
         )),
         ("GET", ["metrics"]) => Ok(text(200, metrics(m), "text/plain; version=0.0.4")),
         ("GET", ["nodes"]) => Ok(json(200, &m.nodes())),
@@ -84,15 +87,22 @@ async fn route(m: &Manager, req: &Req) -> Result<Resp, ApiError> {
             let purge = req.flag("purge")?;
             match m.stop(id, purge).await.map_err(|e| status_of(&e))? {
                 Some(t) => Ok(json(200, &t)),
-                None => Ok(json(200, &json!({"purged": id}))),
+                None => Ok(json(200, &Purged { purged: id })),
             }
         }
         ("GET", ["tasks", id, "logs"]) => {
             let id = parse_id(id)?;
-            let logs = m
-                .logs(id, req.param("tail"))
-                .await
-                .map_err(|e| status_of(&e))?;
+            let tail = req
+                .param("tail")
+                .map(|t| {
+                    t.parse::<usize>().map_err(|_| {
+                        ApiError::bad_request(format!(
+                            "tail must be a whole number of lines, got {t:?}"
+                        ))
+                    })
+                })
+                .transpose()?;
+            let logs = m.logs(id, tail).await.map_err(|e| status_of(&e))?;
             Ok(json(200, &logs))
         }
         ("POST", ["nodes", name, "heartbeat"]) => {

@@ -18,9 +18,9 @@ use poseidon_schedulers::{NoFit, Rejection};
 
 use super::state::{demand_of, Batch, NodeState, State};
 use super::{lock, Manager};
-use crate::protocol::{Assignment, AssignmentBatch};
 use crate::task::{Desired, State as TaskState, Task, TaskId};
 use crate::util::now_ms;
+use crate::wire::{Assignment, AssignmentBatch};
 
 /// The fewest queued tasks one dispatch pass takes; a pass takes [`DISPATCH_PER_NODE`] per node
 /// when that is more. A pass holds the state lock while it places and its placements wait for one
@@ -188,33 +188,21 @@ impl Manager {
 
     /// Sends one batch to a worker; what it does not take goes back to the queue with backoff.
     async fn send_batch(&self, node: String, assignments: Vec<Assignment>) {
-        let Some(addr) = self.node_address(&node) else {
+        let Some(worker) = self.worker(&node) else {
             tracing::warn!(node = %node, "cannot dispatch: the node is unknown");
             return;
         };
-        let url = format!("{addr}/assignments");
         let batch = AssignmentBatch { assignments };
-        let result = self
-            .inner
-            .client
-            .with_timeout(SEND_TIMEOUT)
-            .post::<_, serde_json::Value>(&url, &batch)
-            .await;
+        let result = worker.with_timeout(SEND_TIMEOUT).assign(&batch).await;
         let failed: Vec<(TaskId, u64, String)> = match result {
-            Ok(v) => v
-                .get("rejected")
-                .and_then(|r| r.as_array())
-                .map(|arr| {
-                    arr.iter()
-                        .filter_map(|x| {
-                            let id = x.get("id")?.as_str()?.parse::<TaskId>().ok()?;
-                            let gen = batch.assignments.iter().find(|a| a.id == id)?.generation;
-                            let err = x.get("error")?.as_str().unwrap_or("rejected").to_string();
-                            Some((id, gen, err))
-                        })
-                        .collect()
+            Ok(reply) => reply
+                .rejected
+                .into_iter()
+                .filter_map(|r| {
+                    let gen = batch.assignments.iter().find(|a| a.id == r.id)?.generation;
+                    Some((r.id, gen, r.error))
                 })
-                .unwrap_or_default(),
+                .collect(),
             Err(e) => batch
                 .assignments
                 .iter()

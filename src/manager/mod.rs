@@ -19,15 +19,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hyper::Method;
-use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::client::WorkerClient;
 use crate::http::{ClientError, HttpClient, Shutdown};
-use crate::protocol::{Capacity, Heartbeat, HeartbeatReply, NodeStats, TaskStatus};
 use crate::store::{self, Op, Store, StoreError};
 use crate::task::{Desired, State as TaskState, Task, TaskId, TaskSpec};
 use crate::util::now_ms;
+use crate::wire::{Capacity, Heartbeat, HeartbeatReply, LogsReply, TaskStatus};
 
 pub mod api;
 pub mod dispatch;
@@ -134,32 +133,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A node as `GET /nodes` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeView {
-    /// The worker's name.
-    pub name: String,
-    /// How to reach it.
-    pub address: String,
-    /// Up, unhealthy, down or waiting.
-    pub state: NodeState,
-    /// Why it is unhealthy, if it is.
-    pub problem: Option<String>,
-    /// What it offers.
-    pub capacity: Capacity,
-    /// CPU reserved by its tasks.
-    pub reserved_cpus: f64,
-    /// Memory reserved by its tasks.
-    pub reserved_memory: u64,
-    /// Tasks placed on it and not finished.
-    pub tasks: u32,
-    /// Its last reported figures.
-    pub stats: NodeStats,
-    /// When its last heartbeat arrived (ms since the epoch).
-    pub last_heartbeat_ms: Option<u64>,
-    /// Seconds since then.
-    pub seconds_since_heartbeat: Option<f64>,
-}
+pub use crate::wire::NodeView;
 
 /// Checks a spec's `stop_after_disconnect` against the TTL: the old copy must be gone, kill
 /// included ([`STOP_KILL_MARGIN`]), before the manager counts its node down.
@@ -455,30 +429,36 @@ impl Manager {
         Ok(Some(task))
     }
 
-    fn node_address(&self, node: &str) -> Option<String> {
+    /// A client of a node's worker API, sharing the manager's connection pool.
+    fn worker(&self, node: &str) -> Option<WorkerClient> {
         lock(&self.inner.state)
             .nodes
             .get(node)
-            .map(|n| n.record.address.clone())
+            .map(|n| WorkerClient::with_http(self.inner.client.clone(), &n.record.address))
     }
 
     /// Tells a worker to stop (or forget) a task, in the background; the heartbeat repairs a loss.
     fn send_stop(&self, node: &str, id: TaskId, purge: bool) {
-        let Some(addr) = self.node_address(node) else {
+        let Some(worker) = self.worker(node) else {
             tracing::warn!(task = %id, node = %node, "cannot send a stop: the node is unknown");
             return;
         };
-        let client = self.inner.client.with_timeout(Duration::from_secs(30));
+        let worker = worker.with_timeout(Duration::from_secs(30));
         let node = node.to_string();
         tokio::spawn(async move {
-            let url = format!(
-                "{addr}/tasks/{id}{}",
-                if purge { "?purge=true" } else { "" }
-            );
-            match client.send(Method::DELETE, &url, None).await {
-                Ok(r) if r.status < 300 || r.status == 404 => {}
-                Ok(r) => {
-                    tracing::warn!(task = %id, node = %node, status = r.status, "worker refused a stop; its next heartbeat repairs it")
+            let sent = if purge {
+                worker.purge(id).await.map(|_| ())
+            } else {
+                worker.stop(id).await.map(|_| ())
+            };
+            match sent {
+                // 404: the worker does not hold it (any more); 409: it has already finished.
+                Ok(())
+                | Err(ClientError::Status {
+                    status: 404 | 409, ..
+                }) => {}
+                Err(e @ ClientError::Status { .. }) => {
+                    tracing::warn!(task = %id, node = %node, error = %e, "worker refused a stop; its next heartbeat repairs it")
                 }
                 Err(e) => {
                     tracing::warn!(task = %id, node = %node, error = %e, "cannot send a stop; the node's next heartbeat repairs it")
@@ -488,31 +468,20 @@ impl Manager {
     }
 
     /// Relays a task's logs from its worker.
-    pub async fn logs(
-        &self,
-        id: TaskId,
-        tail: Option<&str>,
-    ) -> Result<serde_json::Value, ManagerError> {
+    pub async fn logs(&self, id: TaskId, tail: Option<usize>) -> Result<LogsReply, ManagerError> {
         let task = self.task(id).ok_or(ManagerError::NotFound(id))?;
         let node = task.node.ok_or_else(|| {
             ManagerError::Conflict(format!("task {id} has not been placed on a node yet"))
         })?;
-        let addr = self
-            .node_address(&node)
+        let worker = self
+            .worker(&node)
             .ok_or_else(|| ManagerError::Worker(format!("node {node} is unknown")))?;
-        let url = match tail {
-            Some(t) => format!("{addr}/tasks/{id}/logs?tail={t}"),
-            None => format!("{addr}/tasks/{id}/logs"),
-        };
-        self.inner
-            .client
-            .get::<serde_json::Value>(&url)
-            .await
-            .map_err(|e| match e {
-                ClientError::Status { status: 404, .. }
-                | ClientError::Status { status: 409, .. } => ManagerError::Conflict(e.to_string()),
-                other => ManagerError::Worker(format!("node {node}: {other}")),
-            })
+        worker.logs(id, tail).await.map_err(|e| match e {
+            ClientError::Status { status: 404, .. } | ClientError::Status { status: 409, .. } => {
+                ManagerError::Conflict(e.to_string())
+            }
+            other => ManagerError::Worker(format!("node {node}: {other}")),
+        })
     }
 
     /// Handles a heartbeat: registers or refreshes the node, reconciles what it holds, writes the

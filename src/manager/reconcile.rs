@@ -21,8 +21,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::protocol::{Assignment, StopOrder, TaskStatus};
 use crate::task::{path, Desired, State as TaskState, Task, TaskId};
+use crate::wire::{Assignment, StopOrder, TaskStatus};
 
 /// The part of the manager's index the reconciler reads.
 pub trait ClusterView {

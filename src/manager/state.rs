@@ -16,25 +16,13 @@ use std::time::Instant;
 use poseidon_schedulers::{Demand, NodeSnapshot, Scheduler};
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{Capacity, NodeStats};
 use crate::store::{Op, Pending, Store, StoreError};
 use crate::task::{State as TaskState, Task, TaskId, TaskSpec};
+use crate::wire::{Capacity, NodeStats};
 
 use super::reconcile::ClusterView;
 
-/// Whether a node can take work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeState {
-    /// Known from the config, never heard from.
-    Waiting,
-    /// Heartbeating and healthy.
-    Up,
-    /// Heartbeating, but its container engine is not answering: nothing is placed on it.
-    Unhealthy,
-    /// Missed its heartbeats past the TTL: its tasks are placed elsewhere.
-    Down,
-}
+pub use crate::wire::NodeState;
 
 /// What the manager stores about a node (the rest is live and comes with each heartbeat).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

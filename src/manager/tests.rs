@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::protocol::Heartbeat;
 use crate::store::{KeyValue, MemStore, Op, Pending, Space, StoreStats};
+use crate::wire::{Heartbeat, NodeStats};
 
 /// A held write and how to complete it.
 type Held = (

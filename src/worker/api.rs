@@ -8,8 +8,8 @@ use serde_json::json;
 
 use super::{Worker, WorkerError};
 use crate::http::{error, json, ApiError, Req, Resp};
-use crate::protocol::AssignmentBatch;
 use crate::task::TaskId;
+use crate::wire::AssignmentBatch;
 
 /// Maps worker errors to statuses; the one place that does.
 fn status_of(e: &WorkerError) -> ApiError {

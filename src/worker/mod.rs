@@ -17,11 +17,9 @@ use poseidon_runtimes::{labels, ContainerSpec, PortSpec, Runtime, RuntimeError};
 use tokio::sync::Notify;
 
 use crate::http::{HttpClient, Shutdown};
-use crate::protocol::{
-    Assignment, Capacity, Heartbeat, HeartbeatReply, Report, StopOrder, TaskStatus,
-};
 use crate::store::{self, Op, Store, StoreError};
 use crate::task::{Desired, HostPort, State, Task, TaskId, TaskSpec};
+use crate::wire::{Assignment, Capacity, Heartbeat, HeartbeatReply, Report, StopOrder, TaskStatus};
 
 pub mod api;
 mod health;

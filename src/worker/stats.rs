@@ -10,8 +10,8 @@ use serde::Serialize;
 use sysinfo::{Disks, System};
 
 use super::Worker;
-use crate::protocol::{Capacity, NodeStats};
 use crate::task::{State, TaskId};
+use crate::wire::{Capacity, NodeStats};
 
 /// How long a host sample is reused.
 const SAMPLE_TTL: Duration = Duration::from_millis(500);
