@@ -13,8 +13,13 @@ use crate::client::ManagerClient;
 use crate::cluster::{self, Roles};
 use crate::config;
 use crate::http::ClientError;
-use crate::task::{State, Task, TaskId};
+use crate::task::{State, Task};
 use crate::util::{human_bytes, now_ms};
+
+mod ids;
+
+/// This binary's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The default manager URL for client commands.
 pub const DEFAULT_MANAGER: &str = "http://127.0.0.1:5555";
@@ -25,6 +30,9 @@ pub struct Args {
     /// cluster file to start every role of (default: an embedded single-machine cluster)
     #[argh(option, short = 'c')]
     pub config: Option<PathBuf>,
+    /// print the version and exit
+    #[argh(switch, short = 'V')]
+    pub version: bool,
     #[argh(subcommand)]
     /// what to do (default: start the cluster)
     pub command: Option<Command>,
@@ -48,6 +56,20 @@ pub enum Command {
     Node(NodeCmd),
     /// Show a task's logs.
     Logs(LogsCmd),
+    /// Show the client's and the manager's versions.
+    Version(VersionCmd),
+}
+
+/// Show the version of this binary and of the manager it talks to.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "version")]
+pub struct VersionCmd {
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+    /// manager URL (default: $POSEIDON_MANAGER, then http://127.0.0.1:5555)
+    #[argh(option)]
+    pub manager: Option<String>,
 }
 
 /// Start the manager role of a cluster file.
@@ -117,7 +139,7 @@ pub struct RunCmd {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "status")]
 pub struct StatusCmd {
-    /// a task id
+    /// a task: its id, a unique id prefix, or its name
     #[argh(positional)]
     pub id: Option<String>,
     /// only tasks in this state
@@ -135,7 +157,7 @@ pub struct StatusCmd {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "stop")]
 pub struct StopCmd {
-    /// the task id
+    /// the task: its id, a unique id prefix, or its name
     #[argh(positional)]
     pub id: String,
     /// forget a finished task entirely
@@ -168,7 +190,7 @@ pub struct NodeCmd {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "logs")]
 pub struct LogsCmd {
-    /// the task id
+    /// the task: its id, a unique id prefix, or its name
     #[argh(positional)]
     pub id: String,
     /// only the last N lines
@@ -224,14 +246,12 @@ fn manager_client(flag: &Option<String>) -> ManagerClient {
     ManagerClient::new(&base, Duration::from_secs(10))
 }
 
-/// Parses a task id given on the command line; a malformed one is a usage error.
-fn task_id(id: &str) -> Result<TaskId, Failure> {
-    id.parse::<TaskId>()
-        .map_err(|_| Failure::usage(format!("malformed task id {id:?} (expected a UUID)")))
-}
-
 /// Runs the parsed command line; returns the process exit code.
 pub async fn run(args: Args) -> i32 {
+    if args.version {
+        println!("poseidon {VERSION}");
+        return 0;
+    }
     let result = match args.command {
         None => serve(args.config, Roles::All).await,
         Some(Command::Manager(c)) => serve(c.config.or(args.config), Roles::Manager).await,
@@ -241,6 +261,7 @@ pub async fn run(args: Args) -> i32 {
         Some(Command::Stop(c)) => stop(c).await,
         Some(Command::Node(c)) => node(c).await,
         Some(Command::Logs(c)) => logs(c).await,
+        Some(Command::Version(c)) => version(c).await,
     };
     match result {
         Ok(()) => 0,
@@ -469,7 +490,7 @@ fn ports(t: &Task) -> String {
 async fn status(c: StatusCmd) -> Result<(), Failure> {
     let manager = manager_client(&c.manager);
     if let Some(id) = &c.id {
-        let t = manager.task(task_id(id)?).await?;
+        let t = manager.task(ids::resolve(&manager, id).await?).await?;
         if c.json {
             print_json(&t);
             return Ok(());
@@ -540,8 +561,8 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 async fn stop(c: StopCmd) -> Result<(), Failure> {
-    let id = task_id(&c.id)?;
     let manager = manager_client(&c.manager);
+    let id = ids::resolve(&manager, &c.id).await?;
     if c.purge {
         let purged = manager.purge(id).await?;
         if c.json {
@@ -614,8 +635,9 @@ fn node_state(s: crate::wire::NodeState) -> &'static str {
 }
 
 async fn logs(c: LogsCmd) -> Result<(), Failure> {
-    let id = task_id(&c.id)?;
-    let logs = manager_client(&c.manager).logs(id, c.tail).await?;
+    let manager = manager_client(&c.manager);
+    let id = ids::resolve(&manager, &c.id).await?;
+    let logs = manager.logs(id, c.tail).await?;
     if c.json {
         print_json(&logs);
         return Ok(());
@@ -623,4 +645,23 @@ async fn logs(c: LogsCmd) -> Result<(), Failure> {
     print!("{}", logs.stdout);
     eprint!("{}", logs.stderr);
     Ok(())
+}
+
+async fn version(c: VersionCmd) -> Result<(), Failure> {
+    let manager = manager_client(&c.manager);
+    let health = manager.health().await;
+    if c.json {
+        print_json(&serde_json::json!({
+            "client": VERSION,
+            "manager": health.as_ref().ok().map(|h| h.version.clone()),
+        }));
+    } else {
+        println!("client:  poseidon {VERSION}");
+        if let Ok(h) = &health {
+            println!("manager: poseidon {} at {}", h.version, manager.base());
+        }
+    }
+    health
+        .map(|_| ())
+        .map_err(|e| Failure::op(format!("manager: {e}")))
 }

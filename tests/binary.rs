@@ -334,10 +334,40 @@ async fn cli_runs_lists_and_stops_tasks_on_a_mock_cluster() {
     let (code, out, _) = cli(&["node"], &env);
     assert_eq!(code, 0);
     assert!(out.contains("w1") && out.contains("up"), "{out}");
+    // A reference that matches nothing is a failed lookup (exit 1), like a 404.
     let (code, _, err) = cli(&["status", "not-an-id"], &env);
-    assert_eq!(code, 2, "a malformed id is a usage error: {err}");
+    assert_eq!(code, 1, "nothing matches: {err}");
     assert!(err.contains("not-an-id"), "{err}");
-    let (code, out, err) = cli(&["stop", &id], &env);
+    // A task name and a unique id prefix both resolve.
+    let (code, out, err) = cli(&["status", "hello"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&id), "{out}");
+    let (code, out, err) = cli(&["status", "6f1d1a7e-5555"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("go-task"), "{out}");
+    // Two tasks named alike: the name is ambiguous, a usage error listing both ids.
+    let (code, out, err) = cli(
+        &["run", "--image", "busybox", "--name", "hello", "-d"],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    let second = out.trim().to_string();
+    let (code, _, err) = cli(&["status", "hello"], &env);
+    assert_eq!(code, 2, "an ambiguous name is a usage error: {err}");
+    assert!(err.contains(&id) && err.contains(&second), "{err}");
+    let (code, out, err) = cli(&["--version"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        format!("poseidon {}", env!("CARGO_PKG_VERSION"))
+    );
+    let (code, out, err) = cli(&["version"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("client:  poseidon") && out.contains("manager: poseidon"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&["stop", &id[..8]], &env);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&id), "{out}");
     Api::new(url.clone())
