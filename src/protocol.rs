@@ -31,6 +31,33 @@ pub struct AssignmentBatch {
     pub assignments: Vec<Assignment>,
 }
 
+/// An assignment a worker took: it holds the task at this generation, durably.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedAssignment {
+    /// The task.
+    pub id: TaskId,
+    /// The generation held.
+    pub generation: u64,
+}
+
+/// An assignment a worker refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedAssignment {
+    /// The task.
+    pub id: TaskId,
+    /// Why (an invalid spec, a newer generation held, a store failure, a missed deadline).
+    pub error: String,
+}
+
+/// A worker's answer to `POST /assignments`: every assignment of the batch is in one of the lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AssignmentReply {
+    /// Taken, and durable.
+    pub accepted: Vec<AcceptedAssignment>,
+    /// Refused; the worker holds nothing new for these.
+    pub rejected: Vec<RejectedAssignment>,
+}
+
 /// The worker's view of one task, as reported to the manager.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskStatus {

@@ -17,7 +17,7 @@ fn status_of(e: &WorkerError) -> ApiError {
         WorkerError::NotFound(_) => ApiError::not_found(e.to_string()),
         WorkerError::Conflict(_) => ApiError::conflict(e.to_string()),
         WorkerError::Invalid(_) => ApiError::bad_request(e.to_string()),
-        WorkerError::Store(_) => ApiError::unavailable(e.to_string()),
+        WorkerError::Store(_) | WorkerError::Late(_) => ApiError::unavailable(e.to_string()),
         WorkerError::Runtime(r) if r.is_engine_down() => ApiError::unavailable(e.to_string()),
         WorkerError::Runtime(_) => ApiError::new(502, e.to_string()),
     }
@@ -69,19 +69,7 @@ async fn route(w: &Worker, req: &Req) -> Result<Resp, ApiError> {
         }
         ("POST", ["assignments"]) => {
             let batch: AssignmentBatch = req.json()?;
-            let mut accepted = Vec::new();
-            let mut rejected = Vec::new();
-            for a in batch.assignments {
-                let id = a.id;
-                match w.accept(a).await {
-                    Ok(t) => accepted.push(json!({"id": t.id, "generation": t.generation})),
-                    Err(e) => rejected.push(json!({"id": id, "error": e.to_string()})),
-                }
-            }
-            Ok(json(
-                200,
-                &json!({"accepted": accepted, "rejected": rejected}),
-            ))
+            Ok(json(200, &w.accept_batch(batch).await))
         }
         ("GET", ["tasks", id]) => {
             let id = parse_id(id)?;
