@@ -125,6 +125,12 @@ impl Pending {
         Pending(rx)
     }
 
+    /// A write that completes when `rx` answers: for stores that apply writes elsewhere, and for
+    /// test doubles (a slow disk).
+    pub fn from_receiver(rx: tokio::sync::oneshot::Receiver<Result<(), StoreError>>) -> Self {
+        Pending(rx)
+    }
+
     /// Waits until the write is on disk.
     pub async fn wait(self) -> Result<(), StoreError> {
         self.0.await.map_err(|_| StoreError::Closed)?
