@@ -9,8 +9,10 @@
 //! guard does not begin the stop at `D` with the worker's `stop_grace` (10 s by default, which a task
 //! ignoring SIGTERM would use to the end): it uses the grace `G = min(stop_grace, D / 4)` and begins
 //! at `D - G - GUARD_TICK`, so that SIGKILL lands by `D` at the latest. With the defaults and
-//! `D = 4 s`: the stop begins at 2.9 s with a 1 s grace and the container is dead by 3.9 s. Only
-//! settings under `G + GUARD_TICK` (a few hundred milliseconds) can overrun, by less than a tick.
+//! `D = 4 s`: the stop begins at 2.9 s with a 1 s grace and the container is dead by 3.9 s. The stop
+//! never begins before 1.5 heartbeat intervals of silence (a healthy link is silent for up to one
+//! interval between beats), so only settings under about 1.5 intervals plus `G` and a tick (a few
+//! hundred milliseconds with the defaults) can overrun `D`.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -30,9 +32,20 @@ pub const GUARD_TICK: Duration = Duration::from_millis(100);
 
 /// For a task with `stop_after_disconnect = after`: the grace its stop uses, and how long after
 /// the last contact the stop begins, so that it ends by `after` (see the module documentation).
-pub fn at_most_one_plan(after: Duration, stop_grace: Duration) -> (Duration, Duration) {
+///
+/// The stop never begins before 1.5 heartbeat intervals of silence: sooner, a healthy link between
+/// two beats would stop the task. A setting too short for that (under 1.5 intervals plus the grace
+/// and a tick) is honoured late rather than early.
+pub fn at_most_one_plan(
+    after: Duration,
+    stop_grace: Duration,
+    heartbeat_interval: Duration,
+) -> (Duration, Duration) {
     let grace = stop_grace.min(after / 4);
-    (grace, after.saturating_sub(grace + GUARD_TICK))
+    let begin = after
+        .saturating_sub(grace + GUARD_TICK)
+        .max(heartbeat_interval.mul_f64(1.5));
+    (grace, begin)
 }
 
 impl Worker {
@@ -223,6 +236,7 @@ impl Worker {
             return;
         }
         let stop_grace = self.inner.opts.stop_grace;
+        let interval = self.inner.opts.heartbeat_interval;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(GUARD_TICK) => {}
@@ -236,7 +250,7 @@ impl Worker {
                     .filter(|e| e.task.desired == Desired::Run && !e.task.is_finished())
                     .filter_map(|e| {
                         let after = Duration::from_millis(e.task.spec.stop_after_disconnect_ms?);
-                        let (grace, begin) = at_most_one_plan(after, stop_grace);
+                        let (grace, begin) = at_most_one_plan(after, stop_grace, interval);
                         if silent < begin {
                             return None;
                         }
@@ -264,32 +278,32 @@ mod tests {
 
     #[test]
     fn the_at_most_one_stop_ends_by_its_deadline_for_every_setting() {
-        // (stop_after_disconnect ms, stop_grace ms) -> (grace ms, begin ms), written out.
-        let rows: [(u64, u64, u64, u64); 5] = [
+        // (stop_after_disconnect ms, stop_grace ms) -> (grace ms, begin ms), written out, with
+        // heartbeats every 200 ms.
+        let rows: [(u64, u64, u64, u64); 6] = [
             (4_000, 10_000, 1_000, 2_900),
             (3_000, 10_000, 750, 2_150),
             (60_000, 10_000, 10_000, 49_900),
-            (100, 10_000, 25, 0),
             (1_000, 200, 200, 700),
+            // Too short for the heartbeat interval: begun after 1.5 intervals, so late.
+            (500, 10_000, 125, 300),
+            (100, 10_000, 25, 300),
         ];
         for (after, stop_grace, grace, begin) in rows {
             let got = at_most_one_plan(
                 Duration::from_millis(after),
                 Duration::from_millis(stop_grace),
+                Duration::from_millis(200),
             );
             assert_eq!(
                 got,
                 (Duration::from_millis(grace), Duration::from_millis(begin)),
                 "{after} ms"
             );
-            // Begun at the latest one tick after `begin`, the stop ends by `after`; only the
-            // smallest settings (under `grace + GUARD_TICK`) can overrun, by less than one tick.
+            // Begun at the latest one tick after `begin`, the stop ends by `after` for every
+            // setting of at least 1.5 intervals plus the grace and a tick.
             let end = begin + GUARD_TICK.as_millis() as u64 + grace;
-            if after >= 500 {
-                assert!(end <= after, "{after} ms");
-            } else {
-                assert!(end < after + GUARD_TICK.as_millis() as u64, "{after} ms");
-            }
+            assert_eq!(end <= after, after >= 1_000, "{after} ms");
         }
     }
 }
