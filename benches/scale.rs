@@ -44,7 +44,8 @@ use poseidon::client::ManagerClient;
 use poseidon::http::{self, json, ApiError, HttpClient, Req, Resp, Shutdown};
 use poseidon::task::{Desired, State, TaskId};
 use poseidon::wire::{
-    Accepted, AssignmentReply, Capacity, Heartbeat, HeartbeatReply, NodeStats, Report, TaskStatus,
+    AcceptedAssignment, AssignmentReply, Capacity, Heartbeat, HeartbeatReply, NodeStats, Report,
+    TaskStatus,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -295,7 +296,7 @@ fn running(id: TaskId, generation: u64) -> TaskStatus {
 
 impl Agent {
     /// Takes assignments: each task "starts" at once and is queued for the next report.
-    fn take(&self, list: impl IntoIterator<Item = (TaskId, u64)>) -> Vec<Accepted> {
+    fn take(&self, list: impl IntoIterator<Item = (TaskId, u64)>) -> Vec<AcceptedAssignment> {
         let mut accepted = Vec::new();
         let mut changed = Vec::new();
         {
@@ -304,7 +305,7 @@ impl Agent {
                 let s = running(id, generation);
                 tasks.insert(id, s.clone());
                 changed.push(s);
-                accepted.push(Accepted { id, generation });
+                accepted.push(AcceptedAssignment { id, generation });
             }
         }
         self.dirty.lock().unwrap().extend(changed);

@@ -16,7 +16,7 @@ use crate::http::{check, ClientError, HttpClient, RawResponse};
 use crate::task::{Task, TaskId};
 use crate::wire::{
     AssignmentBatch, AssignmentReply, Heartbeat, HeartbeatReply, LogsReply, ManagerHealth,
-    NodeView, Purged, Report, WorkerHealth,
+    NodeView, Purged, Report, WorkerHealth, WorkerStats,
 };
 
 /// Characters a path segment may keep as they are (RFC 3986 unreserved); the rest is escaped, so a
@@ -282,6 +282,11 @@ impl WorkerClient {
             None => format!("/tasks/{id}/logs"),
         };
         self.call(Method::GET, &path, None).await
+    }
+
+    /// `GET /stats`: host and per-container figures.
+    pub async fn stats(&self) -> Result<WorkerStats, ClientError> {
+        self.call(Method::GET, "/stats", None).await
     }
 
     /// `GET /health`: 200 when the engine answers, 503 (an error here) when it does not.

@@ -42,31 +42,31 @@ pub struct AssignmentBatch {
     pub assignments: Vec<Assignment>,
 }
 
-/// One assignment a worker took (or already held): the task and the generation it now holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Accepted {
+/// An assignment a worker took: it holds the task at this generation, durably.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedAssignment {
     /// The task.
     pub id: TaskId,
     /// The generation held.
     pub generation: u64,
 }
 
-/// One assignment a worker refused, and why.
+/// An assignment a worker refused, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rejected {
+pub struct RejectedAssignment {
     /// The task.
     pub id: TaskId,
-    /// Why (an invalid spec, a newer generation already held, a store failure).
+    /// Why (an invalid spec, a newer generation held, a store failure, a missed deadline).
     pub error: String,
 }
 
-/// The worker's answer to `POST /assignments`.
+/// A worker's answer to `POST /assignments`: every assignment of the batch is in one of the lists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct AssignmentReply {
-    /// Assignments now held.
-    pub accepted: Vec<Accepted>,
-    /// Assignments refused.
-    pub rejected: Vec<Rejected>,
+    /// Taken, and durable.
+    pub accepted: Vec<AcceptedAssignment>,
+    /// Refused; the worker holds nothing new for these.
+    pub rejected: Vec<RejectedAssignment>,
 }
 
 /// The worker's view of one task, as reported to the manager.
@@ -293,4 +293,53 @@ pub struct WorkerHealth {
     pub node: String,
     /// Its runtime (`docker` or `mock`).
     pub runtime: String,
+}
+
+/// Resource use of one task's container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerStats {
+    /// The task.
+    pub task_id: TaskId,
+    /// Its container.
+    pub container_id: String,
+    /// CPU in use, in cores.
+    pub cpu_cores: f64,
+    /// Memory in use, bytes.
+    pub memory_bytes: u64,
+    /// Memory limit, bytes.
+    pub memory_limit_bytes: u64,
+}
+
+/// Load averages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Load {
+    /// One minute.
+    pub one: f64,
+    /// Five minutes.
+    pub five: f64,
+    /// Fifteen minutes.
+    pub fifteen: f64,
+}
+
+/// The answer of `GET /stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    /// The node name.
+    pub node: String,
+    /// The runtime kind (`docker`, `mock`).
+    pub runtime: String,
+    /// Whether the engine answered its last call.
+    pub engine_ok: bool,
+    /// What the node offers.
+    pub capacity: Capacity,
+    /// Host figures.
+    pub host: NodeStats,
+    /// Load averages.
+    pub load: Load,
+    /// Tasks held, any state.
+    pub tasks: usize,
+    /// Tasks running.
+    pub running: usize,
+    /// Per-container samples of running tasks.
+    pub containers: Vec<ContainerStats>,
 }

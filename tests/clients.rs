@@ -120,6 +120,12 @@ runtime = "mock"
     assert!(w.tasks().await.unwrap().iter().any(|t| t.id == id));
     let logs = w.logs(id, None).await.unwrap();
     assert_eq!(logs.id, id);
+    let stats = w.stats().await.unwrap();
+    assert_eq!(
+        (stats.node.as_str(), stats.runtime.as_str()),
+        ("solo", "mock")
+    );
+    assert!(stats.tasks >= 1, "{stats:?}");
 
     // An assignment batch answers which were taken; a fresh id with generation 1 is taken.
     let spec = poseidon::spec::parse_submissions(br#"{"image": "busybox"}"#).unwrap()[0]

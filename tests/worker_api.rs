@@ -243,8 +243,11 @@ async fn a_restarted_worker_adopts_its_containers_and_starts_no_duplicate() {
     let cb = s.api.wait_state(&b, "running", WAIT).await["container_id"].clone();
     s.stop().await;
 
-    // While it was away: b's container exited, and a stranger labelled as ours but unknown appeared.
+    // While it was away: b's container exited, and two strangers appeared: one labelled as ours
+    // for a task we do not hold, and one of another node, which is none of our business.
     assert!(mock.kill_externally(cb.as_str().unwrap(), 7));
+    let ours = plant(&mock, "solo", "stray-ours").await;
+    let theirs = plant(&mock, "elsewhere", "stray-theirs").await;
     let creates = mock.count(poseidon_runtimes::mock::Op::Create);
 
     let s = Standalone::start(&mock, dir.path(), None).await;
@@ -260,10 +263,100 @@ async fn a_restarted_worker_adopts_its_containers_and_starts_no_duplicate() {
         creates,
         "no duplicate container"
     );
-    assert_eq!(mock.running_count(), 1);
+    assert!(
+        mock.container(&ours).is_none(),
+        "the container labelled with this node but owned by no task is removed"
+    );
+    let other = mock
+        .container(&theirs)
+        .expect("another node's container is left alone");
+    assert_eq!(other.status, poseidon_runtimes::ContainerStatus::Running);
+    // Ours (a) and theirs run; b's container exited and the stray was removed.
+    assert_eq!(mock.running_count(), 2);
     wait_for("list to settle", WAIT, || async {
         (s.api.ok("/tasks").await.as_array().unwrap().len() == 2).then_some(())
     })
     .await;
+    s.stop().await;
+}
+
+/// Creates and starts a container labelled as Poseidon's, for `node`, for a task nobody holds.
+async fn plant(mock: &MockRuntime, node: &str, name: &str) -> String {
+    use poseidon_runtimes::{labels, ContainerSpec, Runtime};
+    let spec = ContainerSpec {
+        name: name.into(),
+        image: "busybox".into(),
+        labels: [
+            (labels::MANAGED.to_string(), "true".to_string()),
+            (
+                labels::TASK.to_string(),
+                "3f2c1a7e-9999-4000-8000-000000000000".to_string(),
+            ),
+            (labels::NODE.to_string(), node.to_string()),
+            (labels::GENERATION.to_string(), "1".to_string()),
+        ]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    };
+    let id = mock.create(&spec).await.unwrap();
+    mock.start(&id).await.unwrap();
+    id
+}
+
+#[tokio::test]
+async fn assignments_with_invalid_specs_are_rejected_with_the_error_and_the_rest_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockRuntime::new();
+    let s = Standalone::start(&mock, dir.path(), None).await;
+    let good = poseidon::spec::parse_submission(br#"{"name": "good", "image": "busybox"}"#)
+        .unwrap()
+        .spec;
+    let mut bad_cpus = good.clone();
+    bad_cpus.cpus = -1.0;
+    let mut bad_image = good.clone();
+    bad_image.image = "Not An Image!".into();
+    let ids = [
+        "3f2c1a7e-0001-4000-8000-000000000000",
+        "3f2c1a7e-0002-4000-8000-000000000000",
+        "3f2c1a7e-0003-4000-8000-000000000000",
+    ];
+    let batch = poseidon::wire::AssignmentBatch {
+        assignments: [good, bad_cpus, bad_image]
+            .into_iter()
+            .zip(ids)
+            .map(|(spec, id)| poseidon::wire::Assignment {
+                id: id.parse().unwrap(),
+                generation: 2,
+                spec,
+                desired: poseidon::task::Desired::Run,
+            })
+            .collect(),
+    };
+    let (st, v) = s
+        .api
+        .post("/assignments", &serde_json::to_value(&batch).unwrap())
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["accepted"],
+        json!([{"id": ids[0], "generation": 2}]),
+        "{v}"
+    );
+    let rejected = v["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 2, "{v}");
+    assert_eq!(rejected[0]["id"], ids[1], "{v}");
+    assert!(
+        rejected[0]["error"].as_str().unwrap().contains("cpus"),
+        "{v}"
+    );
+    assert_eq!(rejected[1]["id"], ids[2], "{v}");
+    assert!(
+        rejected[1]["error"].as_str().unwrap().contains("image"),
+        "{v}"
+    );
+    s.api.wait_state(ids[0], "running", WAIT).await;
+    assert_eq!(s.api.ok("/tasks").await.as_array().unwrap().len(), 1);
+    assert_eq!(mock.count(poseidon_runtimes::mock::Op::Create), 1);
     s.stop().await;
 }

@@ -182,6 +182,9 @@ struct State {
     /// Behaviours keyed by container name or image reference.
     exits: HashMap<String, (Duration, i64)>,
     start_failures: HashMap<String, RuntimeError>,
+    /// Names or images whose containers ignore SIGTERM: `stop` ends them only by SIGKILL at the
+    /// end of the grace period.
+    ignore_term: HashSet<String>,
     exec_results: HashMap<String, ExecOutput>,
     logs: HashMap<String, Logs>,
     stats: HashMap<String, StatsSample>,
@@ -406,6 +409,13 @@ impl MockRuntime {
         self.state()
             .start_failures
             .insert(name_or_image.to_string(), error);
+    }
+
+    /// Makes containers whose name or image is `name_or_image` ignore SIGTERM, as a process that
+    /// installs its own handler can: `stop` then waits its whole grace period (on tokio's clock) and
+    /// ends them with SIGKILL (exit code 137), as Docker does.
+    pub fn ignore_sigterm(&self, name_or_image: &str) {
+        self.state().ignore_term.insert(name_or_image.to_string());
     }
 
     /// Sets what `exec` answers in containers whose name or image is `name_or_image` (by default
@@ -844,10 +854,28 @@ impl Runtime for MockRuntime {
 
     async fn stop(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
         self.enter(Call::Stop(id.to_string(), grace)).await?;
-        let mut st = self.state();
-        let id = st.resolve_or_404(id)?;
+        let (id, deaf) = {
+            let st = self.state();
+            let id = st.resolve_or_404(id)?;
+            let c = &st.containers[&id];
+            let deaf = c.status == ContainerStatus::Running
+                && (st.ignore_term.contains(&c.name)
+                    || st
+                        .ignore_term
+                        .iter()
+                        .any(|k| ImageRef::normalized(k) == ImageRef::normalized(&c.spec.image)));
+            (id, deaf)
+        };
+        if deaf {
+            // The process ignores SIGTERM: Docker waits out the grace period, then kills it.
+            tokio::time::sleep(grace).await;
+            self.state()
+                .finish(&self.inner.feed, &id, None, SIGKILL_EXIT_CODE);
+            return Ok(());
+        }
         // Stopping a stopped container is success (Docker's 304).
-        st.finish(&self.inner.feed, &id, None, SIGTERM_EXIT_CODE);
+        self.state()
+            .finish(&self.inner.feed, &id, None, SIGTERM_EXIT_CODE);
         Ok(())
     }
 

@@ -4,12 +4,10 @@
 //! `GET /tasks/{id}`, `DELETE /tasks/{id}` (stop; `?purge=true` also forgets a finished task),
 //! `GET /tasks/{id}/logs` (`?tail=N`), and the manager's `POST /assignments`.
 
-use serde_json::json;
-
 use super::{Worker, WorkerError};
 use crate::http::{error, json, ApiError, Req, Resp};
 use crate::task::TaskId;
-use crate::wire::AssignmentBatch;
+use crate::wire::{AssignmentBatch, LogsReply, Purged, WorkerHealth};
 
 /// Maps worker errors to statuses; the one place that does.
 fn status_of(e: &WorkerError) -> ApiError {
@@ -17,7 +15,7 @@ fn status_of(e: &WorkerError) -> ApiError {
         WorkerError::NotFound(_) => ApiError::not_found(e.to_string()),
         WorkerError::Conflict(_) => ApiError::conflict(e.to_string()),
         WorkerError::Invalid(_) => ApiError::bad_request(e.to_string()),
-        WorkerError::Store(_) => ApiError::unavailable(e.to_string()),
+        WorkerError::Store(_) | WorkerError::Late(_) => ApiError::unavailable(e.to_string()),
         WorkerError::Runtime(r) if r.is_engine_down() => ApiError::unavailable(e.to_string()),
         WorkerError::Runtime(_) => ApiError::new(502, e.to_string()),
     }
@@ -41,11 +39,16 @@ async fn route(w: &Worker, req: &Req) -> Result<Resp, ApiError> {
     match (m, path.as_slice()) {
         ("GET", ["health"]) => Ok(json(
             if w.engine_ok() { 200 } else { 503 },
-            &json!({
-                "status": if w.engine_ok() { "ok" } else { "engine unavailable" },
-                "node": w.name(),
-                "runtime": w.runtime().kind(),
-            }),
+            &WorkerHealth {
+                status: if w.engine_ok() {
+                    "ok"
+                } else {
+                    "engine unavailable"
+                }
+                .into(),
+                node: w.name().into(),
+                runtime: w.runtime().kind().into(),
+            },
         )),
         ("GET", ["stats"]) => Ok(json(200, &w.stats().await)),
         ("GET", ["tasks"]) => Ok(json(200, &w.tasks())),
@@ -69,19 +72,7 @@ async fn route(w: &Worker, req: &Req) -> Result<Resp, ApiError> {
         }
         ("POST", ["assignments"]) => {
             let batch: AssignmentBatch = req.json()?;
-            let mut accepted = Vec::new();
-            let mut rejected = Vec::new();
-            for a in batch.assignments {
-                let id = a.id;
-                match w.accept(a).await {
-                    Ok(t) => accepted.push(json!({"id": t.id, "generation": t.generation})),
-                    Err(e) => rejected.push(json!({"id": id, "error": e.to_string()})),
-                }
-            }
-            Ok(json(
-                200,
-                &json!({"accepted": accepted, "rejected": rejected}),
-            ))
+            Ok(json(200, &w.accept_batch(batch).await))
         }
         ("GET", ["tasks", id]) => {
             let id = parse_id(id)?;
@@ -102,7 +93,7 @@ async fn route(w: &Worker, req: &Req) -> Result<Resp, ApiError> {
                     )));
                 }
                 w.forget(id, "purged").await.map_err(|e| status_of(&e))?;
-                return Ok(json(200, &json!({"purged": id})));
+                return Ok(json(200, &Purged { purged: id }));
             }
             let t = w.stop(id, "stopped").await.map_err(|e| status_of(&e))?;
             Ok(json(200, &t))
@@ -118,7 +109,11 @@ async fn route(w: &Worker, req: &Req) -> Result<Resp, ApiError> {
             let logs = w.logs(id, tail).await.map_err(|e| status_of(&e))?;
             Ok(json(
                 200,
-                &json!({"id": id, "stdout": logs.stdout, "stderr": logs.stderr}),
+                &LogsReply {
+                    id,
+                    stdout: logs.stdout,
+                    stderr: logs.stderr,
+                },
             ))
         }
         (_, ["health" | "stats" | "tasks" | "assignments"])

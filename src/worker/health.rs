@@ -39,21 +39,27 @@ pub(super) async fn run(w: Worker, id: TaskId, cid: String) -> String {
             Err(msg) => {
                 failures += 1;
                 if failures >= check.retries.max(1) {
-                    let _ = w
+                    if let Err(e) = w
                         .update(id, |t| t.health = Some("unhealthy".to_string()))
-                        .await;
+                        .await
+                    {
+                        tracing::error!(task = %id, error = %e, "store write failed: record unhealthy");
+                    }
                     return format!("{failures} health checks failed, last: {msg}");
                 }
                 continue;
             }
         };
-        let _ = w
+        if let Err(e) = w
             .update(id, |t| {
                 if t.health.as_deref() != Some(health) {
                     t.health = Some(health.to_string());
                 }
             })
-            .await;
+            .await
+        {
+            tracing::error!(task = %id, error = %e, "store write failed: record health");
+        }
     }
 }
 

@@ -6,7 +6,6 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use sysinfo::{Disks, System};
 
 use super::Worker;
@@ -101,54 +100,7 @@ pub fn host_capacity() -> Capacity {
     }
 }
 
-/// Resource use of one task's container.
-#[derive(Debug, Clone, Serialize)]
-pub struct ContainerStats {
-    /// The task.
-    pub task_id: TaskId,
-    /// Its container.
-    pub container_id: String,
-    /// CPU in use, in cores.
-    pub cpu_cores: f64,
-    /// Memory in use, bytes.
-    pub memory_bytes: u64,
-    /// Memory limit, bytes.
-    pub memory_limit_bytes: u64,
-}
-
-/// Load averages.
-#[derive(Debug, Clone, Serialize)]
-pub struct Load {
-    /// One minute.
-    pub one: f64,
-    /// Five minutes.
-    pub five: f64,
-    /// Fifteen minutes.
-    pub fifteen: f64,
-}
-
-/// The answer of `GET /stats`.
-#[derive(Debug, Clone, Serialize)]
-pub struct WorkerStats {
-    /// The node name.
-    pub node: String,
-    /// The runtime kind (`docker`, `mock`).
-    pub runtime: &'static str,
-    /// Whether the engine answered its last call.
-    pub engine_ok: bool,
-    /// What the node offers.
-    pub capacity: Capacity,
-    /// Host figures.
-    pub host: NodeStats,
-    /// Load averages.
-    pub load: Load,
-    /// Tasks held, any state.
-    pub tasks: usize,
-    /// Tasks running.
-    pub running: usize,
-    /// Per-container samples of running tasks.
-    pub containers: Vec<ContainerStats>,
-}
+pub use crate::wire::{ContainerStats, Load, WorkerStats};
 
 /// Collects host and per-container statistics; containers are sampled concurrently, each bounded.
 pub async fn collect(w: &Worker) -> WorkerStats {
@@ -186,7 +138,7 @@ pub async fn collect(w: &Worker) -> WorkerStats {
     let l = System::load_average();
     WorkerStats {
         node: w.name().to_string(),
-        runtime: w.runtime().kind(),
+        runtime: w.runtime().kind().to_string(),
         engine_ok: w.engine_ok(),
         capacity: w.inner.opts.capacity,
         host,

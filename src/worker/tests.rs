@@ -1,0 +1,278 @@
+//! Worker tests that need paused time or a store double: the at-most-one deadline, assignment
+//! batches (one write, a budget, idempotence), and the backoff reset after a long run.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::Method;
+use poseidon_runtimes::mock::{MockRuntime, Op as MockOp};
+use poseidon_runtimes::ContainerStatus;
+use tokio::time::Instant;
+
+use super::{api, Worker, WorkerOptions};
+use crate::http::{Req, Shutdown};
+use crate::store::{self, KeyValue, MemStore, Op, Pending, Space, Store, StoreError, StoreStats};
+use crate::task::{Desired, State, TaskId, TaskSpec};
+use crate::wire::{Assignment, AssignmentBatch, Capacity};
+
+/// A manager address where nothing answers.
+const NO_MANAGER: &str = "http://127.0.0.1:9";
+
+fn opts(manager: Option<&str>) -> WorkerOptions {
+    WorkerOptions {
+        name: "solo".into(),
+        advertise: "http://127.0.0.1:1".into(),
+        manager: manager.map(str::to_string),
+        capacity: Capacity {
+            cpus: 4.0,
+            memory: 8 << 30,
+        },
+        heartbeat_interval: Duration::from_millis(200),
+        // The default: longer than the manager's default TTL of 5 s.
+        stop_grace: Duration::from_secs(10),
+        network: None,
+    }
+}
+
+async fn start(mock: &MockRuntime, store: Arc<dyn Store>, manager: Option<&str>) -> Worker {
+    Worker::start(
+        opts(manager),
+        Arc::new(mock.clone()),
+        store,
+        Shutdown::new(),
+    )
+    .await
+    .unwrap()
+}
+
+fn spec(json: &str) -> TaskSpec {
+    crate::spec::parse_submission(json.as_bytes()).unwrap().spec
+}
+
+/// Polls (on tokio's clock) until task `id` is Running with `restarts` restarts; its container.
+async fn running(w: &Worker, id: TaskId, restarts: u32) -> String {
+    for _ in 0..2_000 {
+        if let Some(t) = w.task(id) {
+            if t.state == State::Running && t.restart_count == restarts {
+                if let Some(c) = t.container_id {
+                    return c;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!(
+        "task {id} never ran with {restarts} restarts: {:?}",
+        w.task(id)
+    );
+}
+
+/// A store whose writes take `delay` (on tokio's clock) to be synced: a slow disk.
+struct SlowStore {
+    inner: Arc<MemStore>,
+    delay: Mutex<Duration>,
+}
+
+#[async_trait::async_trait]
+impl Store for SlowStore {
+    fn submit(&self, ops: Vec<Op>) -> Pending {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let delay = *self.delay.lock().unwrap();
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            // The waiter may have given up; the write is applied all the same, as a disk would.
+            if tx.send(inner.write(ops).await).is_err() {}
+        });
+        Pending::from_receiver(rx)
+    }
+
+    fn scan(&self, space: Space) -> Result<Vec<KeyValue>, StoreError> {
+        self.inner.scan(space)
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.inner.stats()
+    }
+}
+
+async fn post_assignments(w: &Worker, batch: &AssignmentBatch) -> (u16, serde_json::Value) {
+    let req = Req {
+        method: Method::POST,
+        path: vec!["assignments".into()],
+        query: Vec::new(),
+        body: Bytes::from(serde_json::to_vec(batch).unwrap()),
+    };
+    let resp = api::handle(w.clone(), req).await;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+fn batch(n: usize) -> AssignmentBatch {
+    AssignmentBatch {
+        assignments: (0..n)
+            .map(|i| Assignment {
+                id: TaskId::new(),
+                generation: 3,
+                spec: spec(&format!(r#"{{"name": "t{i}", "image": "busybox"}}"#)),
+                desired: Desired::Run,
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_at_most_one_task_that_ignores_sigterm_is_dead_by_stop_after_disconnect() {
+    let mock = MockRuntime::new();
+    mock.ignore_sigterm("stubborn:1");
+    let w = start(&mock, Arc::new(MemStore::new()), Some(NO_MANAGER)).await;
+    // No heartbeat ever reaches a manager: the worker's start is the last contact.
+    let contact = Instant::now();
+    let t = w
+        .submit(
+            None,
+            spec(r#"{"name": "one", "image": "stubborn:1", "stop_after_disconnect": "3s"}"#),
+        )
+        .await
+        .unwrap();
+    let cid = running(&w, t.id, 0).await;
+    tokio::time::sleep_until(contact + Duration::from_millis(3_000)).await;
+    let c = mock.container(&cid);
+    assert!(
+        c.as_ref()
+            .is_none_or(|c| c.status != ContainerStatus::Running),
+        "3 s after the last contact the old copy must be dead, but it is {c:?}"
+    );
+    // It was stopped with the short grace, not the worker's 10 s.
+    let stops = mock.calls_of(MockOp::Stop);
+    assert_eq!(
+        stops,
+        vec![poseidon_runtimes::mock::Call::Stop(
+            cid,
+            Duration::from_millis(750)
+        )]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_is_one_write_answered_within_the_budget_and_a_repeat_changes_nothing() {
+    let mock = MockRuntime::new();
+    let mem = Arc::new(MemStore::new());
+    let slow = Arc::new(SlowStore {
+        inner: mem.clone(),
+        delay: Mutex::new(Duration::from_secs(1)),
+    });
+    let w = start(&mock, slow, None).await;
+    let b = batch(40);
+    let writes = mem.stats().writes;
+    let t0 = Instant::now();
+    let (status, reply) = post_assignments(&w, &b).await;
+    let took = t0.elapsed();
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["accepted"].as_array().unwrap().len(), 40, "{reply}");
+    assert_eq!(reply["rejected"], serde_json::json!([]), "{reply}");
+    // One synced write of one second, not forty: well within the manager's 30 s.
+    assert!(took < super::accept::ACCEPT_BUDGET, "took {took:?}");
+    assert_eq!(mem.stats().writes, writes + 1);
+    for a in &b.assignments {
+        running(&w, a.id, 0).await;
+    }
+    let creates = mock.count(MockOp::Create);
+    assert_eq!(creates, 40);
+
+    // The same batch again (a retried dispatch), once the supervisors' own writes have landed:
+    // accepted, and nothing new written or started.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let writes = mem.stats().writes;
+    let (status, reply) = post_assignments(&w, &b).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["accepted"].as_array().unwrap().len(), 40, "{reply}");
+    assert_eq!(reply["accepted"][0]["generation"], 3, "{reply}");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(mem.stats().writes, writes);
+    assert_eq!(mock.count(MockOp::Create), creates);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_not_durable_within_its_budget_is_refused_and_never_runs() {
+    let mock = MockRuntime::new();
+    let mem = Arc::new(MemStore::new());
+    let slow = Arc::new(SlowStore {
+        inner: mem.clone(),
+        delay: Mutex::new(Duration::from_secs(45)),
+    });
+    let w = start(&mock, slow, None).await;
+    let b = batch(3);
+    let t0 = Instant::now();
+    let (status, reply) = post_assignments(&w, &b).await;
+    let took = t0.elapsed();
+    // The manager gives up after 30 s and places the tasks again: the worker must have answered,
+    // and refused, before that.
+    assert!(took <= super::accept::ACCEPT_BUDGET, "took {took:?}");
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["accepted"], serde_json::json!([]), "{reply}");
+    let rejected = reply["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 3, "{reply}");
+    for r in rejected {
+        assert!(
+            r["error"]
+                .as_str()
+                .unwrap()
+                .contains("not accepted in time"),
+            "{reply}"
+        );
+    }
+    // Long after the slow write landed: nothing ran, nothing is held, and the record was undone.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(mock.count(MockOp::Create), 0);
+    assert!(w.tasks().is_empty(), "{:?}", w.tasks());
+    assert!(store::load_tasks(mem.as_ref()).unwrap().is_empty());
+}
+
+/// The restart delays a task announced, in seconds, read from its reason.
+fn announced_delay(w: &Worker, id: TaskId) -> Option<f64> {
+    let reason = w.task(id)?.reason?;
+    let (_, rest) = reason.split_once("restarting in ")?;
+    rest.trim_end_matches(" s").parse().ok()
+}
+
+#[tokio::test]
+async fn after_a_long_run_the_backoff_starts_over_and_stays_short() {
+    // Real time: the run's length is measured as the worker measures it, whatever its clock.
+    let mock = MockRuntime::new();
+    let w = start(&mock, Arc::new(MemStore::new()), None).await;
+    let mut s = spec(r#"{"name": "crashy", "image": "busybox", "restart_policy": "always"}"#);
+    s.restart_policy.backoff_ms = 100;
+    s.restart_policy.max_backoff_ms = 10_000;
+    s.restart_policy.reset_after_ms = 500;
+    let id = w.submit(None, s).await.unwrap().id;
+    let mut delays = Vec::new();
+    for k in 0..5u32 {
+        let cid = running(&w, id, k).await;
+        if k == 3 {
+            // A healthy run longer than the reset time.
+            tokio::time::sleep(Duration::from_millis(800)).await;
+        }
+        assert!(mock.kill_externally(&cid, 1));
+        let mut delay = None;
+        for _ in 0..1_000 {
+            delay = announced_delay(&w, id).filter(|_| {
+                w.task(id)
+                    .is_some_and(|t| t.restart_count == k && t.state == State::Failed)
+            });
+            if delay.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        delays.push(delay.unwrap());
+    }
+    // Doubling from 0.1 s; the long run resets it to 0.1 s, and the next quick crash waits 0.2 s
+    // (not 0.1 s doubled four times, as when only one delay was reset).
+    // Each delay was read at restart count k, so the visible counter went on through the reset.
+    assert_eq!(delays, vec![0.1, 0.2, 0.4, 0.1, 0.2]);
+}
