@@ -1,6 +1,11 @@
 //! Shared HTTP plumbing: the server loop with graceful shutdown, JSON responses and errors, body
 //! limits, and a small JSON client used by the manager, the workers and the CLI.
 //!
+//! Limits are decided before any byte of a body is read: the route (method and path) picks the
+//! body limit ([`body_limit`]), a `Content-Length` above it is refused with 413 at once, and a client
+//! that does not finish its request headers within [`ServeOptions::header_read_timeout`] is
+//! disconnected, so a slow or hostile client cannot hold memory or a connection for long.
+//!
 //! Each API module turns a request into a domain call in one `match (method, path)`; this module only
 //! moves bytes, so the domain code never sees hyper types.
 
@@ -17,7 +22,7 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -26,10 +31,49 @@ use tokio::sync::watch;
 /// The largest request body accepted from users (1 MiB); larger bodies get 413.
 pub const MAX_BODY: usize = 1 << 20;
 
-/// The largest body of the cluster's own messages (`/nodes/...` heartbeats and reports on the
-/// manager, `/assignments` on a worker): a heartbeat lists every task its worker holds, about
+/// The largest body of the cluster's own messages (heartbeats and reports on the manager,
+/// assignments on a worker; see [`body_limit`]): a heartbeat lists every task its worker holds, about
 /// 320 bytes each, so 1 MiB would cut off a worker holding a few thousand tasks.
 pub const MAX_PEER_BODY: usize = 256 << 20;
+
+/// How long a client may take to send a request's headers before it is disconnected.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the client keeps an idle connection: below [`HEADER_READ_TIMEOUT`], because the server
+/// closes a connection that sends nothing for that long, and a client that picked such a connection
+/// at the moment it closed would see its request fail.
+const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Picks a request's body limit from its method and path segments, before the body is read.
+pub type BodyLimit = fn(&Method, &[String]) -> usize;
+
+/// The manager's body limits: [`MAX_PEER_BODY`] for `POST /nodes/{name}/heartbeat` and `POST
+/// /nodes/{name}/reports` only; [`MAX_BODY`] for everything else, including any other path under
+/// `/nodes`.
+pub fn manager_body_limit(method: &Method, path: &[String]) -> usize {
+    match (method, segments(path).as_slice()) {
+        (&Method::POST, ["nodes", _, "heartbeat" | "reports"]) => MAX_PEER_BODY,
+        _ => MAX_BODY,
+    }
+}
+
+/// A worker's body limits: [`MAX_PEER_BODY`] for `POST /assignments` only, [`MAX_BODY`] otherwise.
+pub fn worker_body_limit(method: &Method, path: &[String]) -> usize {
+    match (method, segments(path).as_slice()) {
+        (&Method::POST, ["assignments"]) => MAX_PEER_BODY,
+        _ => MAX_BODY,
+    }
+}
+
+/// The limits of a server that plays both roles: the large limit for the three cluster protocol
+/// routes of either side. [`serve`] uses it; `cluster` serves each role with its own.
+pub fn body_limit(method: &Method, path: &[String]) -> usize {
+    manager_body_limit(method, path).max(worker_body_limit(method, path))
+}
+
+fn segments(path: &[String]) -> Vec<&str> {
+    path.iter().map(String::as_str).collect()
+}
 
 /// A response as every handler returns it.
 pub type Resp = Response<Full<Bytes>>;
@@ -141,53 +185,29 @@ impl Req {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// Decodes a path segment: `%XX` escapes become bytes; a stray `%` stays as it is.
+fn decode_segment(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
-/// The first segment of a request's path.
-fn path_first(uri: &hyper::Uri) -> Option<&str> {
-    uri.path().split('/').find(|s| !s.is_empty())
+/// Decodes a query key or value as HTML forms encode them: `+` is a space, then `%XX` escapes.
+fn decode_query(s: &str) -> String {
+    decode_segment(&s.replace('+', " "))
 }
 
-/// Reads a hyper request into a [`Req`], enforcing [`MAX_BODY`] (or [`MAX_PEER_BODY`] for the
-/// cluster's own messages).
-pub async fn read(req: Request<Incoming>) -> Result<Req, ApiError> {
+/// Reads a hyper request into a [`Req`], enforcing the route's limit as `limits` picks it: a
+/// declared `Content-Length` above it is refused before any of the body is read, and a body that
+/// turns out longer (chunked) is cut off at the limit.
+pub async fn read(req: Request<Incoming>, limits: BodyLimit) -> Result<Req, ApiError> {
     let (parts, body) = req.into_parts();
-    let path = parts
+    let path: Vec<String> = parts
         .uri
         .path()
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(percent_decode)
+        .map(decode_segment)
         .collect();
     let query = parts
         .uri
@@ -196,22 +216,29 @@ pub async fn read(req: Request<Incoming>) -> Result<Req, ApiError> {
         .split('&')
         .filter(|s| !s.is_empty())
         .map(|pair| match pair.split_once('=') {
-            Some((k, v)) => (percent_decode(k), percent_decode(v)),
-            None => (percent_decode(pair), String::new()),
+            Some((k, v)) => (decode_query(k), decode_query(v)),
+            None => (decode_query(pair), String::new()),
         })
         .collect();
-    let peer = matches!(path_first(&parts.uri), Some("nodes") | Some("assignments"));
-    let limit = if peer { MAX_PEER_BODY } else { MAX_BODY };
+    let limit = limits(&parts.method, &path);
+    let too_large = || ApiError::new(413, format!("request body larger than {limit} bytes"));
+    // hyper has already refused a malformed Content-Length, so a value that does not parse as a
+    // number here cannot occur; it would be left to the streaming limit below.
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
     let body = match Limited::new(body, limit).collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) => {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
-                return Err(ApiError::new(
-                    413,
-                    format!("request body larger than {limit} bytes"),
-                ));
+                return Err(too_large());
             }
             return Err(ApiError::bad_request(format!("cannot read body: {e}")));
         }
@@ -249,7 +276,8 @@ impl Shutdown {
 
     /// Raises the signal.
     pub fn trigger(&self) {
-        let _ = self.tx.send(true);
+        // `send_replace` cannot fail (unlike `send`, it does not need a receiver).
+        self.tx.send_replace(true);
     }
 
     /// True once raised.
@@ -260,7 +288,40 @@ impl Shutdown {
     /// Resolves once the signal is raised.
     pub async fn wait(&self) {
         let mut rx = self.rx.clone();
-        let _ = rx.wait_for(|v| *v).await;
+        if rx.wait_for(|v| *v).await.is_err() {
+            // The sender lives in `self`, so it cannot be gone while we wait; if it ever were, no
+            // one could raise the signal any more, and waiting forever would be the honest answer.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Settings of the server loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// A client that has not sent a request's complete headers after this long is disconnected
+    /// (this also closes a keep-alive connection idle for this long).
+    pub header_read_timeout: Duration,
+    /// The body limit of each route.
+    pub body_limit: BodyLimit,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            body_limit,
+        }
+    }
+}
+
+impl ServeOptions {
+    /// The defaults with `limits` as the body limit.
+    pub fn with_body_limit(limits: BodyLimit) -> Self {
+        ServeOptions {
+            body_limit: limits,
+            ..Self::default()
+        }
     }
 }
 
@@ -270,48 +331,86 @@ where
     H: Fn(Req) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Resp> + Send + 'static,
 {
+    serve_with(listener, handler, shutdown, ServeOptions::default()).await;
+}
+
+/// [`serve`] with explicit [`ServeOptions`].
+pub async fn serve_with<H, F>(
+    listener: TcpListener,
+    handler: H,
+    shutdown: Shutdown,
+    options: ServeOptions,
+) where
+    H: Fn(Req) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Resp> + Send + 'static,
+{
+    let local = listener.local_addr().ok();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // hyper only enforces the header timeout when it has a timer to measure it with.
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.wait() => break,
         };
-        let (stream, _peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(a) => a,
-            Err(_) => {
+            Err(e) => {
                 // Out of file descriptors and the like: back off briefly instead of spinning.
+                tracing::warn!(listen = ?local, error = %e, "cannot accept a connection");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+        }
         let handler = handler.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let handler = handler.clone();
             async move {
-                let resp = match read(req).await {
+                let method = req.method().clone();
+                let uri = req.uri().path().to_string();
+                let resp = match read(req, options.body_limit).await {
                     // The handler runs as its own task: a client that hangs up must not cancel it
                     // halfway (between a synced write and the in-memory change that follows it),
                     // and a panic in it becomes a 500 instead of a dropped connection.
                     Ok(r) => match tokio::spawn(handler(r)).await {
                         Ok(resp) => resp,
-                        Err(e) => error(&ApiError::internal(format!("the request failed: {e}"))),
+                        Err(e) => {
+                            tracing::error!(%method, path = %uri, error = %e, "a request handler failed");
+                            error(&ApiError::internal(format!("the request failed: {e}")))
+                        }
                     },
-                    Err(e) => error(&e),
+                    Err(e) => {
+                        tracing::debug!(%method, path = %uri, status = e.status, error = %e.message, "refused a request");
+                        error(&e)
+                    }
                 };
                 Ok::<_, Infallible>(resp)
             }
         });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), service);
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
         let fut = graceful.watch(conn);
         tokio::spawn(async move {
-            let _ = fut.await;
+            // Clients hanging up, and the header-read timeout, end connections with an error;
+            // both are routine, so they are logged for debugging only.
+            if let Err(e) = fut.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
         });
     }
     drop(listener);
     // Open keep-alive connections are asked to close; requests in flight get a few seconds.
-    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(listen = ?local, "requests still in flight 5 s after shutdown; leaving them");
+    }
 }
 
 /// Binds a TCP listener, with a message that names the address on failure.
@@ -383,7 +482,7 @@ impl HttpClient {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout));
         let inner = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(CLIENT_IDLE_TIMEOUT)
             .build(connector);
         HttpClient { inner, timeout }
     }
@@ -524,10 +623,62 @@ mod tests {
 
     #[test]
     fn percent_decoding_handles_escapes_and_stray_percents() {
-        assert_eq!(percent_decode("a%20b"), "a b");
-        assert_eq!(percent_decode("state%3Drunning"), "state=running");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
-        assert_eq!(percent_decode("a+b"), "a b");
+        assert_eq!(decode_segment("a%20b"), "a b");
+        assert_eq!(decode_segment("state%3Drunning"), "state=running");
+        assert_eq!(decode_segment("100%"), "100%");
+        assert_eq!(decode_segment("%zz"), "%zz");
+        assert_eq!(decode_segment("%ff"), "\u{fffd}");
+        assert_eq!(decode_segment("a+b"), "a+b");
+        assert_eq!(decode_query("a+b"), "a b");
+        assert_eq!(decode_query("a%2Bb"), "a+b");
+    }
+
+    fn segments_of(path: &str) -> Vec<String> {
+        path.split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn only_the_cluster_protocol_routes_take_large_bodies() {
+        // (method, path, manager's limit, worker's limit)
+        let cases: &[(Method, &str, usize, usize)] = &[
+            (Method::POST, "/nodes/w1/heartbeat", MAX_PEER_BODY, MAX_BODY),
+            (Method::POST, "/nodes/w1/reports", MAX_PEER_BODY, MAX_BODY),
+            (Method::POST, "/assignments", MAX_BODY, MAX_PEER_BODY),
+            (Method::GET, "/nodes/w1/heartbeat", MAX_BODY, MAX_BODY),
+            (Method::PUT, "/assignments", MAX_BODY, MAX_BODY),
+            (Method::POST, "/nodes", MAX_BODY, MAX_BODY),
+            (Method::GET, "/nodes/x", MAX_BODY, MAX_BODY),
+            (Method::POST, "/nodes/w1", MAX_BODY, MAX_BODY),
+            (
+                Method::POST,
+                "/nodes/w1/heartbeat/extra",
+                MAX_BODY,
+                MAX_BODY,
+            ),
+            (Method::POST, "/nodes/w1/drain", MAX_BODY, MAX_BODY),
+            (Method::POST, "/assignments/x", MAX_BODY, MAX_BODY),
+            (Method::POST, "/tasks", MAX_BODY, MAX_BODY),
+        ];
+        for (method, path, manager, worker) in cases {
+            let p = segments_of(path);
+            assert_eq!(
+                manager_body_limit(method, &p),
+                *manager,
+                "manager: {method} {path}"
+            );
+            assert_eq!(
+                worker_body_limit(method, &p),
+                *worker,
+                "worker: {method} {path}"
+            );
+            assert_eq!(
+                body_limit(method, &p),
+                (*manager).max(*worker),
+                "both: {method} {path}"
+            );
+        }
     }
 }
