@@ -192,6 +192,20 @@ fn decode_segment(s: &str) -> String {
         .into_owned()
 }
 
+/// Everything but RFC 3986's unreserved characters is escaped in a query value, so that a value
+/// can never add a parameter (`&`), end the query (`#`) or change its meaning (`+`, `=`).
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Encodes a value for a URL's query or path segment (`a&b c` becomes `a%26b%20c`); clients use it
+/// for any value that did not come from this program, so that it arrives as one value.
+pub fn encode_component(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, QUERY_VALUE).to_string()
+}
+
 /// Decodes a query key or value as HTML forms encode them: `+` is a space, then `%XX` escapes.
 fn decode_query(s: &str) -> String {
     decode_segment(&s.replace('+', " "))
@@ -631,6 +645,19 @@ mod tests {
         assert_eq!(decode_segment("a+b"), "a+b");
         assert_eq!(decode_query("a+b"), "a b");
         assert_eq!(decode_query("a%2Bb"), "a+b");
+    }
+
+    #[test]
+    fn encoded_components_decode_to_themselves_and_add_no_parameter() {
+        for value in ["5", "a&purge=true", "x y+z", "100%", "é/漢#frag", "-._~"] {
+            let encoded = encode_component(value);
+            assert!(
+                !encoded.contains(['&', '=', '#', '/', ' ', '+']),
+                "{encoded}"
+            );
+            assert_eq!(decode_query(&encoded), value);
+        }
+        assert_eq!(encode_component("a&b c"), "a%26b%20c");
     }
 
     fn segments_of(path: &str) -> Vec<String> {
