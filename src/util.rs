@@ -26,11 +26,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let parsed = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         // humantime insists on a unit; a bare number has always meant seconds here.
-        t.parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s <= MAX_DURATION.as_secs_f64())
-            .map(Duration::from_secs_f64)
-            .ok_or_else(|| format!("invalid duration {text:?} (out of range)"))?
+        let secs: f64 = t
+            .parse()
+            .map_err(|_| format!("invalid duration {text:?} ({DURATION_EXAMPLES})"))?;
+        if !secs.is_finite() || secs > MAX_DURATION.as_secs_f64() {
+            return Err(format!("invalid duration {text:?} (out of range)"));
+        }
+        Duration::from_secs_f64(secs)
     } else {
         humantime::parse_duration(t).map_err(|e| {
             format!(
@@ -135,6 +137,14 @@ mod tests {
             )
         );
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_duration("1.2.3"),
+            Err("invalid duration \"1.2.3\" (examples: 500ms, 5s, 1m30s, 2h)".to_string())
+        );
+        assert_eq!(
+            parse_duration("999999999999"),
+            Err("invalid duration \"999999999999\" (out of range)".to_string())
+        );
         assert_eq!(
             parse_duration("99999y"),
             Err("invalid duration \"99999y\" (out of range)".to_string())
