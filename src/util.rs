@@ -95,7 +95,14 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 /// Formats milliseconds since the epoch as RFC 3339 UTC (`2026-11-28T04:35:53.123Z`).
+///
+/// humantime formats instants up to the end of year 9999 only; a later one (a corrupt or hostile
+/// timestamp) is shown as a plain count of milliseconds instead of panicking.
 pub fn rfc3339(ms: u64) -> String {
+    const END_OF_9999_MS: u64 = 253_402_300_799_999;
+    if ms > END_OF_9999_MS {
+        return format!("{ms} ms after the epoch");
+    }
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
@@ -168,5 +175,7 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(1_795_840_553_123), "2026-11-28T04:35:53.123Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(u64::MAX), "18446744073709551615 ms after the epoch");
     }
 }
