@@ -16,6 +16,9 @@
 //! (`cluster.toml: worker[1].runtime: unknown runtime "podman" (valid: docker, mock)`), which serde's
 //! derived messages do not do. Relative paths (`data_dir`) are relative to the working directory, as
 //! the embedded default's `./poseidon-data` is.
+//!
+//! This file holds the types and the entry points (`load`, `parse`, `embedded_default`); the walk
+//! over the table is in `walk.rs`, the tests in `tests.rs`.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
