@@ -274,7 +274,7 @@ async fn wait_for_signal() {
         }
         (term, int) => {
             if let Err(e) = term.and(int) {
-                tracing::warn!(error = %e, "cannot watch SIGTERM; waiting for Ctrl-C only");
+                tracing::warn!(error = %e, "cannot watch SIGTERM and SIGINT; waiting for Ctrl-C only");
             }
             if let Err(e) = tokio::signal::ctrl_c().await {
                 tracing::error!(error = %e, "cannot watch Ctrl-C either; shutting down");
