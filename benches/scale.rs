@@ -166,7 +166,7 @@ fn start_manager(scheduler: &str, ttl: Duration) -> ManagerProc {
     std::thread::spawn(move || {
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("poseidon: manager listening on ") {
+            if let Some((_, rest)) = line.split_once("manager listening url=") {
                 if let Some(tx) = tx.take() {
                     let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
                 }

@@ -30,6 +30,9 @@ pub struct Args {
     /// cluster file to start every role of (default: an embedded single-machine cluster)
     #[argh(option, short = 'c')]
     pub config: Option<PathBuf>,
+    /// log format on stderr: text (default) or json (one object per line); RUST_LOG filters
+    #[argh(option, default = "crate::logging::LogFormat::Text")]
+    pub log_format: crate::logging::LogFormat,
     /// print the version and exit
     #[argh(switch, short = 'V')]
     pub version: bool,
@@ -277,24 +280,10 @@ async fn serve(path: Option<PathBuf>, roles: Roles) -> Result<(), Failure> {
         Some(p) => config::load(p).map_err(|e| Failure::usage(e.to_string()))?,
         None => config::embedded_default(),
     };
+    // `cluster::start` logs each role it starts, with its address and data directory.
     let running = cluster::start(&cfg, roles).await.map_err(Failure::usage)?;
-    if let Some(m) = &running.manager {
-        eprintln!(
-            "poseidon: manager listening on http://{} (scheduler {})",
-            m.addr,
-            m.manager.scheduler_name()
-        );
-    }
-    for w in &running.workers {
-        eprintln!(
-            "poseidon: worker {} listening on http://{} (runtime {})",
-            w.worker.name(),
-            w.addr,
-            w.worker.runtime().kind()
-        );
-    }
     wait_for_signal().await;
-    eprintln!("poseidon: shutting down (containers keep running)");
+    tracing::info!("shutting down (containers keep running)");
     running.stop().await;
     Ok(())
 }
@@ -310,8 +299,13 @@ async fn wait_for_signal() {
                 _ = i.recv() => {}
             }
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+        (term, int) => {
+            if let Err(e) = term.and(int) {
+                tracing::warn!(error = %e, "cannot watch SIGTERM and SIGINT; waiting for Ctrl-C only");
+            }
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::error!(error = %e, "cannot watch Ctrl-C either; shutting down");
+            }
         }
     }
 }

@@ -8,29 +8,15 @@
 use std::time::Duration;
 
 use hyper::Method;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::http::{check, ClientError, HttpClient, RawResponse};
+use crate::http::{check, encode_component, ClientError, HttpClient, RawResponse};
 use crate::task::{Task, TaskId};
 use crate::wire::{
     AssignmentBatch, AssignmentReply, Heartbeat, HeartbeatReply, LogsReply, ManagerHealth,
     NodeView, Purged, Report, WorkerHealth, WorkerStats,
 };
-
-/// Characters a path segment may keep as they are (RFC 3986 unreserved); the rest is escaped, so a
-/// node name can never add a path segment or a query.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-
-/// Escapes one path segment.
-pub fn segment(s: &str) -> String {
-    utf8_percent_encode(s, SEGMENT).to_string()
-}
 
 /// `POST /tasks` answers one task for one submission and an array for an array.
 #[derive(Deserialize)]
@@ -124,10 +110,10 @@ impl ManagerClient {
     ) -> Result<Vec<Task>, ClientError> {
         let mut query = Vec::new();
         if let Some(s) = state {
-            query.push(format!("state={}", segment(s)));
+            query.push(format!("state={}", encode_component(s)));
         }
         if let Some(n) = node {
-            query.push(format!("node={}", segment(n)));
+            query.push(format!("node={}", encode_component(n)));
         }
         let path = if query.is_empty() {
             "/tasks".to_string()
@@ -183,14 +169,14 @@ impl ManagerClient {
 
     /// `POST /nodes/{name}/heartbeat` (the cluster protocol).
     pub async fn heartbeat(&self, hb: &Heartbeat) -> Result<HeartbeatReply, ClientError> {
-        let path = format!("/nodes/{}/heartbeat", segment(&hb.name));
+        let path = format!("/nodes/{}/heartbeat", encode_component(&hb.name));
         let body = encode(&path, hb)?;
         self.call(Method::POST, &path, Some(body)).await
     }
 
     /// `POST /nodes/{name}/reports` (the cluster protocol).
     pub async fn report(&self, node: &str, report: &Report) -> Result<HeartbeatReply, ClientError> {
-        let path = format!("/nodes/{}/reports", segment(node));
+        let path = format!("/nodes/{}/reports", encode_component(node));
         let body = encode(&path, report)?;
         self.call(Method::POST, &path, Some(body)).await
     }
@@ -300,11 +286,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn path_segments_cannot_add_segments_or_queries() {
-        assert_eq!(segment("w1"), "w1");
-        assert_eq!(segment("node-a.b_c~"), "node-a.b_c~");
-        assert_eq!(segment("a/b"), "a%2Fb");
-        assert_eq!(segment("x?y=1"), "x%3Fy%3D1");
-        assert_eq!(segment("é"), "%C3%A9");
+    fn values_put_into_paths_and_queries_cannot_add_segments_or_parameters() {
+        assert_eq!(encode_component("w1"), "w1");
+        assert_eq!(encode_component("node-a.b_c~"), "node-a.b_c~");
+        assert_eq!(encode_component("a/b"), "a%2Fb");
+        assert_eq!(encode_component("x?y=1"), "x%3Fy%3D1");
+        assert_eq!(encode_component("é"), "%C3%A9");
     }
 }

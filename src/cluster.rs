@@ -72,7 +72,9 @@ impl Running {
     pub async fn stop(self) {
         self.shutdown.trigger();
         for h in self.servers {
-            let _ = h.await;
+            if let Err(e) = h.await {
+                tracing::error!(error = %e, "an HTTP server task ended abnormally");
+            }
         }
         if let Some(m) = &self.manager {
             m.manager.close().await;
@@ -158,15 +160,24 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             .await
             .map_err(|e| format!("manager: {e}"))?;
         let handler_m = m.clone();
-        servers.push(tokio::spawn(http::serve(
+        servers.push(tokio::spawn(http::serve_with(
             listener,
             move |req| manager::api::handle(handler_m.clone(), req),
             shutdown.clone(),
+            http::ServeOptions::with_body_limit(http::manager_body_limit),
         )));
+        tracing::info!(
+            url = %format!("http://{addr}"),
+            scheduler = %mc.scheduler,
+            data_dir = %mc.data_dir.display(),
+            heartbeat_ttl = ?mc.heartbeat_ttl,
+            "manager listening"
+        );
         manager_url = Some(format!("http://{addr}"));
         running_manager = Some(RunningManager { manager: m, addr });
     }
     let mut workers = Vec::new();
+    let mut with_manager = Vec::new();
     for wc in &cfg.workers {
         let wanted = match &roles {
             Roles::All => true,
@@ -191,9 +202,19 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             (Some(url), _) => Some(url.clone()),
             (None, _) => None,
         };
+        let advertise = fix_port_zero(&wc.advertise, addr);
+        tracing::info!(
+            url = %format!("http://{addr}"),
+            worker = %wc.name,
+            runtime = %wc.runtime,
+            data_dir = %wc.data_dir.display(),
+            advertise = %advertise,
+            manager = manager.as_deref().unwrap_or("none"),
+            "worker listening"
+        );
         let opts = WorkerOptions {
             name: wc.name.clone(),
-            advertise: fix_port_zero(&wc.advertise, addr),
+            advertise,
             manager,
             capacity: wc
                 .capacity
@@ -206,14 +227,16 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             stop_grace: wc.stop_grace,
             network: wc.network.clone(),
         };
+        with_manager.push(opts.manager.is_some());
         let w = Worker::start(opts, runtime, store, shutdown.clone())
             .await
             .map_err(|e| format!("worker {}: {e}", wc.name))?;
         let handler_w = w.clone();
-        servers.push(tokio::spawn(http::serve(
+        servers.push(tokio::spawn(http::serve_with(
             listener,
             move |req| worker::api::handle(handler_w.clone(), req),
             shutdown.clone(),
+            http::ServeOptions::with_body_limit(http::worker_body_limit),
         )));
         workers.push(RunningWorker {
             worker: w,
@@ -222,8 +245,15 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
         });
     }
     // Give first heartbeats a moment so that a cluster is usable as soon as `start` returns.
-    for w in &workers {
-        let _ = tokio::time::timeout(Duration::from_secs(2), w.worker.heartbeat_once()).await;
+    for (w, has_manager) in workers.iter().zip(with_manager) {
+        if !has_manager {
+            continue;
+        }
+        let first = tokio::time::timeout(Duration::from_secs(2), w.worker.heartbeat_once()).await;
+        if first != Ok(true) {
+            // Routine when the manager runs elsewhere and is not up yet: the heartbeat loop retries.
+            tracing::info!(worker = %w.worker.name(), "first heartbeat not answered yet; the heartbeat loop keeps trying");
+        }
     }
     Ok(Running {
         manager: running_manager,

@@ -19,12 +19,14 @@
 //! - [`manager`]: placement, dispatch, node liveness, and its REST API.
 //! - [`cluster`]: starting the roles a config file declares, in one process.
 //! - [`cli`]: the `poseidon` command line.
+//! - [`logging`]: structured logs (`RUST_LOG`, `--log-format text|json`) for the binary.
 
 pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod http;
+pub mod logging;
 pub mod manager;
 pub mod spec;
 pub mod store;

@@ -1,4 +1,5 @@
-//! The `poseidon` binary: parses arguments and hands over to [`poseidon::cli::run`].
+//! The `poseidon` binary: parses arguments, installs the log subscriber (`RUST_LOG`, `--log-format`)
+//! and hands over to [`poseidon::cli::run`].
 
 use argh::FromArgs;
 
@@ -24,6 +25,7 @@ fn main() {
             }
         }
     };
+    poseidon::logging::init(args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,4 +1,7 @@
 //! Small shared helpers: the wall clock, and parsing of durations and sizes as users write them.
+//!
+//! Durations are read by `humantime`; sizes keep Docker's meaning of `k`, `m`, `g` (powers of 1024),
+//! which no general-purpose size crate shares, so that parser stays here.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,31 +13,54 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Parses a duration such as `500ms`, `5s`, `2m`, `1h` or a bare number of seconds.
+/// The examples every duration error shows.
+pub const DURATION_EXAMPLES: &str = "examples: 500ms, 5s, 1m30s, 2h";
+
+/// The longest duration accepted anywhere: ten years, far beyond any sensible timeout, and small
+/// enough that adding it to an `Instant` cannot overflow.
+const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// Parses a duration as [`humantime`] reads it (`500ms`, `5s`, `2m`, `1m30s`, `1h 15m`), or a bare
+/// number of seconds (`3`, `0.5`), which the files written before humantime used.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?} (examples: 500ms, 5s, 2m, 1h)"))?;
-    let secs = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration {text:?} (examples: 500ms, 5s, 2m, 1h)"
-            ))
+    let parsed = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        // humantime insists on a unit; a bare number has always meant seconds here.
+        let secs: f64 = t
+            .parse()
+            .map_err(|_| format!("invalid duration {text:?} ({DURATION_EXAMPLES})"))?;
+        if !secs.is_finite() || secs > MAX_DURATION.as_secs_f64() {
+            return Err(format!("invalid duration {text:?} (out of range)"));
         }
+        Duration::from_secs_f64(secs)
+    } else {
+        humantime::parse_duration(t).map_err(|e| {
+            format!(
+                "invalid duration {text:?}: {} ({DURATION_EXAMPLES})",
+                duration_problem(&e)
+            )
+        })?
     };
-    if !secs.is_finite() || !(0.0..=10.0 * 365.0 * 86400.0).contains(&secs) {
+    if parsed > MAX_DURATION {
         return Err(format!("invalid duration {text:?} (out of range)"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(parsed)
+}
+
+/// humantime's own message for an unknown unit lists every spelling it knows over two lines; this says
+/// the same in a few words.
+fn duration_problem(e: &humantime::DurationError) -> String {
+    match e {
+        humantime::DurationError::UnknownUnit { unit, .. } if unit.is_empty() => {
+            "a unit is needed".to_string()
+        }
+        humantime::DurationError::UnknownUnit { unit, .. } => {
+            format!("unknown unit {unit:?} (units: ms, s, m, h, d)")
+        }
+        humantime::DurationError::NumberOverflow => "out of range".to_string(),
+        humantime::DurationError::Empty => "it is empty".to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// Parses a size in bytes: a bare number, or Docker's suffixes `b`, `k`, `m`, `g`, `t` (powers of 1024;
@@ -69,27 +95,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 /// Formats milliseconds since the epoch as RFC 3339 UTC (`2026-11-28T04:35:53.123Z`).
+///
+/// humantime formats instants up to the end of year 9999 only; a later one (a corrupt or hostile
+/// timestamp) is shown as a plain count of milliseconds instead of panicking.
 pub fn rfc3339(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        ms % 1000
-    )
+    const END_OF_9999_MS: u64 = 253_402_300_799_999;
+    if ms > END_OF_9999_MS {
+        return format!("{ms} ms after the epoch");
+    }
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 /// Formats bytes for people (`512 MiB`, `1.5 GiB`).
@@ -118,7 +132,30 @@ mod tests {
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("5 parsecs").is_err());
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h 15m"), Ok(Duration::from_secs(4500)));
+        assert_eq!(
+            parse_duration("5 parsecs"),
+            Err(
+                "invalid duration \"5 parsecs\": unknown unit \"parsecs\" (units: ms, s, m, h, d) \
+                 (examples: 500ms, 5s, 1m30s, 2h)"
+                    .to_string()
+            )
+        );
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_duration("1.2.3"),
+            Err("invalid duration \"1.2.3\" (examples: 500ms, 5s, 1m30s, 2h)".to_string())
+        );
+        assert_eq!(
+            parse_duration("999999999999"),
+            Err("invalid duration \"999999999999\" (out of range)".to_string())
+        );
+        assert_eq!(
+            parse_duration("99999y"),
+            Err("invalid duration \"99999y\" (out of range)".to_string())
+        );
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("").is_err());
     }
@@ -138,5 +175,7 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(1_795_840_553_123), "2026-11-28T04:35:53.123Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(u64::MAX), "18446744073709551615 ms after the epoch");
     }
 }

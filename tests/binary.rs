@@ -375,3 +375,137 @@ async fn cli_runs_lists_and_stops_tasks_on_a_mock_cluster() {
         .await;
     run.stop().await;
 }
+
+/// Runs `poseidon [format args] manager -c FILE` with `RUST_LOG=rust_log` until it serves, sends it
+/// one request that is refused before routing (a debug event), stops it with SIGTERM and returns its
+/// stderr.
+async fn manager_stderr(format_args: &[&str], rust_log: Option<&str>) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let file = dir.path().join("cluster.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[manager]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}/manager\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut args: Vec<&str> = format_args.to_vec();
+    args.extend(["manager", "-c", file.to_str().unwrap()]);
+    let mut cmd = Command::new(BIN);
+    cmd.args(&args)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .env_remove("RUST_LOG");
+    if let Some(filter) = rust_log {
+        cmd.env("RUST_LOG", filter);
+    }
+    let child = cmd.spawn().unwrap();
+    let api = Api::new(format!("http://127.0.0.1:{port}"));
+    healthy(&api).await;
+    let (status, _) = api
+        .raw(hyper::Method::POST, "/tasks", Some(vec![b'x'; 2 << 20]))
+        .await;
+    assert_eq!(status, 413);
+    terminate(child.id());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "a clean stop after SIGTERM");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// Sends SIGTERM through the `kill` command, so that the test needs no `unsafe`.
+fn terminate(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -TERM {pid}: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_and_rust_log_filters_them() {
+    let stderr = manager_stderr(&["--log-format", "json"], Some("debug")).await;
+    let mut levels = BTreeSet::new();
+    let mut messages = Vec::new();
+    for line in stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
+            panic!("not a JSON object ({e}): {line}\n--- all of stderr:\n{stderr}")
+        });
+        let level = v["level"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no level: {line}"));
+        let message = v["fields"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no fields.message: {line}"));
+        levels.insert(level.to_string());
+        messages.push((message.to_string(), v["fields"].clone()));
+    }
+    let (_, listening) = messages
+        .iter()
+        .find(|(m, _)| m == "manager listening")
+        .unwrap_or_else(|| panic!("no start-up line in:\n{stderr}"));
+    assert!(
+        listening["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:"),
+        "{listening}"
+    );
+    assert_eq!(listening["scheduler"], "epvm", "{listening}");
+    assert!(
+        listening["data_dir"]
+            .as_str()
+            .unwrap()
+            .ends_with("/manager"),
+        "{listening}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|(m, f)| m == "refused a request" && f["status"] == 413),
+        "the refused request is logged at debug:\n{stderr}"
+    );
+    assert!(
+        levels.contains("DEBUG") && levels.contains("INFO"),
+        "{levels:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_are_structured_lines_at_info_by_default() {
+    let stderr = manager_stderr(&[], None).await;
+    let listening = stderr
+        .lines()
+        .find(|l| l.contains("manager listening"))
+        .unwrap_or_else(|| panic!("no start-up line in:\n{stderr}"));
+    // `<RFC 3339 time>  INFO poseidon::cluster: manager listening url=http://... scheduler=epvm ...`
+    let (time, rest) = listening.split_once(' ').unwrap();
+    assert!(humantime_like(time), "a timestamp first: {listening}");
+    assert!(
+        rest.trim_start()
+            .starts_with("INFO poseidon::cluster: manager listening url=http://127.0.0.1:"),
+        "{listening}"
+    );
+    assert!(listening.contains(" scheduler=epvm "), "{listening}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no colour codes in a pipe:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("DEBUG"),
+        "the default filter is info:\n{stderr}"
+    );
+    assert!(stderr.contains("shutting down"), "{stderr}");
+}
+
+/// `2026-11-29T23:10:00.123456Z`: a date, a `T`, a time and a `Z`.
+fn humantime_like(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() >= 20 && b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && text.ends_with('Z')
+}

@@ -335,21 +335,33 @@ async fn an_at_most_one_task_is_stopped_by_its_worker_when_the_manager_is_lost()
         .unwrap()
         .to_string();
 
+    // Kept past the stop: its state then holds the last heartbeat that actually reached it.
+    let handle = manager.manager.as_ref().unwrap().manager.clone();
     manager.stop().await; // the worker can no longer reach its manager
-    let cut = Instant::now();
     wait_for("the at-most-one task to be stopped", WAIT, || async {
         mock.container(&c_once)
             .is_none_or(|c| c.status != poseidon_runtimes::ContainerStatus::Running)
             .then_some(())
     })
     .await;
-    let took = cut.elapsed();
+    let stopped_ms = poseidon::util::now_ms();
+    // The silence is counted from the last heartbeat the manager answered, not from the cut: a
+    // heartbeat sent every 200 ms may have landed up to 200 ms before the cut. The worker's own
+    // last contact is at or after this heartbeat, so this duration is at least the worker's.
     // The worker begins the stop 1.5 heartbeat intervals (300 ms) after its last contact at the
-    // earliest, so that it ends by 500 ms with a short grace (`worker::report::at_most_one_plan`);
-    // the last contact was up to one interval (200 ms) before the cut.
+    // earliest, early enough that it ends by the 500 ms the task allows even with a grace
+    // (`worker::report::at_most_one_plan`; the deadline itself is shown with paused time in
+    // `worker::tests`), so a correct worker never stops after less than 300 ms of silence.
+    let last_beat_ms = handle
+        .nodes()
+        .iter()
+        .find(|n| n.name == "solo")
+        .and_then(|n| n.last_heartbeat_ms)
+        .unwrap();
+    let silence = Duration::from_millis(stopped_ms.saturating_sub(last_beat_ms));
     assert!(
-        took >= Duration::from_millis(100),
-        "stopped only after the set time: {took:?}"
+        silence >= Duration::from_millis(300),
+        "stopped after {silence:?} of silence, while the worker could still hear its manager"
     );
     assert_eq!(
         mock.container(&c_plain).unwrap().status,
@@ -388,7 +400,29 @@ async fn an_engine_blip_makes_the_worker_unhealthy_without_losing_tasks() {
     let later = api
         .submit(&json!({"name": "later", "image": "busybox"}))
         .await;
-    tokio::time::sleep(Duration::from_millis(700)).await; // a few heartbeats while the engine is away
+    // Three more heartbeats while the engine is away, counted on the manager rather than slept for.
+    let beats_seen = || async {
+        api.ok("/nodes")
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "solo")
+            .and_then(|n| n["last_heartbeat_ms"].as_u64())
+            .unwrap()
+    };
+    let mut last = beats_seen().await;
+    for beat in 0..3 {
+        last = wait_for(
+            &format!("heartbeat {beat} while unhealthy"),
+            WAIT,
+            || async {
+                let now = beats_seen().await;
+                (now > last).then_some(now)
+            },
+        )
+        .await;
+    }
     assert_eq!(
         api.ok(&format!("/tasks/{id}")).await["state"],
         "running",

@@ -35,6 +35,28 @@ pub async fn handle(m: Manager, req: Req) -> Resp {
     }
 }
 
+/// A node's advertised address must be an absolute `http://host:port` base URL: the manager
+/// relays logs and sends assignments to it, and anything else would fail only then, as a 502.
+fn check_address(address: &str) -> Result<(), ApiError> {
+    let bad = |why: &str| {
+        ApiError::bad_request(format!(
+            "address {address:?} {why} (expected http://HOST:PORT)"
+        ))
+    };
+    let uri: hyper::Uri = address.parse().map_err(|_| bad("is not a URL"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(bad("does not start with http://"));
+    }
+    match uri.authority() {
+        Some(a) if !a.host().is_empty() && a.port_u16().is_some() => {}
+        _ => return Err(bad("has no host and port")),
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(bad("has a path or query"));
+    }
+    Ok(())
+}
+
 async fn route(m: &Manager, req: &Req) -> Result<Resp, ApiError> {
     let path: Vec<&str> = req.path.iter().map(String::as_str).collect();
     let meth = req.method.as_str();
@@ -113,6 +135,7 @@ async fn route(m: &Manager, req: &Req) -> Result<Resp, ApiError> {
                     hb.name
                 )));
             }
+            check_address(&hb.address)?;
             let reply = m.heartbeat(name, hb).await.map_err(|e| status_of(&e))?;
             Ok(json(200, &reply))
         }

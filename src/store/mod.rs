@@ -106,8 +106,12 @@ pub enum StoreError {
 pub struct StoreStats {
     /// Write requests acknowledged.
     pub writes: u64,
-    /// Synced batches written (one fsync each).
+    /// Synced batches written (one fsync each), as counted by the store itself.
     pub syncs: u64,
+    /// WAL syncs the database itself reports as completed (RocksDB's `rocksdb.wal.synced` ticker);
+    /// unlike `syncs`, this cannot count a write whose `sync` option was off. Stays 0 for a store
+    /// without a write-ahead log.
+    pub wal_syncs: u64,
 }
 
 /// A write that has been queued, in call order, and not yet acknowledged.
@@ -121,6 +125,7 @@ impl Pending {
     /// A write that is already done (or already failed).
     pub fn ready(result: Result<(), StoreError>) -> Self {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        // The receiver is in hand, so this send cannot fail; there is nothing to report.
         let _ = tx.send(result);
         Pending(rx)
     }

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 
+use rocksdb::statistics::Ticker;
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use tokio::sync::oneshot;
 
@@ -40,6 +41,8 @@ struct Counters {
 /// A RocksDB-backed [`Store`].
 pub struct RocksStore {
     db: Arc<DB>,
+    /// The options the database was opened with; they hold its statistics (shared with the DB).
+    options: Options,
     tx: Option<mpsc::Sender<Job>>,
     mode: GroupCommit,
     counters: Arc<Counters>,
@@ -71,6 +74,9 @@ impl RocksStore {
         // Records are small JSON; compression would cost CPU for little gain, and leaving it out
         // keeps the RocksDB build small.
         opts.set_compression_type(rocksdb::DBCompressionType::None);
+        // Statistics cost little at this write rate and give the WAL-sync count that proves
+        // acknowledged writes were synced (see `StoreStats::wal_syncs`).
+        opts.enable_statistics();
         let cfs = Space::ALL.map(|s| ColumnFamilyDescriptor::new(s.name(), Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| {
             let msg = e.to_string();
@@ -99,6 +105,7 @@ impl RocksStore {
         };
         Ok(RocksStore {
             db,
+            options: opts,
             tx,
             mode,
             counters,
@@ -112,9 +119,13 @@ impl Drop for RocksStore {
         // Closing the channel ends the writer after it has answered what it holds.
         self.tx.take();
         if let Some(h) = self.writer.take() {
-            let _ = h.join();
+            if h.join().is_err() {
+                tracing::error!(path = %self.db.path().display(), "the store's writer thread panicked");
+            }
         }
-        let _ = self.db.flush_wal(true);
+        if let Err(e) = self.db.flush_wal(true) {
+            tracing::error!(path = %self.db.path().display(), error = %e, "cannot sync the write-ahead log at close");
+        }
     }
 }
 
@@ -168,13 +179,24 @@ fn writer_loop(db: &DB, rx: &mpsc::Receiver<Job>, counters: &Counters) {
         counters
             .writes
             .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        if let Err(e) = &outcome {
+            tracing::error!(path = %db.path().display(), error = %e, writes = jobs.len(), "a synced write failed");
+        }
         for (_, reply) in jobs {
             let res = match &outcome {
                 Ok(()) => Ok(()),
                 Err(e) => Err(StoreError::Db(e.to_string())),
             };
-            let _ = reply.send(res);
+            answer(reply, res);
         }
+    }
+}
+
+/// Hands a write's outcome to its caller. A caller that stopped waiting (its request was cancelled)
+/// no longer needs it; the write itself is done either way.
+fn answer(reply: oneshot::Sender<Result<(), StoreError>>, res: Result<(), StoreError>) {
+    if reply.send(res).is_err() {
+        tracing::debug!("a store caller stopped waiting before its write was answered");
     }
 }
 
@@ -187,12 +209,11 @@ impl Store for RocksStore {
                 match &self.tx {
                     Some(tx) => {
                         if let Err(mpsc::SendError((_, reply))) = tx.send((ops, reply)) {
-                            let _ = reply.send(Err(StoreError::Closed));
+                            tracing::error!(path = %self.db.path().display(), "the store's writer thread is gone; refusing a write");
+                            answer(reply, Err(StoreError::Closed));
                         }
                     }
-                    None => {
-                        let _ = reply.send(Err(StoreError::Closed));
-                    }
+                    None => answer(reply, Err(StoreError::Closed)),
                 }
                 Pending(wait)
             }
@@ -208,7 +229,10 @@ impl Store for RocksStore {
                     });
                     counters.syncs.fetch_add(1, Ordering::Relaxed);
                     counters.writes.fetch_add(1, Ordering::Relaxed);
-                    let _ = reply.send(res);
+                    if let Err(e) = &res {
+                        tracing::error!(path = %db.path().display(), error = %e, "a synced write failed");
+                    }
+                    answer(reply, res);
                 });
                 Pending(wait)
             }
@@ -233,6 +257,7 @@ impl Store for RocksStore {
         StoreStats {
             writes: self.counters.writes.load(Ordering::Relaxed),
             syncs: self.counters.syncs.load(Ordering::Relaxed),
+            wal_syncs: self.options.get_ticker_count(Ticker::WalFileSynced),
         }
     }
 }

@@ -1,0 +1,405 @@
+//! Tests of the cluster file: every example under `config/`, every key, and every refusal.
+
+use super::*;
+
+fn parse_ok(text: &str) -> Config {
+    parse(text, "cluster.toml").unwrap_or_else(|e| panic!("{text}\n{e}"))
+}
+
+#[test]
+fn every_example_under_config_is_valid() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{dir}: {e}")) {
+        let path = entry.unwrap_or_else(|e| panic!("{dir}: {e}")).path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let config = load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            config.manager.is_some() || !config.workers.is_empty(),
+            "{}",
+            path.display()
+        );
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            text.starts_with('#'),
+            "{} must open with a comment saying what it is for",
+            path.display()
+        );
+        seen.push(path.file_name().map(|n| n.to_string_lossy().into_owned()));
+    }
+    for name in [
+        "single.toml",
+        "three-workers.toml",
+        "mock-cluster.toml",
+        "round-robin.toml",
+        "epvm.toml",
+        "binpack.toml",
+        "spread.toml",
+    ] {
+        assert!(
+            seen.contains(&Some(name.to_string())),
+            "config/{name} is missing"
+        );
+    }
+}
+
+#[test]
+fn each_scheduler_example_uses_its_scheduler() {
+    for name in poseidon_schedulers::NAMES {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config")
+            .join(format!("{name}.toml"));
+        let config = load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            config.manager.map(|m| m.scheduler).as_deref(),
+            Some(*name),
+            "{}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn single_toml_spells_out_the_embedded_default() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/single.toml");
+    let mut from_file = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    from_file.source = EMBEDDED_SOURCE.to_string();
+    assert_eq!(from_file, embedded_default());
+}
+
+#[test]
+fn the_embedded_default_is_a_manager_and_one_local_docker_worker() {
+    let c = embedded_default();
+    assert_eq!(c.source, "<embedded default>");
+    let m = c.manager.clone().unwrap_or_else(|| panic!("no manager"));
+    assert_eq!(
+        m,
+        ManagerConfig {
+            listen: "127.0.0.1:5555".parse().unwrap_or_else(|e| panic!("{e}")),
+            data_dir: PathBuf::from("poseidon-data/manager"),
+            scheduler: "epvm".into(),
+            heartbeat_ttl: Duration::from_secs(5),
+            dispatch_backoff: Duration::from_millis(500),
+        }
+    );
+    let w = c.worker("local").unwrap_or_else(|| panic!("no worker"));
+    assert_eq!(
+        *w,
+        WorkerConfig {
+            name: "local".into(),
+            listen: "127.0.0.1:5556".parse().unwrap_or_else(|e| panic!("{e}")),
+            advertise: "http://127.0.0.1:5556".into(),
+            manager: Some("http://127.0.0.1:5555".into()),
+            runtime: RuntimeKind::Docker,
+            docker_host: None,
+            data_dir: PathBuf::from("poseidon-data/local"),
+            capacity: None,
+            heartbeat_interval: Duration::from_secs(1),
+            stop_grace: Duration::from_secs(10),
+            network: None,
+        }
+    );
+    assert!(c.worker("nope").is_none());
+}
+
+#[test]
+fn every_key_is_read_into_the_config() {
+    let c = parse_ok(
+        r#"
+            [manager]
+            listen = "0.0.0.0:7000"
+            data_dir = "/var/lib/poseidon"
+            scheduler = "binpack"
+            heartbeat_ttl = "10s"
+            dispatch_backoff = "250ms"
+
+            [[worker]]
+            name = "w1"
+            listen = "0.0.0.0:7001"
+            advertise = "http://10.0.0.5:7001/"
+            manager = "https://manager.example:7000"
+            runtime = "mock"
+            docker_host = "tcp://127.0.0.1:2375"
+            data_dir = "/srv/w1"
+            capacity = { cpus = 4, memory = 8589934592 }
+            heartbeat_interval = "2s"
+            stop_grace = "0s"
+            network = "poseidon_net"
+
+            [[worker]]
+            name = "w2"
+            listen = "localhost:7002"
+            capacity = { cpus = 0.5, memory = "512m" }
+            "#,
+    );
+    let m = c.manager.clone().unwrap_or_else(|| panic!("no manager"));
+    assert_eq!(
+        m,
+        ManagerConfig {
+            listen: "0.0.0.0:7000".parse().unwrap_or_else(|e| panic!("{e}")),
+            data_dir: PathBuf::from("/var/lib/poseidon"),
+            scheduler: "binpack".into(),
+            heartbeat_ttl: Duration::from_secs(10),
+            dispatch_backoff: Duration::from_millis(250),
+        }
+    );
+    assert_eq!(
+        c.workers,
+        vec![
+            WorkerConfig {
+                name: "w1".into(),
+                listen: "0.0.0.0:7001".parse().unwrap_or_else(|e| panic!("{e}")),
+                advertise: "http://10.0.0.5:7001".into(),
+                manager: Some("https://manager.example:7000".into()),
+                runtime: RuntimeKind::Mock,
+                docker_host: Some("tcp://127.0.0.1:2375".into()),
+                data_dir: PathBuf::from("/srv/w1"),
+                capacity: Some(Capacity {
+                    cpus: 4.0,
+                    memory: 8_589_934_592
+                }),
+                heartbeat_interval: Duration::from_secs(2),
+                stop_grace: Duration::ZERO,
+                network: Some("poseidon_net".into()),
+            },
+            WorkerConfig {
+                name: "w2".into(),
+                listen: "127.0.0.1:7002".parse().unwrap_or_else(|e| panic!("{e}")),
+                advertise: "http://127.0.0.1:7002".into(),
+                // The manager listens on every address; its workers reach it on the loopback.
+                manager: Some("http://127.0.0.1:7000".into()),
+                runtime: RuntimeKind::Docker,
+                docker_host: None,
+                data_dir: PathBuf::from("poseidon-data/w2"),
+                capacity: Some(Capacity {
+                    cpus: 0.5,
+                    memory: 536_870_912
+                }),
+                heartbeat_interval: Duration::from_secs(1),
+                stop_grace: Duration::from_secs(10),
+                network: None,
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_worker_alone_has_no_manager_unless_it_names_one() {
+    let c = parse_ok("[[worker]]\nname = \"solo\"\n");
+    assert_eq!(c.manager, None);
+    assert_eq!(c.workers[0].manager, None);
+    let c = parse_ok("[[worker]]\nname = \"w\"\nmanager = \"http://10.0.0.1:5555\"\n");
+    assert_eq!(
+        c.workers[0].manager.as_deref(),
+        Some("http://10.0.0.1:5555")
+    );
+    let c = parse_ok("[manager]\n");
+    assert_eq!(c.manager, Some(ManagerConfig::default()));
+    assert!(c.workers.is_empty());
+}
+
+#[test]
+fn roles_on_port_zero_may_share_an_address() {
+    let c = parse_ok(
+        "[manager]\nlisten = \"127.0.0.1:0\"\n[[worker]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\n[[worker]]\nname = \"b\"\nlisten = \"127.0.0.1:0\"\n",
+    );
+    assert_eq!(c.workers.len(), 2);
+}
+
+#[test]
+fn bad_files_are_refused_with_the_file_the_key_and_the_valid_choices() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[manager]\nscheduler = \"fifo\"\n",
+            "cluster.toml: manager.scheduler: unknown scheduler \"fifo\" (valid: round-robin, epvm, binpack, spread)",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\n[[worker]]\nname = \"b\"\nruntime = \"podman\"\n",
+            "cluster.toml: worker[1].runtime: unknown runtime \"podman\" (valid: docker, mock)",
+        ),
+        (
+            "[manager]\nshceduler = \"epvm\"\n",
+            "cluster.toml: unknown key \"shceduler\" in [manager] (valid: listen, data_dir, scheduler, heartbeat_ttl, dispatch_backoff)",
+        ),
+        (
+            "[manager]\nheartbeat_ttl = \"5 parsecs\"\n",
+            "cluster.toml: manager.heartbeat_ttl: invalid duration \"5 parsecs\": unknown unit \"parsecs\" (units: ms, s, m, h, d) (examples: 500ms, 5s, 1m30s, 2h)",
+        ),
+        (
+            "[manager]\nheartbeat_ttl = 5\n",
+            "cluster.toml: manager.heartbeat_ttl: must be a duration string such as \"5s\" or \"500ms\", got integer",
+        ),
+        (
+            "[manager]\nheartbeat_ttl = \"50ms\"\n",
+            "cluster.toml: manager.heartbeat_ttl: must be at least 100ms, got \"50ms\"",
+        ),
+        (
+            "[manager]\ndispatch_backoff = \"0s\"\n",
+            "cluster.toml: manager.dispatch_backoff: must be at least 1ms, got \"0s\"",
+        ),
+        (
+            "[manager]\nlisten = \"nowhere\"\n",
+            "cluster.toml: manager.listen: invalid address \"nowhere\" (expected an IP address and a port, e.g. 127.0.0.1:5555 or 0.0.0.0:5555)",
+        ),
+        (
+            "[manager]\nlisten = 5555\n",
+            "cluster.toml: manager.listen: must be a string, got integer",
+        ),
+        (
+            "[manager]\ndata_dir = \"\"\n",
+            "cluster.toml: manager.data_dir: must not be empty",
+        ),
+        (
+            "manager = \"yes\"\n",
+            "cluster.toml: manager: must be a table ([manager]), got string",
+        ),
+        (
+            "[worker]\nname = \"w1\"\n",
+            "cluster.toml: worker: must be an array of tables (write [[worker]], not [worker]), got table",
+        ),
+        (
+            "worker = [1]\n",
+            "cluster.toml: worker[0]: must be a table ([[worker]]), got integer",
+        ),
+        (
+            "[managr]\n",
+            "cluster.toml: unknown key \"managr\" at the top level (valid: manager, worker)",
+        ),
+        ("# nothing\n", "cluster.toml: no [manager] and no [[worker]] table, so there is nothing to run"),
+        ("", "cluster.toml: no [manager] and no [[worker]] table, so there is nothing to run"),
+        (
+            "[[worker]]\nlisten = \"127.0.0.1:5556\"\n",
+            "cluster.toml: worker[0].name: missing (every worker needs a unique name)",
+        ),
+        (
+            "[[worker]]\nname = \"\"\n",
+            "cluster.toml: worker[0].name: invalid worker name \"\" (1 to 63 letters, digits, '_', '.' or '-')",
+        ),
+        (
+            "[[worker]]\nname = \"my worker\"\n",
+            "cluster.toml: worker[0].name: invalid worker name \"my worker\" (1 to 63 letters, digits, '_', '.' or '-')",
+        ),
+        (
+            "[[worker]]\nname = \"w\"\nlisten = \"127.0.0.1:1\"\n[[worker]]\nname = \"w\"\nlisten = \"127.0.0.1:2\"\n",
+            "cluster.toml: worker[1].name: \"w\" is already the name of worker[0]",
+        ),
+        (
+            "[manager]\n[[worker]]\nname = \"a\"\n[[worker]]\nname = \"b\"\n",
+            "cluster.toml: worker[1].listen: 127.0.0.1:5556 is also worker[0].listen",
+        ),
+        (
+            "[manager]\n[[worker]]\nname = \"a\"\nlisten = \"127.0.0.1:5555\"\n",
+            "cluster.toml: worker[0].listen: 127.0.0.1:5555 is also manager.listen",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\nnmae = \"b\"\n",
+            "cluster.toml: unknown key \"nmae\" in worker[0] (valid: name, listen, advertise, manager, runtime, docker_host, data_dir, capacity, heartbeat_interval, stop_grace, network)",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\nadvertise = \"127.0.0.1:5556\"\n",
+            "cluster.toml: worker[0].advertise: invalid URL \"127.0.0.1:5556\" (expected http://host:port, e.g. http://127.0.0.1:5555)",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\nmanager = \"http://\"\n",
+            "cluster.toml: worker[0].manager: invalid URL \"http://\" (expected http://host:port, e.g. http://127.0.0.1:5555)",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\ndocker_host = \"ssh://me@box\"\n",
+            "cluster.toml: worker[0].docker_host: unsupported Docker host \"ssh://me@box\" (valid: unix:///path/to/docker.sock, tcp://host:port)",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\ncapacity = { cpus = 0, memory = \"1g\" }\n",
+            "cluster.toml: worker[0].capacity.cpus: must be more than 0, got 0",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\ncapacity = { cpus = 1, memory = 0 }\n",
+            "cluster.toml: worker[0].capacity.memory: must be more than 0",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\ncapacity = { cpus = 1, memory = -4 }\n",
+            "cluster.toml: worker[0].capacity.memory: must be more than 0",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\ncapacity = { cpus = 1, memory = \"lots\" }\n",
+            "cluster.toml: worker[0].capacity.memory: invalid size \"lots\" (examples: 268435456, 256m, 1g)",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\ncapacity = { cpus = 1 }\n",
+            "cluster.toml: worker[0].capacity.memory: missing (a declared capacity needs both cpus and memory)",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\ncapacity = { cpus = \"2\", memory = \"1g\" }\n",
+            "cluster.toml: worker[0].capacity.cpus: must be a number, got string",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\ncapacity = { cpu = 2, memory = \"1g\" }\n",
+            "cluster.toml: unknown key \"cpu\" in worker[0].capacity (valid: cpus, memory)",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\ncapacity = \"big\"\n",
+            "cluster.toml: worker[0].capacity: must be a table such as { cpus = 2.0, memory = \"4g\" }, got string",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\nnetwork = \"-net\"\n",
+            "cluster.toml: worker[0].network: invalid Docker network name \"-net\" (a letter or digit, then letters, digits, '_', '.' or '-')",
+        ),
+        (
+            "[manager]\nheartbeat_ttl = \"1s\"\n[[worker]]\nname = \"a\"\n",
+            "cluster.toml: worker[0].heartbeat_interval: 1s must be shorter than manager.heartbeat_ttl (1s), or the manager would count the worker down between two heartbeats",
+        ),
+        (
+            "[manager]\n[[worker]]\nname = \"a\"\nheartbeat_interval = \"7500ms\"\n",
+            "cluster.toml: worker[0].heartbeat_interval: 7500ms must be shorter than manager.heartbeat_ttl (5s), or the manager would count the worker down between two heartbeats",
+        ),
+        (
+            "[manager]\nlisten = \"127.0.0.1:5555\"\nlisten = \"127.0.0.1:5556\"\n",
+            "cluster.toml: invalid TOML: line 3, column 1: duplicate key",
+        ),
+        (
+            "[manager\n",
+            "cluster.toml: invalid TOML: line 1, column ",
+        ),
+    ];
+    for (text, expected) in cases {
+        match parse(text, "cluster.toml") {
+            Ok(c) => panic!("{text}\nwas accepted as {c:?}"),
+            Err(e) => {
+                let message = e.to_string();
+                assert!(
+                    message.starts_with(expected),
+                    "{text}\n  gave: {message}\n  want: {expected}"
+                );
+                assert!(!message.contains('\n'), "{message}");
+                assert!(!message.ends_with('.'), "{message}");
+            }
+        }
+    }
+}
+
+#[test]
+fn an_unreadable_file_names_the_path_and_the_reason() {
+    let err = load(Path::new("/nonexistent/cluster.toml"))
+        .err()
+        .map(|e| e.to_string());
+    assert_eq!(
+        err.as_deref(),
+        Some("cannot read /nonexistent/cluster.toml: No such file or directory")
+    );
+}
+
+#[test]
+fn load_names_the_file_in_errors_and_in_the_config() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("cluster.toml");
+    std::fs::write(&path, "[manager]\nscheduler = \"fifo\"\n").unwrap_or_else(|e| panic!("{e}"));
+    let err = load(&path).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        err.starts_with(&format!("{}: manager.scheduler: ", path.display())),
+        "{err}"
+    );
+    std::fs::write(&path, "[manager]\n").unwrap_or_else(|e| panic!("{e}"));
+    let c = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.source, path.display().to_string());
+}

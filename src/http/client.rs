@@ -1,0 +1,214 @@
+//! The small JSON client used by the manager, the workers, the CLI and the tests: HTTP/1.1 with
+//! keep-alive, a timeout on every call, and server errors turned into [`ClientError::Status`] with the
+//! server's own `{"error": ...}` message.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::CONTENT_TYPE;
+use hyper::{Method, Request};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::CLIENT_IDLE_TIMEOUT;
+
+/// Errors of the JSON client.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ClientError {
+    /// Could not connect, or the connection broke.
+    #[error("cannot reach {url}: {message}")]
+    Unreachable {
+        /// The URL asked.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// No answer within the timeout.
+    #[error("{url} did not answer within {secs:.1} s")]
+    Timeout {
+        /// The URL asked.
+        url: String,
+        /// The timeout.
+        secs: f64,
+    },
+    /// The server answered with an error status; holds its `error` message.
+    #[error("{message} (HTTP {status})")]
+    Status {
+        /// The status code.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// The answer was not the JSON expected.
+    #[error("unexpected answer from {url}: {message}")]
+    Decode {
+        /// The URL asked.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// A small HTTP/1.1 JSON client with keep-alive and a timeout on every call.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    inner: Client<HttpConnector, Full<Bytes>>,
+    timeout: Duration,
+}
+
+/// A raw answer: status, headers of interest and body.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// The status code.
+    pub status: u16,
+    /// The `Location` header, if any.
+    pub location: Option<String>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl HttpClient {
+    /// A client whose calls time out after `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(CLIENT_IDLE_TIMEOUT)
+            .build(connector);
+        HttpClient { inner, timeout }
+    }
+
+    /// The same client with another timeout.
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        HttpClient {
+            inner: self.inner.clone(),
+            timeout,
+        }
+    }
+
+    /// Sends a request and returns the raw answer, whatever its status.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<RawResponse, ClientError> {
+        let mut builder = Request::builder().method(method).uri(url);
+        if body.is_some() {
+            builder = builder.header(CONTENT_TYPE, "application/json");
+        }
+        let req = builder
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| ClientError::Unreachable {
+                url: url.to_string(),
+                message: format!("bad request: {e}"),
+            })?;
+        let call = async {
+            let resp = self
+                .inner
+                .request(req)
+                .await
+                .map_err(|e| ClientError::Unreachable {
+                    url: url.to_string(),
+                    message: error_chain(&e),
+                })?;
+            let status = resp.status().as_u16();
+            let location = resp
+                .headers()
+                .get(hyper::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| ClientError::Unreachable {
+                    url: url.to_string(),
+                    message: e.to_string(),
+                })?
+                .to_bytes();
+            Ok(RawResponse {
+                status,
+                location,
+                body,
+            })
+        };
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                url: url.to_string(),
+                secs: self.timeout.as_secs_f64(),
+            })?
+    }
+
+    /// Sends a request; a 2xx answer is decoded as JSON, any other becomes [`ClientError::Status`].
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
+        let raw = self.send(method, url, body).await?;
+        check(url, &raw)?;
+        serde_json::from_slice(&raw.body).map_err(|e| ClientError::Decode {
+            url: url.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// GET a JSON value.
+    pub async fn get<T: DeserializeOwned>(&self, url: &str) -> Result<T, ClientError> {
+        self.call(Method::GET, url, None).await
+    }
+
+    /// POST a JSON value and decode the JSON answer.
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| ClientError::Decode {
+            url: url.to_string(),
+            message: e.to_string(),
+        })?;
+        self.call(Method::POST, url, Some(bytes)).await
+    }
+}
+
+/// Turns a non-2xx answer into [`ClientError::Status`] with the server's `error` message.
+pub fn check(url: &str, raw: &RawResponse) -> Result<(), ClientError> {
+    if (200..300).contains(&raw.status) {
+        return Ok(());
+    }
+    let message = serde_json::from_slice::<serde_json::Value>(&raw.body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(&raw.body);
+            if text.trim().is_empty() {
+                format!("{url} answered HTTP {}", raw.status)
+            } else {
+                text.trim().chars().take(200).collect()
+            }
+        });
+    Err(ClientError::Status {
+        status: raw.status,
+        message,
+    })
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
