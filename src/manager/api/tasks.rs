@@ -1,0 +1,77 @@
+//! `/tasks`: submit, list, inspect, stop or purge, and read logs.
+
+use super::{no_route, not_allowed, parse_id, status_of};
+use crate::http::{json, ApiError, Req, Resp};
+use crate::manager::Manager;
+use crate::task::State;
+use crate::wire::Purged;
+
+/// Routes `/tasks...`; `path` still starts with `tasks`.
+pub(super) async fn route(
+    m: &Manager,
+    req: &Req,
+    meth: &str,
+    path: &[&str],
+) -> Result<Resp, ApiError> {
+    match (meth, path) {
+        ("GET", ["tasks"]) => {
+            let state = req
+                .param("state")
+                .map(|s| s.parse::<State>())
+                .transpose()
+                .map_err(ApiError::bad_request)?;
+            Ok(json(200, &m.tasks(state, req.param("node"))))
+        }
+        ("POST", ["tasks"]) => {
+            let subs = crate::spec::parse_submissions(&req.body)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let single = subs.len() == 1;
+            let created = m
+                .submit(subs.into_iter().map(|s| (s.id, s.spec)).collect())
+                .await
+                .map_err(|e| status_of(&e))?;
+            if single {
+                let mut resp = json(201, &created[0]);
+                if let Ok(v) = format!("/tasks/{}", created[0].id).parse() {
+                    resp.headers_mut().insert(hyper::header::LOCATION, v);
+                }
+                Ok(resp)
+            } else {
+                Ok(json(201, &created))
+            }
+        }
+        ("GET", ["tasks", id]) => {
+            let id = parse_id(id)?;
+            m.task(id)
+                .map(|t| json(200, &t))
+                .ok_or_else(|| ApiError::not_found(format!("no task with id {id}")))
+        }
+        ("DELETE", ["tasks", id]) => {
+            let id = parse_id(id)?;
+            let purge = req.flag("purge")?;
+            match m.stop(id, purge).await.map_err(|e| status_of(&e))? {
+                Some(t) => Ok(json(200, &t)),
+                None => Ok(json(200, &Purged { purged: id })),
+            }
+        }
+        ("GET", ["tasks", id, "logs"]) => {
+            let id = parse_id(id)?;
+            let tail = req
+                .param("tail")
+                .map(|t| {
+                    t.parse::<usize>().map_err(|_| {
+                        ApiError::bad_request(format!(
+                            "tail must be a whole number of lines, got {t:?}"
+                        ))
+                    })
+                })
+                .transpose()?;
+            let logs = m.logs(id, tail).await.map_err(|e| status_of(&e))?;
+            Ok(json(200, &logs))
+        }
+        (_, ["tasks"]) | (_, ["tasks", _]) | (_, ["tasks", _, "logs"]) => {
+            Err(not_allowed(meth, path))
+        }
+        _ => Err(no_route(meth, path)),
+    }
+}
