@@ -1,0 +1,317 @@
+//! The `poseidon` command line: start roles from a config file, or talk to a manager as a client.
+//!
+//! Exit codes: 0 done; 1 the operation failed (refused, unreachable, the task failed); 2 usage or
+//! configuration error. Errors are one line on stderr.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use argh::FromArgs;
+
+use crate::client::ManagerClient;
+use crate::cluster::{self, Roles};
+use crate::config;
+use crate::http::ClientError;
+
+mod ids;
+mod nodes;
+mod tasks;
+
+/// This binary's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The default manager URL for client commands.
+pub const DEFAULT_MANAGER: &str = "http://127.0.0.1:5555";
+
+/// Poseidon: a small, readable container orchestrator.
+#[derive(FromArgs, Debug)]
+pub struct Args {
+    /// cluster file to start every role of (default: an embedded single-machine cluster)
+    #[argh(option, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// log format on stderr: text (default) or json (one object per line); RUST_LOG filters
+    #[argh(option, default = "crate::logging::LogFormat::Text")]
+    pub log_format: crate::logging::LogFormat,
+    /// print the version and exit
+    #[argh(switch, short = 'V')]
+    pub version: bool,
+    #[argh(subcommand)]
+    /// what to do (default: start the cluster)
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    /// Start only the manager of a cluster file.
+    Manager(ManagerCmd),
+    /// Start one worker of a cluster file.
+    Worker(WorkerCmd),
+    /// Submit a task.
+    Run(RunCmd),
+    /// Show tasks.
+    Status(StatusCmd),
+    /// Stop a task.
+    Stop(StopCmd),
+    /// Show nodes.
+    Node(NodeCmd),
+    /// Show a task's logs.
+    Logs(LogsCmd),
+    /// Show the client's and the manager's versions.
+    Version(VersionCmd),
+}
+
+/// Show the version of this binary and of the manager it talks to.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "version")]
+pub struct VersionCmd {
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+    /// manager URL (default: $POSEIDON_MANAGER, then http://127.0.0.1:5555)
+    #[argh(option)]
+    pub manager: Option<String>,
+}
+
+/// Start the manager role of a cluster file.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "manager")]
+pub struct ManagerCmd {
+    /// cluster file
+    #[argh(option, short = 'c')]
+    pub config: Option<PathBuf>,
+}
+
+/// Start one worker role of a cluster file.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "worker")]
+pub struct WorkerCmd {
+    /// cluster file
+    #[argh(option, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// which worker of the file to start
+    #[argh(option)]
+    pub name: String,
+}
+
+/// Submit a task and follow it until it runs.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "run")]
+pub struct RunCmd {
+    /// a task file (Poseidon JSON, or the Go original's TaskEvent)
+    #[argh(option, short = 'f')]
+    pub file: Option<PathBuf>,
+    /// the image to run (instead of a file)
+    #[argh(option)]
+    pub image: Option<String>,
+    /// the task's name
+    #[argh(option)]
+    pub name: Option<String>,
+    /// a port to publish, as CONTAINER or HOST:CONTAINER (repeatable)
+    #[argh(option, short = 'p')]
+    pub port: Vec<String>,
+    /// an environment variable, as KEY=VALUE (repeatable)
+    #[argh(option, short = 'e')]
+    pub env: Vec<String>,
+    /// cpu cores to reserve
+    #[argh(option)]
+    pub cpus: Option<f64>,
+    /// memory to reserve (bytes, or 256m, 1g)
+    #[argh(option)]
+    pub memory: Option<String>,
+    /// restart policy: never, on-failure, always
+    #[argh(option)]
+    pub restart: Option<String>,
+    /// return once stored instead of following the task until it runs
+    #[argh(switch, short = 'd')]
+    pub detach: bool,
+    /// print the task as JSON
+    #[argh(switch)]
+    pub json: bool,
+    /// manager URL (default: $POSEIDON_MANAGER, then http://127.0.0.1:5555)
+    #[argh(option)]
+    pub manager: Option<String>,
+    /// the command and its arguments, after `--`
+    #[argh(positional, greedy)]
+    pub cmd: Vec<String>,
+}
+
+/// Show all tasks, or one in detail.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "status")]
+pub struct StatusCmd {
+    /// a task: its id, a unique id prefix, or its name
+    #[argh(positional)]
+    pub id: Option<String>,
+    /// only tasks in this state
+    #[argh(option)]
+    pub state: Option<String>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+    /// manager URL (default: $POSEIDON_MANAGER, then http://127.0.0.1:5555)
+    #[argh(option)]
+    pub manager: Option<String>,
+}
+
+/// Stop a task (it is never restarted).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "stop")]
+pub struct StopCmd {
+    /// the task: its id, a unique id prefix, or its name
+    #[argh(positional)]
+    pub id: String,
+    /// forget a finished task entirely
+    #[argh(switch)]
+    pub purge: bool,
+    /// return at once instead of waiting until it has stopped
+    #[argh(switch, short = 'd')]
+    pub detach: bool,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+    /// manager URL (default: $POSEIDON_MANAGER, then http://127.0.0.1:5555)
+    #[argh(option)]
+    pub manager: Option<String>,
+}
+
+/// Show the nodes.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "node")]
+pub struct NodeCmd {
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+    /// manager URL (default: $POSEIDON_MANAGER, then http://127.0.0.1:5555)
+    #[argh(option)]
+    pub manager: Option<String>,
+}
+
+/// Show a task's logs.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "logs")]
+pub struct LogsCmd {
+    /// the task: its id, a unique id prefix, or its name
+    #[argh(positional)]
+    pub id: String,
+    /// only the last N lines
+    #[argh(option)]
+    pub tail: Option<usize>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+    /// manager URL (default: $POSEIDON_MANAGER, then http://127.0.0.1:5555)
+    #[argh(option)]
+    pub manager: Option<String>,
+}
+
+/// A CLI failure with its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// 1 for a failed operation, 2 for usage and configuration errors.
+    pub code: i32,
+    /// One line for stderr.
+    pub message: String,
+}
+
+impl Failure {
+    fn op(m: impl Into<String>) -> Self {
+        Failure {
+            code: 1,
+            message: m.into(),
+        }
+    }
+    fn usage(m: impl Into<String>) -> Self {
+        Failure {
+            code: 2,
+            message: m.into(),
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        Failure::op(e.to_string())
+    }
+}
+
+pub(super) fn manager_client(flag: &Option<String>) -> ManagerClient {
+    let base = flag
+        .clone()
+        .or_else(|| {
+            std::env::var("POSEIDON_MANAGER")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| DEFAULT_MANAGER.to_string());
+    ManagerClient::new(&base, Duration::from_secs(10))
+}
+
+/// Runs the parsed command line; returns the process exit code.
+pub async fn run(args: Args) -> i32 {
+    if args.version {
+        println!("poseidon {VERSION}");
+        return 0;
+    }
+    let result = match args.command {
+        None => serve(args.config, Roles::All).await,
+        Some(Command::Manager(c)) => serve(c.config.or(args.config), Roles::Manager).await,
+        Some(Command::Worker(c)) => serve(c.config.or(args.config), Roles::Worker(c.name)).await,
+        Some(Command::Run(c)) => tasks::run_task(c).await,
+        Some(Command::Status(c)) => tasks::status(c).await,
+        Some(Command::Stop(c)) => tasks::stop(c).await,
+        Some(Command::Node(c)) => nodes::node(c).await,
+        Some(Command::Logs(c)) => tasks::logs(c).await,
+        Some(Command::Version(c)) => nodes::version(c).await,
+    };
+    match result {
+        Ok(()) => 0,
+        Err(f) => {
+            eprintln!("poseidon: {}", f.message);
+            f.code
+        }
+    }
+}
+
+async fn serve(path: Option<PathBuf>, roles: Roles) -> Result<(), Failure> {
+    let cfg = match &path {
+        Some(p) => config::load(p).map_err(|e| Failure::usage(e.to_string()))?,
+        None => config::embedded_default(),
+    };
+    // `cluster::start` logs each role it starts, with its address and data directory.
+    let running = cluster::start(&cfg, roles).await.map_err(Failure::usage)?;
+    wait_for_signal().await;
+    tracing::info!("shutting down (containers keep running)");
+    running.stop().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        (term, int) => {
+            if let Err(e) = term.and(int) {
+                tracing::warn!(error = %e, "cannot watch SIGTERM and SIGINT; waiting for Ctrl-C only");
+            }
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::error!(error = %e, "cannot watch Ctrl-C either; shutting down");
+            }
+        }
+    }
+}
+
+pub(super) fn print_json(v: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("poseidon: cannot encode JSON: {e}"),
+    }
+}
