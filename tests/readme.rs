@@ -1,6 +1,6 @@
 //! The README's commands, read from README.md itself and run against real Docker: the quick start
 //! against `poseidon` started with no `-c` (the embedded default, exactly as `cargo run` starts it),
-//! then the worker-alone example. They use the fixed default ports 5555 and 5556, as a user would.
+//! then the worker-alone example, then the JSON logs example. They use the fixed default ports 5555 and 5556, as a user would.
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
@@ -80,14 +80,17 @@ async fn readme_quick_start_and_worker_examples_work_verbatim() {
     let bin_dir = bin.parent().unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("config")).unwrap();
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/config/worker-alone.toml"),
-        dir.path().join("config/worker-alone.toml"),
-    )
-    .unwrap();
+    for file in ["worker-alone.toml", "mock-cluster.toml"] {
+        std::fs::copy(
+            format!("{}/config/{file}", env!("CARGO_MANIFEST_DIR")),
+            dir.path().join("config").join(file),
+        )
+        .unwrap();
+    }
 
     let quick = block("quickstart");
     let worker = block("worker");
+    let logs = block("logs");
     let result = std::panic::catch_unwind(|| {
         {
             // The README's first command, `cargo run`: the binary with no arguments.
@@ -103,6 +106,16 @@ async fn readme_quick_start_and_worker_examples_work_verbatim() {
             run_script(&quick, dir.path(), bin_dir);
         }
         run_script(&worker, dir.path(), bin_dir);
+        run_script(&logs, dir.path(), bin_dir);
+        // The block's log is one JSON object per line, the first ones saying what started.
+        let log = std::fs::read_to_string(dir.path().join("poseidon.log")).unwrap();
+        assert!(log.lines().count() >= 3, "{log}");
+        for line in log.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {line}"));
+            assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+        }
+        assert!(log.contains("listening"), "{log}");
     });
     // Whatever happened, remove what the examples started (tasks of nodes "local" and "solo").
     for node in ["local", "solo"] {
