@@ -83,7 +83,11 @@ async fn on_failure_restarts_up_to_its_maximum_with_doubling_backoff_and_new_con
         1,
         "old containers removed"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await; // nothing more may happen
+    // Once the task's supervisor has ended nothing can start another container for it.
+    wait_for("the supervisor to give up", WAIT, || async {
+        (s.worker.supervisors() == 0).then_some(())
+    })
+    .await;
     assert_eq!(
         creates_of(&mock, "crash:1").len(),
         3,
@@ -121,7 +125,12 @@ async fn never_does_not_restart_always_restarts_even_on_success_and_a_stopped_ta
     assert_eq!(t["reason"], "stopped");
     assert_eq!(t["desired"], "stop");
     let count = creates_of(&mock, "ok:1").len();
-    tokio::time::sleep(Duration::from_millis(600)).await; // several backoffs' worth
+    // A stopped task's supervisor ends (one that kept restarting would never end), and nothing
+    // was created between the stop and its end.
+    wait_for("every supervisor to end", WAIT, || async {
+        (s.worker.supervisors() == 0).then_some(())
+    })
+    .await;
     assert_eq!(
         creates_of(&mock, "ok:1").len(),
         count,
@@ -603,7 +612,10 @@ async fn a_task_forgotten_during_a_slow_pull_leaves_no_container_running() {
         || async { (mock.count(Op::Create) == 1 && mock.containers().is_empty()).then_some(()) },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for("the forgotten task's supervisor to end", WAIT, || async {
+        (s.worker.supervisors() == 0).then_some(())
+    })
+    .await;
     assert_eq!(mock.running_count(), 0, "no untracked container runs");
     s.stop().await;
 }

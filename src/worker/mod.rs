@@ -121,6 +121,8 @@ pub(crate) struct Inner {
     accepting: tokio::sync::Mutex<()>,
     /// Heartbeats sent, to make every FULL_EVERY-th one full.
     beats: AtomicU64,
+    /// Supervisors alive: when it is zero, nothing can create or restart a container any more.
+    supervisors: AtomicU64,
     /// The next heartbeat must be full (at start, after a failed beat, on the manager's request).
     need_full: AtomicBool,
     /// Whether the container engine answered its last call.
@@ -183,6 +185,7 @@ impl Worker {
             contact_ok: AtomicBool::new(true),
             accepting: tokio::sync::Mutex::new(()),
             beats: AtomicU64::new(0),
+            supervisors: AtomicU64::new(0),
             need_full: AtomicBool::new(true),
             engine_ok: AtomicBool::new(true),
             engine_problem: Mutex::new(None),
@@ -205,6 +208,12 @@ impl Worker {
     fn set_ready(&self) {
         self.inner.ready.store(true, Ordering::SeqCst);
         self.inner.ready_notify.notify_waiters();
+    }
+
+    /// How many task supervisors are alive. Tests wait for this to reach zero to show that nothing
+    /// more can happen (no restart, no late container) instead of sleeping and hoping.
+    pub fn supervisors(&self) -> u64 {
+        self.inner.supervisors.load(Ordering::SeqCst)
     }
 
     /// The node name.

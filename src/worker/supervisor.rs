@@ -6,6 +6,7 @@
 //! or a forgotten task is checked before every observation, so it is seen in every phase.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -30,12 +31,24 @@ pub(crate) enum Origin {
 /// container as it is (as a process exit would), and the next start adopts it.
 pub(crate) fn spawn(w: Worker, id: TaskId, origin: Origin) {
     let shutdown = w.inner.shutdown.clone();
+    w.inner.supervisors.fetch_add(1, Ordering::SeqCst);
+    let alive = Alive(w.clone());
     tokio::spawn(async move {
         tokio::select! {
             _ = supervise(w, id, origin) => {}
             _ = shutdown.wait() => {}
         }
+        drop(alive);
     });
+}
+
+/// Counts a supervisor down when it ends, however it ends (a panic included).
+struct Alive(Worker);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.inner.supervisors.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 async fn supervise(w: Worker, id: TaskId, origin: Origin) {
