@@ -61,7 +61,7 @@ async fn pullable(server: &MockServer, repo: &str, tag: &str) {
         .and(query_param("fromImage", repo))
         .and(query_param("tag", tag))
         .respond_with(ResponseTemplate::new(200).set_body_string(body))
-        .mount(&server)
+        .mount(server)
         .await;
 }
 

@@ -1,5 +1,7 @@
 //! Table tests of `volumes`, `pull`, and the node attributes host volumes require, through the
 //! public API only. Expected values and messages are written out in full.
+// A failed unwrap is how a test reports a broken expectation.
+#![allow(clippy::unwrap_used)]
 
 use super::*;
 use crate::task::{PullPolicy, Volume, VolumeSource};
