@@ -97,7 +97,8 @@ fn make_runtime(wc: &WorkerConfig) -> Result<(Arc<dyn Runtime>, Option<MockRunti
     match wc.runtime {
         RuntimeKind::Docker => {
             let rt = DockerRuntime::new(wc.docker_host.as_deref())
-                .map_err(|e| format!("worker {}: {e}", wc.name))?;
+                .map_err(|e| format!("worker {}: {e}", wc.name))?
+                .with_registry_auth(wc.registry_auth.clone());
             Ok((Arc::new(rt), None))
         }
         RuntimeKind::Mock => {
@@ -210,6 +211,8 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             data_dir = %wc.data_dir.display(),
             advertise = %advertise,
             manager = manager.as_deref().unwrap_or("none"),
+            host_volumes = ?wc.host_volumes.keys().collect::<Vec<_>>(),
+            registries = ?wc.registry_auth.iter().map(|a| a.registry.as_str()).collect::<Vec<_>>(),
             "worker listening"
         );
         let opts = WorkerOptions {
@@ -226,6 +229,7 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             heartbeat_interval: wc.heartbeat_interval,
             stop_grace: wc.stop_grace,
             network: wc.network.clone(),
+            host_volumes: wc.host_volumes.clone(),
         };
         with_manager.push(opts.manager.is_some());
         let w = Worker::start(opts, runtime, store, shutdown.clone())

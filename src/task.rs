@@ -373,6 +373,75 @@ pub struct TaskSpec {
     /// milliseconds (Nomad's `stop_after_client_disconnect`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_after_disconnect_ms: Option<u64>,
+    /// Named Docker volumes and host volumes from the worker's allow-list, mounted into the
+    /// container. A raw host path is never part of a spec.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    /// When to pull the image (default: only when it is missing).
+    #[serde(default, skip_serializing_if = "PullPolicy::is_default")]
+    pub pull: PullPolicy,
+}
+
+/// Where a volume's data comes from; serialised as the spec writes it (`"source": "data"` or
+/// `"host_volume": "logs"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VolumeSource {
+    /// A named Docker volume, created by the engine on first use and kept across containers.
+    #[serde(rename = "source")]
+    Named(String),
+    /// A host directory the worker's config lists under this name (`host_volumes = { logs =
+    /// "/var/log/app" }`); the path itself is known only to the worker.
+    HostVolume(String),
+}
+
+/// One mount of a task's container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    /// A named volume or a host volume name.
+    #[serde(flatten)]
+    pub source: VolumeSource,
+    /// The absolute path inside the container.
+    pub target: String,
+    /// Mounted read-only.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// When the worker pulls a task's image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullPolicy {
+    /// Pull only when the image is not present on the node.
+    #[default]
+    Missing,
+    /// Pull before every container create, even when the image is present (a moving tag).
+    Always,
+}
+
+impl PullPolicy {
+    /// The name used in the task spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Missing => "missing",
+            PullPolicy::Always => "always",
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        *self == PullPolicy::Missing
+    }
+}
+
+impl TaskSpec {
+    /// The names of the host volumes the spec mounts, in spec order: a node must offer each of them
+    /// (see [`crate::spec::required_node_attributes`]).
+    pub fn host_volumes(&self) -> impl Iterator<Item = &str> {
+        self.volumes.iter().filter_map(|v| match &v.source {
+            VolumeSource::HostVolume(name) => Some(name.as_str()),
+            VolumeSource::Named(_) => None,
+        })
+    }
 }
 
 /// One entry of a task's history.

@@ -176,6 +176,11 @@ pub struct Heartbeat {
     /// Whether `tasks` lists every task held, so that the manager may re-send what is missing.
     #[serde(default = "yes")]
     pub full: bool,
+    /// The names of the host volumes the worker's config allows (`host_volumes`), so that the
+    /// manager places a task mounting one only where it is offered (see
+    /// `spec::offered_node_attributes`). Empty from workers that predate the field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_volumes: Vec<String>,
 }
 
 fn yes() -> bool {

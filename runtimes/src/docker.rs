@@ -18,6 +18,8 @@
 //!   multiplexed in frames with an 8-byte header that can straddle body chunks, so they are buffered
 //!   ([`Demuxer`]). Event lines can straddle chunks too ([`LineSplitter`]).
 //! - **Percent-encoded queries**: label filters are JSON, which is not a valid URI as it stands.
+//! - **Registry credentials** given with [`DockerRuntime::with_registry_auth`] go with each pull of an
+//!   image from their registry as `X-Registry-Auth` (see [`crate::registry`]), and nowhere else.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -36,9 +38,11 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, OnceCell};
 
 use crate::image_ref::ImageRef;
+use crate::registry::{self, RegistryAuth};
 use crate::{
     ContainerInfo, ContainerSpec, ContainerStatus, ContainerSummary, EventStream, ExecOutput, Logs,
-    PortBinding, ProgressFn, PullProgress, Runtime, RuntimeError, RuntimeEvent, StatsSample,
+    MountKind, PortBinding, ProgressFn, PullProgress, Runtime, RuntimeError, RuntimeEvent,
+    StatsSample,
 };
 
 /// The newest Engine API version this client speaks; an older daemon gets its own version instead.
@@ -130,6 +134,8 @@ pub struct DockerRuntime {
     timeouts: Timeouts,
     /// The negotiated version (`1.41`), settled by the first call that needs it.
     version: Arc<OnceCell<String>>,
+    /// Credentials sent with pulls from their registries.
+    registry_auth: Arc<Vec<RegistryAuth>>,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -138,6 +144,7 @@ impl std::fmt::Debug for DockerRuntime {
             .field("host", &self.host)
             .field("api_version", &self.version.get())
             .field("timeouts", &self.timeouts)
+            .field("registry_auth", &self.registry_auth)
             .finish()
     }
 }
@@ -223,7 +230,15 @@ impl DockerRuntime {
             host,
             timeouts: Timeouts::default(),
             version: Arc::new(OnceCell::new()),
+            registry_auth: Arc::new(Vec::new()),
         })
+    }
+
+    /// Sets the registry credentials: each pull of an image from one of these registries carries its
+    /// credentials as `X-Registry-Auth`; pulls from other registries stay anonymous.
+    pub fn with_registry_auth(mut self, auth: Vec<RegistryAuth>) -> Self {
+        self.registry_auth = Arc::new(auth);
+        self
     }
 
     /// Replaces the timeouts (see [`Timeouts`] for the defaults).
@@ -358,8 +373,22 @@ impl DockerRuntime {
         path_and_query: &str,
         body: Option<(&'static str, Bytes)>,
     ) -> Result<Response<Incoming>, RuntimeError> {
+        self.send_raw_with(method, path_and_query, body, &[]).await
+    }
+
+    /// [`Self::send_raw`] with extra request headers (a pull's `X-Registry-Auth`).
+    async fn send_raw_with(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<(&'static str, Bytes)>,
+        headers: &[(&'static str, String)],
+    ) -> Result<Response<Incoming>, RuntimeError> {
         let uri = self.uri(path_and_query)?;
         let mut builder = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, value.as_str());
+        }
         let body = match body {
             Some((content_type, bytes)) => {
                 builder = builder.header(hyper::header::CONTENT_TYPE, content_type);
@@ -438,7 +467,15 @@ impl DockerRuntime {
             "/images/create?{}",
             query(&[("fromImage", &r.repo), ("tag", &r.tag)])
         );
-        let response = self.send(Method::POST, &path, None).await?;
+        // The header is built per pull and never logged; an error message quotes the daemon only.
+        let headers: Vec<(&'static str, String)> = registry::auth_for(&self.registry_auth, &r.repo)
+            .map(|a| ("X-Registry-Auth", a.header_value()))
+            .into_iter()
+            .collect();
+        let version = self.version().await?;
+        let response = self
+            .send_raw_with(Method::POST, &format!("/v{version}{path}"), None, &headers)
+            .await?;
         let status = response.status();
         if !status.is_success() {
             let body = read_body(response.into_body()).await?;
@@ -498,6 +535,28 @@ pub fn create_body(spec: &ContainerSpec) -> Result<Value, RuntimeError> {
     if let Some(network) = &spec.network {
         host_config["NetworkMode"] = json!(network);
     }
+    if !spec.mounts.is_empty() {
+        let mut mounts = Vec::with_capacity(spec.mounts.len());
+        for m in &spec.mounts {
+            if !m.target.starts_with('/') {
+                return Err(RuntimeError::Invalid(format!(
+                    "mount target {:?} is not an absolute path",
+                    m.target
+                )));
+            }
+            let kind = match m.kind {
+                MountKind::Volume => "volume",
+                MountKind::Bind => "bind",
+            };
+            mounts.push(json!({
+                "Type": kind,
+                "Source": m.source,
+                "Target": m.target,
+                "ReadOnly": m.read_only,
+            }));
+        }
+        host_config["Mounts"] = json!(mounts);
+    }
     let mut body = json!({
         "Image": image,
         "Env": env,
@@ -541,6 +600,12 @@ impl Runtime for DockerRuntime {
         if self.image_exists(image).await? {
             return Ok(());
         }
+        let limit = self.timeouts.pull;
+        self.bounded("pull", limit, self.pull(&r, progress)).await
+    }
+
+    async fn pull_image(&self, image: &str, progress: ProgressFn<'_>) -> Result<(), RuntimeError> {
+        let r = ImageRef::parse(image)?;
         let limit = self.timeouts.pull;
         self.bounded("pull", limit, self.pull(&r, progress)).await
     }

@@ -13,6 +13,7 @@
 //!   codes, delays and hangs, so that worker and manager tests can break things on purpose.
 //! - [`labels`]: the label keys every Poseidon container carries.
 //! - [`image_ref::ImageRef`]: splitting `repo:tag` references the way the engine's API wants them.
+//! - [`registry`]: registry credentials ([`registry::RegistryAuth`]) and Docker's `X-Registry-Auth`.
 //! - [`testing`]: helpers for tests that need a real engine (skip or fail loudly, a tiny local image).
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 pub mod docker;
 pub mod image_ref;
 pub mod mock;
+pub mod registry;
 pub mod testing;
 
 /// The label keys written on every container Poseidon creates.
@@ -72,6 +74,32 @@ pub struct ContainerSpec {
     pub ports: Vec<PortSpec>,
     /// A network to attach the container to (`None` is the engine's default bridge).
     pub network: Option<String>,
+    /// Volumes and bind mounts (Docker's `HostConfig.Mounts`).
+    #[serde(default)]
+    pub mounts: Vec<MountSpec>,
+}
+
+/// What a mount's source is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MountKind {
+    /// A named volume the engine manages (created on first use); the source is its name.
+    Volume,
+    /// A host directory; the source is its absolute path.
+    Bind,
+}
+
+/// One mount of a container (an entry of Docker's `HostConfig.Mounts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    /// A named volume or a host path.
+    pub kind: MountKind,
+    /// The volume's name, or the host path.
+    pub source: String,
+    /// The absolute path inside the container.
+    pub target: String,
+    /// Mounted read-only.
+    pub read_only: bool,
 }
 
 /// The coarse state of a container as the engine reports it.
@@ -271,9 +299,14 @@ pub trait Runtime: Send + Sync + 'static {
     /// Checks that the engine answers.
     async fn ping(&self) -> Result<(), RuntimeError>;
 
-    /// Makes sure `image` is present locally, pulling it when missing and reporting each progress line.
+    /// Makes sure `image` is present locally, pulling it when missing and reporting each progress line
+    /// (with the registry's credentials, when the runtime holds some).
     async fn ensure_image(&self, image: &str, progress: ProgressFn<'_>)
         -> Result<(), RuntimeError>;
+
+    /// Pulls `image` even when it is present (the `always` pull policy), reporting each progress
+    /// line. Credentials for the image's registry, when the runtime holds some, go with the pull.
+    async fn pull_image(&self, image: &str, progress: ProgressFn<'_>) -> Result<(), RuntimeError>;
 
     /// Creates a container (with the engine's own restart policy `no`) and returns its id.
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError>;

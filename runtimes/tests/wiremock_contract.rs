@@ -138,6 +138,7 @@ async fn create_sends_the_exact_body_and_name() {
             },
         ],
         network: Some("poseidon-net".into()),
+        mounts: Vec::new(),
     };
     let rt = client(&server);
     assert_eq!(rt.create(&spec).await.unwrap(), "c0ffee");

@@ -18,7 +18,8 @@
 //! the embedded default's `./poseidon-data` is.
 //!
 //! This file holds the types and the entry points (`load`, `parse`, `embedded_default`); the walk
-//! over the table is in `walk.rs`, the tests in `tests.rs`.
+//! over the table is in `walk.rs` (with `host_volumes` and `registry_auth` in `volumes.rs`), the
+//! tests in `tests.rs`.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -71,6 +72,8 @@ const WORKER_KEYS: &[&str] = &[
     "heartbeat_interval",
     "stop_grace",
     "network",
+    "host_volumes",
+    "registry_auth",
 ];
 const CAPACITY_KEYS: &[&str] = &["cpus", "memory"];
 
@@ -147,6 +150,10 @@ pub struct WorkerConfig {
     pub stop_grace: Duration,
     /// The Docker network task containers join; `None` for Docker's default bridge.
     pub network: Option<String>,
+    /// The host directories tasks may mount, by name (`host_volumes = { logs = "/var/log/app" }`).
+    pub host_volumes: std::collections::BTreeMap<String, PathBuf>,
+    /// Credentials for image pulls, one per registry; their `Debug` hides the password.
+    pub registry_auth: Vec<poseidon_runtimes::registry::RegistryAuth>,
 }
 
 impl WorkerConfig {
@@ -164,6 +171,8 @@ impl WorkerConfig {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             stop_grace: DEFAULT_STOP_GRACE,
             network: None,
+            host_volumes: std::collections::BTreeMap::new(),
+            registry_auth: Vec::new(),
         }
     }
 }
@@ -402,6 +411,7 @@ fn human(d: Duration) -> String {
     }
 }
 
+mod volumes;
 mod walk;
 
 use walk::Cx;

@@ -1,5 +1,9 @@
 //! Tests of the cluster file: every example under `config/`, every key, and every refusal.
 
+use std::collections::BTreeMap;
+
+use poseidon_runtimes::registry::RegistryAuth;
+
 use super::*;
 
 fn parse_ok(text: &str) -> Config {
@@ -99,6 +103,8 @@ fn the_embedded_default_is_a_manager_and_one_local_docker_worker() {
             heartbeat_interval: Duration::from_secs(1),
             stop_grace: Duration::from_secs(10),
             network: None,
+            host_volumes: BTreeMap::new(),
+            registry_auth: Vec::new(),
         }
     );
     assert!(c.worker("nope").is_none());
@@ -127,6 +133,11 @@ fn every_key_is_read_into_the_config() {
             heartbeat_interval = "2s"
             stop_grace = "0s"
             network = "poseidon_net"
+            host_volumes = { logs = "/var/log/app", "scratch.1" = "/srv/scratch" }
+            registry_auth = [
+                { registry = "registry.example:5000", username = "deploy", password = "s3cret-pw" },
+                { registry = "https://index.docker.io/v1/", username = "hub", password = "tok" },
+            ]
 
             [[worker]]
             name = "w2"
@@ -163,6 +174,22 @@ fn every_key_is_read_into_the_config() {
                 heartbeat_interval: Duration::from_secs(2),
                 stop_grace: Duration::ZERO,
                 network: Some("poseidon_net".into()),
+                host_volumes: BTreeMap::from([
+                    ("logs".to_string(), PathBuf::from("/var/log/app")),
+                    ("scratch.1".to_string(), PathBuf::from("/srv/scratch")),
+                ]),
+                registry_auth: vec![
+                    RegistryAuth {
+                        registry: "registry.example:5000".into(),
+                        username: "deploy".into(),
+                        password: "s3cret-pw".into(),
+                    },
+                    RegistryAuth {
+                        registry: "docker.io".into(),
+                        username: "hub".into(),
+                        password: "tok".into(),
+                    },
+                ],
             },
             WorkerConfig {
                 name: "w2".into(),
@@ -180,8 +207,17 @@ fn every_key_is_read_into_the_config() {
                 heartbeat_interval: Duration::from_secs(1),
                 stop_grace: Duration::from_secs(10),
                 network: None,
+                host_volumes: BTreeMap::new(),
+                registry_auth: Vec::new(),
             },
         ]
+    );
+    // The config's only printable form (its Debug, which start-up errors and tests show) never
+    // carries a password.
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("s3cret-pw") && !shown.contains("\"tok\""),
+        "{shown}"
     );
 }
 
@@ -295,7 +331,7 @@ fn bad_files_are_refused_with_the_file_the_key_and_the_valid_choices() {
         ),
         (
             "[[worker]]\nname = \"a\"\nnmae = \"b\"\n",
-            "cluster.toml: unknown key \"nmae\" in worker[0] (valid: name, listen, advertise, manager, runtime, docker_host, data_dir, capacity, heartbeat_interval, stop_grace, network)",
+            "cluster.toml: unknown key \"nmae\" in worker[0] (valid: name, listen, advertise, manager, runtime, docker_host, data_dir, capacity, heartbeat_interval, stop_grace, network, host_volumes, registry_auth)",
         ),
         (
             "[[worker]]\nname = \"a\"\nadvertise = \"127.0.0.1:5556\"\n",
@@ -402,4 +438,63 @@ fn load_names_the_file_in_errors_and_in_the_config() {
     std::fs::write(&path, "[manager]\n").unwrap_or_else(|e| panic!("{e}"));
     let c = load(&path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.source, path.display().to_string());
+}
+
+#[test]
+fn bad_host_volumes_and_registry_auth_are_refused_naming_the_key_and_never_the_password() {
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"host_volumes = ["/var/log"]"#,
+            r#"cluster.toml: worker[0].host_volumes: must be a table such as { logs = "/var/log/app" }, got array"#,
+        ),
+        (
+            r#"host_volumes = { logs = "var/log" }"#,
+            r#"cluster.toml: worker[0].host_volumes.logs: "var/log" is not an absolute host path"#,
+        ),
+        (
+            r#"host_volumes = { logs = 1 }"#,
+            "cluster.toml: worker[0].host_volumes.logs: must be an absolute host path string, got integer",
+        ),
+        (
+            r#"host_volumes = { "a b" = "/x" }"#,
+            r#"cluster.toml: worker[0].host_volumes.a b: invalid host volume name "a b" (1 to 63 letters, digits, '_', '.' or '-')"#,
+        ),
+        (
+            r#"registry_auth = { registry = "r.example" }"#,
+            r#"cluster.toml: worker[0].registry_auth: must be an array of tables such as [{ registry = "registry.example:5000", username = "deploy", password = "..." }], got table"#,
+        ),
+        (
+            r#"registry_auth = [{ registry = "r.example", username = "u" }]"#,
+            "cluster.toml: worker[0].registry_auth[0].password: missing or empty (registry_auth needs registry, username and password)",
+        ),
+        (
+            r#"registry_auth = [{ registry = "r.example", username = "u", password = "pw-1", email = "x" }]"#,
+            r#"cluster.toml: unknown key "email" in worker[0].registry_auth[0] (valid: registry, username, password)"#,
+        ),
+        (
+            r#"registry_auth = [{ registry = "r.example/path", username = "u", password = "pw-2" }]"#,
+            r#"cluster.toml: worker[0].registry_auth[0].registry: "r.example/path" is not a registry host[:port] (e.g. registry.example:5000, docker.io)"#,
+        ),
+        (
+            r#"registry_auth = [{ registry = "r.example", username = "u", password = "pw-3" }, { registry = "r.example", username = "v", password = "pw-4" }]"#,
+            r#"cluster.toml: worker[0].registry_auth[1].registry: "r.example" is also the registry of worker[0].registry_auth[0]"#,
+        ),
+        (
+            r#"registry_auth = [{ registry = "r.example", username = "u", password = 12345 }]"#,
+            "cluster.toml: worker[0].registry_auth[0].password: must be a string, got integer",
+        ),
+    ];
+    for (line, want) in cases {
+        let text = format!("[[worker]]\nname = \"w\"\n{line}\n");
+        match parse(&text, "cluster.toml") {
+            Ok(c) => panic!("{text} was accepted as {c:?}"),
+            Err(e) => {
+                let got = e.to_string();
+                assert_eq!(got, *want, "{text}");
+                for secret in ["pw-1", "pw-2", "pw-3", "pw-4", "12345"] {
+                    assert!(!got.contains(secret), "{got}");
+                }
+            }
+        }
+    }
 }

@@ -273,6 +273,8 @@ impl Cx<'_> {
             }
             w.network = Some(network.to_string());
         }
+        w.host_volumes = self.host_volumes(t, p)?;
+        w.registry_auth = self.registry_auth(t, p)?;
         Ok(w)
     }
 

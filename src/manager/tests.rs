@@ -124,6 +124,7 @@ fn beat(name: &str, cpus: f64, tasks: Vec<TaskStatus>, full: bool) -> Heartbeat 
         problem: None,
         tasks,
         full,
+        host_volumes: Vec::new(),
     }
 }
 

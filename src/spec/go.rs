@@ -1,5 +1,9 @@
 //! The Go original's TaskEvent (or bare Task): mapped onto a [`TaskSpec`], with notes for fields that are
 //! accepted and ignored.
+//!
+//! Volumes and the pull policy are not part of this format: a Go spec mounts nothing and pulls only a
+//! missing image. Docker-style `Volumes`, `Binds` or `Mounts` fields are ignored with a note saying
+//! so (never mounted, so a host path there reaches nothing); Poseidon's JSON has `volumes`.
 
 use super::*;
 
@@ -77,7 +81,12 @@ pub(super) fn note_unknown(
     notes: &mut Vec<String>,
 ) {
     for (k, _) in f.fields {
-        if !known.contains(&k.as_str()) && !observed.contains(&k.as_str()) {
+        if matches!(k.as_str(), "Volumes" | "Binds" | "Mounts") {
+            notes.push(format!(
+                "{:?} is ignored: volumes are not part of the Go TaskEvent format, so nothing is mounted (Poseidon's JSON has \"volumes\")",
+                f.path(k)
+            ));
+        } else if !known.contains(&k.as_str()) && !observed.contains(&k.as_str()) {
             notes.push(format!("unknown Go field {:?} is ignored", f.path(k)));
         }
     }
@@ -205,6 +214,8 @@ pub(super) fn go_task(f: &Fields<'_>, mut notes: Vec<String>) -> Result<Submissi
         health_check,
         labels: BTreeMap::new(),
         stop_after_disconnect_ms: None,
+        volumes: Vec::new(),
+        pull: PullPolicy::Missing,
     };
     validate(&spec)?;
     Ok(Submission { id, spec, notes })

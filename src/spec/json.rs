@@ -15,6 +15,8 @@ pub(super) const FIELDS: &[&str] = &[
     "health_check",
     "labels",
     "stop_after_disconnect",
+    "volumes",
+    "pull",
 ];
 pub(super) const PORT_FIELDS: &[&str] = &["container_port", "host_port", "protocol"];
 pub(super) const RESTART_FIELDS: &[&str] = &[
@@ -80,6 +82,12 @@ pub(super) fn poseidon_submission(f: &Fields<'_>) -> Result<Submission, SpecErro
         .unwrap_or_default();
     let health_check = f.get("health_check").map(health_check).transpose()?;
     let stop_after_disconnect_ms = f.duration_ms("stop_after_disconnect")?;
+    let volumes = f
+        .get("volumes")
+        .map(volumes)
+        .transpose()?
+        .unwrap_or_default();
+    let pull = f.get("pull").map(pull).transpose()?.unwrap_or_default();
     let spec = TaskSpec {
         name,
         image,
@@ -92,6 +100,8 @@ pub(super) fn poseidon_submission(f: &Fields<'_>) -> Result<Submission, SpecErro
         health_check,
         labels,
         stop_after_disconnect_ms,
+        volumes,
+        pull,
     };
     validate(&spec)?;
     Ok(Submission {

@@ -8,21 +8,29 @@
 //! result goes through [`validate`], the one place that knows what a well-formed spec is.
 //!
 //! This file is the public API; the parts live beside it: `tree` (the JSON tree and typed accessors),
-//! `json` (Poseidon's format), `go` (the Go TaskEvent), `checks` (validation shared by both) and
-//! `tests`.
+//! `json` (Poseidon's format), `go` (the Go TaskEvent), `checks` (validation shared by both),
+//! `volumes` (volumes, the pull policy, and the node attributes host volumes require) and `tests`.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::task::{HealthCheck, Port, Probe, RestartKind, RestartPolicy, TaskId, TaskSpec};
+use crate::task::{
+    HealthCheck, Port, Probe, PullPolicy, RestartKind, RestartPolicy, TaskId, TaskSpec,
+};
 use crate::util::{parse_duration, parse_size, DURATION_EXAMPLES};
 
 use checks::*;
 use go::*;
 use json::*;
 use tree::*;
+use volumes::*;
+
+pub use volumes::{
+    host_volume_attribute, offered_node_attributes, required_node_attributes, MAX_TARGET,
+    MAX_VOLUME_NAME,
+};
 
 /// The most task specs one request may carry.
 pub const MAX_SUBMISSIONS: usize = 10_000;
@@ -211,6 +219,7 @@ pub fn validate(spec: &TaskSpec) -> Result<(), SpecError> {
     if let Some(ms) = spec.stop_after_disconnect_ms {
         at_least_ms(ms, "stop_after_disconnect")?;
     }
+    check_volumes(&spec.volumes)?;
     Ok(())
 }
 
@@ -218,6 +227,9 @@ mod checks;
 mod go;
 mod json;
 mod tree;
+mod volumes;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod volume_tests;

@@ -155,6 +155,9 @@ impl Worker {
         if let Err(e) = crate::spec::validate(&a.spec) {
             return Checked::Decided(Err(WorkerError::Invalid(format!("invalid spec: {e}"))));
         }
+        if let Err(e) = self.check_host_volumes(&a.spec) {
+            return Checked::Decided(Err(e));
+        }
         if !seen.insert(a.id) {
             return Checked::Decided(Err(WorkerError::Invalid(format!(
                 "task {} appears twice in the batch",
@@ -191,6 +194,29 @@ impl Worker {
         task.node = Some(self.inner.opts.name.clone());
         task.record(State::Scheduled, "accepted by worker");
         Checked::Fresh(task)
+    }
+
+    /// Refuses a spec that mounts a host volume this worker's config does not list.
+    fn check_host_volumes(&self, spec: &TaskSpec) -> Result<(), WorkerError> {
+        let offered = &self.inner.opts.host_volumes;
+        match spec
+            .host_volumes()
+            .find(|name| !offered.contains_key(*name))
+        {
+            None => Ok(()),
+            Some(name) => {
+                let list: Vec<&str> = offered.keys().map(String::as_str).collect();
+                Err(WorkerError::Invalid(format!(
+                    "host volume {name:?} is not allowed on node {} (its host_volumes: {})",
+                    self.name(),
+                    if list.is_empty() {
+                        "none".to_string()
+                    } else {
+                        list.join(", ")
+                    }
+                )))
+            }
+        }
     }
 
     /// Writes the new tasks in one synced write; only once it is durable, and in time, do they

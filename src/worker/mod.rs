@@ -12,7 +12,8 @@
 //! Every change is persisted (synced) and reported to the manager at once; heartbeats repeat the whole
 //! picture so a lost report is repaired.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,6 +56,9 @@ pub struct WorkerOptions {
     pub stop_grace: Duration,
     /// A container network for task containers.
     pub network: Option<String>,
+    /// The host directories tasks may mount, by name (`host_volumes = { logs = "/var/log/app" }`):
+    /// an assignment naming another host volume is refused, and the names go in each heartbeat.
+    pub host_volumes: BTreeMap<String, PathBuf>,
 }
 
 /// Worker errors, mapped to HTTP statuses by the API.

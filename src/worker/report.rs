@@ -75,6 +75,7 @@ impl Worker {
             problem: lock(&self.inner.engine_problem).clone(),
             tasks,
             full,
+            host_volumes: self.inner.opts.host_volumes.keys().cloned().collect(),
         }
     }
 

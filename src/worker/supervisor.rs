@@ -10,13 +10,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use poseidon_runtimes::{labels, ContainerSpec, ContainerStatus, PortSpec, RuntimeError};
+use poseidon_runtimes::{
+    labels, ContainerSpec, ContainerStatus, MountKind, MountSpec, PortSpec, RuntimeError,
+};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::phase::{self, Action, Ctx, Event, Phase};
 use super::{health, lock, Worker};
-use crate::task::{Desired, HostPort, State, Task, TaskId};
+use crate::task::{Desired, HostPort, PullPolicy, State, Task, TaskId, VolumeSource};
 
 /// How a supervisor begins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,14 +303,44 @@ async fn remove_container(w: &Worker, id: TaskId, cid: &str) {
     }
 }
 
+/// The mounts of a task's container: named volumes as they are, host volumes resolved through the
+/// worker's allow-list. A host volume the list lacks is an error (the assignment was checked when it
+/// arrived, so this happens only when the config changed under a task held across a restart).
+fn mounts(w: &Worker, task: &Task) -> Result<Vec<MountSpec>, String> {
+    task.spec
+        .volumes
+        .iter()
+        .map(|v| {
+            let (kind, source) = match &v.source {
+                VolumeSource::Named(name) => (MountKind::Volume, name.clone()),
+                VolumeSource::HostVolume(name) => {
+                    let path = w.inner.opts.host_volumes.get(name).ok_or_else(|| {
+                        format!(
+                            "host volume {name:?} is not offered by node {} any more",
+                            w.name()
+                        )
+                    })?;
+                    (MountKind::Bind, path.display().to_string())
+                }
+            };
+            Ok(MountSpec {
+                kind,
+                source,
+                target: v.target.clone(),
+                read_only: v.read_only,
+            })
+        })
+        .collect()
+}
+
 /// The container spec for a task.
-fn container_spec(w: &Worker, task: &Task) -> ContainerSpec {
+fn container_spec(w: &Worker, task: &Task) -> Result<ContainerSpec, String> {
     let mut labels_map: BTreeMap<String, String> = task.spec.labels.clone();
     labels_map.insert(labels::MANAGED.into(), "true".into());
     labels_map.insert(labels::TASK.into(), task.id.to_string());
     labels_map.insert(labels::NODE.into(), w.inner.opts.name.clone());
     labels_map.insert(labels::GENERATION.into(), task.generation.to_string());
-    ContainerSpec {
+    Ok(ContainerSpec {
         name: format!("{}-g{}", task.container_name(), task.generation)
             + &if task.restart_count > 0 {
                 format!("-r{}", task.restart_count)
@@ -332,7 +364,8 @@ fn container_spec(w: &Worker, task: &Task) -> ContainerSpec {
             })
             .collect(),
         network: w.inner.opts.network.clone(),
-    }
+        mounts: mounts(w, task)?,
+    })
 }
 
 /// How a start attempt ended.
@@ -378,10 +411,20 @@ async fn start_container(w: &Worker, id: TaskId) -> Started {
             Started::Failed(e.to_string())
         }
     };
-    if let Err(e) = rt.ensure_image(&task.spec.image, &progress).await {
+    let spec = match container_spec(w, &task) {
+        Ok(spec) => spec,
+        Err(why) => {
+            tracing::warn!(task = %id, node = %w.name(), generation = task.generation, error = %why, "cannot build the container spec");
+            return Started::Failed(why);
+        }
+    };
+    let pulled = match task.spec.pull {
+        PullPolicy::Missing => rt.ensure_image(&task.spec.image, &progress).await,
+        PullPolicy::Always => rt.pull_image(&task.spec.image, &progress).await,
+    };
+    if let Err(e) = pulled {
         return classify("image pull", e);
     }
-    let spec = container_spec(w, &task);
     let cid = match rt.create(&spec).await {
         Ok(cid) => cid,
         Err(RuntimeError::Conflict(_)) => {

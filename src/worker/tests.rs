@@ -2,6 +2,7 @@
 //! batches (one write, a budget, idempotence), and the backoff reset after a long run.
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ fn opts(manager: Option<&str>) -> WorkerOptions {
         // The default: longer than the manager's default TTL of 5 s.
         stop_grace: Duration::from_secs(10),
         network: None,
+        host_volumes: BTreeMap::new(),
     }
 }
 
