@@ -155,6 +155,7 @@ pub(super) fn demand_of(spec: &TaskSpec) -> Demand {
         cpus: spec.cpus,
         memory: spec.memory,
         host_ports: spec.ports.iter().filter_map(|p| p.host_port).collect(),
+        ..Demand::default()
     }
 }
 
