@@ -373,6 +373,9 @@ pub struct TaskSpec {
     /// milliseconds (Nomad's `stop_after_client_disconnect`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_after_disconnect_ms: Option<u64>,
+    /// Where it may run: rules on node attributes, and `distinct_hosts` (see `crate::placement`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<crate::placement::Constraint>,
 }
 
 /// One entry of a task's history.

@@ -205,6 +205,7 @@ pub(super) fn go_task(f: &Fields<'_>, mut notes: Vec<String>) -> Result<Submissi
         health_check,
         labels: BTreeMap::new(),
         stop_after_disconnect_ms: None,
+        constraints: Vec::new(),
     };
     validate(&spec)?;
     Ok(Submission { id, spec, notes })

@@ -15,6 +15,7 @@ pub(super) const FIELDS: &[&str] = &[
     "health_check",
     "labels",
     "stop_after_disconnect",
+    "constraints",
 ];
 pub(super) const PORT_FIELDS: &[&str] = &["container_port", "host_port", "protocol"];
 pub(super) const RESTART_FIELDS: &[&str] = &[
@@ -80,6 +81,11 @@ pub(super) fn poseidon_submission(f: &Fields<'_>) -> Result<Submission, SpecErro
         .unwrap_or_default();
     let health_check = f.get("health_check").map(health_check).transpose()?;
     let stop_after_disconnect_ms = f.duration_ms("stop_after_disconnect")?;
+    let constraints = f
+        .get("constraints")
+        .map(constraints::constraints)
+        .transpose()?
+        .unwrap_or_default();
     let spec = TaskSpec {
         name,
         image,
@@ -92,6 +98,7 @@ pub(super) fn poseidon_submission(f: &Fields<'_>) -> Result<Submission, SpecErro
         health_check,
         labels,
         stop_after_disconnect_ms,
+        constraints,
     };
     validate(&spec)?;
     Ok(Submission {

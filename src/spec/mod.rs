@@ -8,8 +8,8 @@
 //! result goes through [`validate`], the one place that knows what a well-formed spec is.
 //!
 //! This file is the public API; the parts live beside it: `tree` (the JSON tree and typed accessors),
-//! `json` (Poseidon's format), `go` (the Go TaskEvent), `checks` (validation shared by both) and
-//! `tests`.
+//! `json` (Poseidon's format), `go` (the Go TaskEvent), `checks` (validation shared by both),
+//! `constraints` (the `constraints` array, also [`parse_constraints`] for other objects) and `tests`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,6 +18,8 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::task::{HealthCheck, Port, Probe, RestartKind, RestartPolicy, TaskId, TaskSpec};
 use crate::util::{parse_duration, parse_size, DURATION_EXAMPLES};
+
+pub use constraints::parse_constraints;
 
 use checks::*;
 use go::*;
@@ -211,10 +213,12 @@ pub fn validate(spec: &TaskSpec) -> Result<(), SpecError> {
     if let Some(ms) = spec.stop_after_disconnect_ms {
         at_least_ms(ms, "stop_after_disconnect")?;
     }
+    constraints::check_constraints(&spec.constraints)?;
     Ok(())
 }
 
 mod checks;
+mod constraints;
 mod go;
 mod json;
 mod tree;

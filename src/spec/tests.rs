@@ -15,6 +15,7 @@ fn spec(name: &str, image: &str) -> TaskSpec {
         health_check: None,
         labels: BTreeMap::new(),
         stop_after_disconnect_ms: None,
+        constraints: vec![],
     }
 }
 
@@ -227,7 +228,7 @@ fn bad_poseidon_specs_are_refused_with_a_clear_message() {
         (r#"{"image": "a", "image": "b"}"#, "malformed JSON: duplicate field \"image\""),
         ("[1]", "the body must be a JSON object"),
         ("42", "the body must be a JSON object (POST an array to /tasks to submit several), got a number"),
-        (r#"{"imgae": "busybox"}"#, "unknown field \"imgae\" (valid: id, name, image, cmd, env, cpus, memory, ports, restart_policy, health_check, labels, stop_after_disconnect)"),
+        (r#"{"imgae": "busybox"}"#, "unknown field \"imgae\" (valid: id, name, image, cmd, env, cpus, memory, ports, restart_policy, health_check, labels, stop_after_disconnect, constraints)"),
         (r#"{"name": "x"}"#, "image is required"),
         (r#"{"image": null}"#, "image is required"),
         (r#"{"image": 7}"#, "image must be a string, got a number"),
