@@ -81,6 +81,7 @@ async fn sim_worker(name: &str, manager: &str, heartbeat: Duration, shutdown: &S
         heartbeat_interval: heartbeat,
         stop_grace: Duration::from_secs(1),
         network: None,
+        labels: Default::default(),
     };
     let w = Worker::start(
         opts,

@@ -355,6 +355,7 @@ impl Agent {
             tasks: statuses,
             // These agents list every task in every beat: the manager's heaviest case.
             full: true,
+            labels: Default::default(),
         };
         let _permit = self.gate.acquire().await.unwrap();
         match self.manager.heartbeat(&hb).await {

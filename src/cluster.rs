@@ -226,6 +226,7 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             heartbeat_interval: wc.heartbeat_interval,
             stop_grace: wc.stop_grace,
             network: wc.network.clone(),
+            labels: wc.labels.clone(),
         };
         with_manager.push(opts.manager.is_some());
         let w = Worker::start(opts, runtime, store, shutdown.clone())

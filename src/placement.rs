@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use poseidon_schedulers::{Constraint as Rule, LABEL_PREFIX, NODE_NAME};
 
-use crate::task::TaskSpec;
+use crate::task::Task;
 
 /// The most constraints one task may carry.
 pub const MAX_CONSTRAINTS: usize = 64;
@@ -134,14 +134,25 @@ pub fn scheduler_constraints(constraints: &[Constraint]) -> Vec<Rule> {
         .collect()
 }
 
-/// The group a task belongs to for `distinct_hosts`: tasks with the same key and `distinct_hosts`
-/// never share a node.
+/// The service a task belongs to, if any.
 ///
-/// For a plain task it is its name (`task:NAME`). The services helper's tasks should group by
-/// their service: extend this function (e.g. `service:NAME` when the task has a service) rather
-/// than compute keys elsewhere, so the manager's index and every caller agree.
-pub fn group_key(spec: &TaskSpec) -> String {
-    format!("task:{}", spec.name)
+/// Tasks do not carry a service yet; when they do (`task.service`), this is the one place to read
+/// it, so that [`group_key`] and the drain answer's count of plain tasks follow at once.
+pub fn service_of(_task: &Task) -> Option<&str> {
+    None
+}
+
+/// The group a task belongs to for `distinct_hosts`: tasks with the same key that ask for
+/// `distinct_hosts` never share a node.
+///
+/// A service task groups by its service (`service:NAME`), a plain task by its name (`task:NAME`),
+/// so a plain task and a service of the same name never collide. Compute keys only here, so the
+/// manager's index and every caller agree.
+pub fn group_key(task: &Task) -> String {
+    match service_of(task) {
+        Some(service) => format!("service:{service}"),
+        None => format!("task:{}", task.spec.name),
+    }
 }
 
 #[cfg(test)]

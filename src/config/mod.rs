@@ -9,6 +9,7 @@
 //! name = "w1"
 //! listen = "127.0.0.1:5556"
 //! runtime = "docker"
+//! labels = { disk = "ssd", zone = "a" }
 //! ```
 //!
 //! The file is read into a plain TOML table and walked by hand rather than deserialised into mirror
@@ -20,6 +21,7 @@
 //! This file holds the types and the entry points (`load`, `parse`, `embedded_default`); the walk
 //! over the table is in `walk.rs`, the tests in `tests.rs`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -71,6 +73,7 @@ const WORKER_KEYS: &[&str] = &[
     "heartbeat_interval",
     "stop_grace",
     "network",
+    "labels",
 ];
 const CAPACITY_KEYS: &[&str] = &["cpus", "memory"];
 
@@ -147,6 +150,9 @@ pub struct WorkerConfig {
     pub stop_grace: Duration,
     /// The Docker network task containers join; `None` for Docker's default bridge.
     pub network: Option<String>,
+    /// Node labels (`labels = { disk = "ssd", zone = "a" }`), which task constraints test as
+    /// `node.labels.KEY`; sent to the manager with every heartbeat.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl WorkerConfig {
@@ -164,6 +170,7 @@ impl WorkerConfig {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             stop_grace: DEFAULT_STOP_GRACE,
             network: None,
+            labels: BTreeMap::new(),
         }
     }
 }

@@ -127,6 +127,7 @@ fn every_key_is_read_into_the_config() {
             heartbeat_interval = "2s"
             stop_grace = "0s"
             network = "poseidon_net"
+            labels = { disk = "ssd", "rack.row-2" = "a 1" }
 
             [[worker]]
             name = "w2"
@@ -163,6 +164,10 @@ fn every_key_is_read_into_the_config() {
                 heartbeat_interval: Duration::from_secs(2),
                 stop_grace: Duration::ZERO,
                 network: Some("poseidon_net".into()),
+                labels: [("disk", "ssd"), ("rack.row-2", "a 1")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
             },
             WorkerConfig {
                 name: "w2".into(),
@@ -180,6 +185,7 @@ fn every_key_is_read_into_the_config() {
                 heartbeat_interval: Duration::from_secs(1),
                 stop_grace: Duration::from_secs(10),
                 network: None,
+                labels: BTreeMap::new(),
             },
         ]
     );
@@ -295,7 +301,7 @@ fn bad_files_are_refused_with_the_file_the_key_and_the_valid_choices() {
         ),
         (
             "[[worker]]\nname = \"a\"\nnmae = \"b\"\n",
-            "cluster.toml: unknown key \"nmae\" in worker[0] (valid: name, listen, advertise, manager, runtime, docker_host, data_dir, capacity, heartbeat_interval, stop_grace, network)",
+            "cluster.toml: unknown key \"nmae\" in worker[0] (valid: name, listen, advertise, manager, runtime, docker_host, data_dir, capacity, heartbeat_interval, stop_grace, network, labels)",
         ),
         (
             "[[worker]]\nname = \"a\"\nadvertise = \"127.0.0.1:5556\"\n",
@@ -356,6 +362,22 @@ fn bad_files_are_refused_with_the_file_the_key_and_the_valid_choices() {
         (
             "[manager]\nlisten = \"127.0.0.1:5555\"\nlisten = \"127.0.0.1:5556\"\n",
             "cluster.toml: invalid TOML: line 3, column 1: duplicate key",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\nlabels = \"ssd\"\n",
+            "cluster.toml: worker[0].labels: must be a table such as { disk = \"ssd\", zone = \"a\" }, got string",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\nlabels = { disk = 1 }\n",
+            "cluster.toml: worker[0].labels.disk: must be a string (write disk = \"...\"), got integer",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\nlabels = { \"disk type\" = \"ssd\" }\n",
+            "cluster.toml: worker[0].labels.disk type: invalid label key: \"disk type\" is not 1 to 63 letters, digits, '_', '.' or '-'",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\nlabels = { disk = \"\" }\n",
+            "cluster.toml: worker[0].labels.disk: invalid label value: \"\" must be 1 to 255 bytes long",
         ),
         (
             "[manager\n",

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use poseidon_schedulers::{NoFit, Rejection};
 
-use super::state::{demand_of, Batch, NodeState, State};
+use super::state::{placement_demand, Batch, NodeState, State};
 use super::{lock, Manager};
 use crate::task::{Desired, State as TaskState, Task, TaskId};
 use crate::util::now_ms;
@@ -101,7 +101,7 @@ impl Manager {
                 if !placeable(&st, task) {
                     continue;
                 }
-                let demand = demand_of(&task.spec);
+                let demand = placement_demand(&st, task);
                 let State {
                     scheduler,
                     snapshots,

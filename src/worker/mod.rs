@@ -55,6 +55,8 @@ pub struct WorkerOptions {
     pub stop_grace: Duration,
     /// A container network for task containers.
     pub network: Option<String>,
+    /// Node labels from the config, sent with every heartbeat.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Worker errors, mapped to HTTP statuses by the API.

@@ -75,6 +75,7 @@ impl Worker {
             problem: lock(&self.inner.engine_problem).clone(),
             tasks,
             full,
+            labels: self.inner.opts.labels.clone(),
         }
     }
 

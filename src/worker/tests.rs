@@ -34,6 +34,7 @@ fn opts(manager: Option<&str>) -> WorkerOptions {
         // The default: longer than the manager's default TTL of 5 s.
         stop_grace: Duration::from_secs(10),
         network: None,
+        labels: Default::default(),
     }
 }
 

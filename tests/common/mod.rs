@@ -174,6 +174,7 @@ impl Standalone {
             heartbeat_interval: Duration::from_millis(200),
             stop_grace: Duration::from_secs(2),
             network: None,
+            labels: Default::default(),
         };
         let w = Worker::start(opts, Arc::new(mock.clone()), store, shutdown.clone())
             .await
