@@ -99,6 +99,7 @@ fn the_embedded_default_is_a_manager_and_one_local_docker_worker() {
             heartbeat_interval: Duration::from_secs(1),
             stop_grace: Duration::from_secs(10),
             network: None,
+            labels: BTreeMap::new(),
         }
     );
     assert!(c.worker("nope").is_none());
