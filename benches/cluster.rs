@@ -82,6 +82,7 @@ async fn sim_worker(name: &str, manager: &str, heartbeat: Duration, shutdown: &S
         stop_grace: Duration::from_secs(1),
         network: None,
         host_volumes: Default::default(),
+        labels: Default::default(),
     };
     let w = Worker::start(
         opts,

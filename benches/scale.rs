@@ -356,6 +356,7 @@ impl Agent {
             // These agents list every task in every beat: the manager's heaviest case.
             full: true,
             host_volumes: Vec::new(),
+            labels: Default::default(),
         };
         let _permit = self.gate.acquire().await.unwrap();
         match self.manager.heartbeat(&hb).await {

@@ -14,8 +14,8 @@ use serde::Deserialize;
 use crate::http::{check, encode_component, ClientError, HttpClient, RawResponse};
 use crate::task::{Task, TaskId};
 use crate::wire::{
-    AssignmentBatch, AssignmentReply, Heartbeat, HeartbeatReply, LogsReply, ManagerHealth,
-    NodeView, Purged, Report, WorkerHealth, WorkerStats,
+    AssignmentBatch, AssignmentReply, DrainReply, EligibilityRequest, Heartbeat, HeartbeatReply,
+    LogsReply, ManagerHealth, NodeView, Purged, Report, WorkerHealth, WorkerStats,
 };
 
 /// `POST /tasks` answers one task for one submission and an array for an array.
@@ -179,6 +179,23 @@ impl ManagerClient {
         let path = format!("/nodes/{}/reports", encode_component(node));
         let body = encode(&path, report)?;
         self.call(Method::POST, &path, Some(body)).await
+    }
+
+    /// `POST /nodes/{name}/eligibility`: lets new tasks go to the node or not.
+    pub async fn set_eligibility(
+        &self,
+        node: &str,
+        eligible: bool,
+    ) -> Result<NodeView, ClientError> {
+        let path = format!("/nodes/{}/eligibility", encode_component(node));
+        let body = encode(&path, &EligibilityRequest { eligible })?;
+        self.call(Method::POST, &path, Some(body)).await
+    }
+
+    /// `POST /nodes/{name}/drain`: makes the node ineligible and moves its service tasks off.
+    pub async fn drain(&self, node: &str) -> Result<DrainReply, ClientError> {
+        let path = format!("/nodes/{}/drain", encode_component(node));
+        self.call(Method::POST, &path, Some(Vec::new())).await
     }
 }
 

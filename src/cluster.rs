@@ -230,6 +230,7 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             stop_grace: wc.stop_grace,
             network: wc.network.clone(),
             host_volumes: wc.host_volumes.clone(),
+            labels: wc.labels.clone(),
         };
         with_manager.push(opts.manager.is_some());
         let w = Worker::start(opts, runtime, store, shutdown.clone())

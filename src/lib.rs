@@ -9,6 +9,7 @@
 //! Parts, from the bottom up:
 //! - [`util`]: clocks, durations, sizes.
 //! - [`task`]: the task model and the one [`task::transition`] function guarding every state change.
+//! - [`placement`]: constraints, node labels and `distinct_hosts` groups as users write them.
 //! - [`spec`]: turning user input (Poseidon's JSON, or the Go original's TaskEvent) into a [`task::TaskSpec`].
 //! - [`config`]: the TOML cluster file.
 //! - [`store`]: the durable store (RocksDB, grouped synced writes) behind a small trait.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod http;
 pub mod logging;
 pub mod manager;
+pub mod placement;
 pub mod spec;
 pub mod store;
 pub mod task;

@@ -373,6 +373,9 @@ pub struct TaskSpec {
     /// milliseconds (Nomad's `stop_after_client_disconnect`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_after_disconnect_ms: Option<u64>,
+    /// Where it may run: rules on node attributes, and `distinct_hosts` (see `crate::placement`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<crate::placement::Constraint>,
     /// Named Docker volumes and host volumes from the worker's allow-list, mounted into the
     /// container. A raw host path is never part of a spec.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

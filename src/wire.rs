@@ -11,6 +11,8 @@
 //!   status of every task it holds. The [`HeartbeatReply`] names what the worker lacks and what it holds
 //!   but should not, so either side repairs what a lost message broke.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::task::{Desired, HostPort, State, Task, TaskId, TaskSpec};
@@ -181,6 +183,10 @@ pub struct Heartbeat {
     /// `spec::offered_node_attributes`). Empty from workers that predate the field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_volumes: Vec<String>,
+    /// The node's labels from its worker's config, which constraints test as `node.labels.KEY`;
+    /// empty from a worker that predates labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 fn yes() -> bool {
@@ -256,6 +262,15 @@ pub struct NodeView {
     pub last_heartbeat_ms: Option<u64>,
     /// Seconds since then.
     pub seconds_since_heartbeat: Option<f64>,
+    /// Its labels, as its last heartbeat carried them.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Whether new tasks may be placed on it (false when made ineligible or draining).
+    #[serde(default = "yes")]
+    pub eligible: bool,
+    /// Whether it is being drained: ineligible, and its service tasks moved off.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// A task's logs, as `GET /tasks/{id}/logs` answers on the worker and the manager.
@@ -347,4 +362,30 @@ pub struct WorkerStats {
     pub running: usize,
     /// Per-container samples of running tasks.
     pub containers: Vec<ContainerStats>,
+}
+
+/// The body of `POST /nodes/{name}/eligibility`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EligibilityRequest {
+    /// True lets new tasks go to the node again (and ends a drain); false stops new placements.
+    pub eligible: bool,
+}
+
+/// The answer to `POST /nodes/{name}/drain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainReply {
+    /// The node.
+    pub node: String,
+    /// Always false after a drain: nothing new is placed on it.
+    pub eligible: bool,
+    /// Always true after a drain.
+    pub draining: bool,
+    /// Service tasks still on the node, which the service reconciler moves off `max_parallel` at
+    /// a time.
+    pub service_tasks_left: usize,
+    /// Plain tasks still on the node, which stay where they are.
+    pub plain_tasks_left: usize,
+    /// What happens to the plain tasks, in words.
+    pub note: String,
 }

@@ -294,6 +294,8 @@ fn manager_request(
                 "/nodes",
                 "/nodes/w1/heartbeat",
                 "/nodes/w1/reports",
+                "/nodes/w1/eligibility",
+                "/nodes/w1/drain",
                 "/health",
                 "/metrics",
             ]);

@@ -1,13 +1,19 @@
 //! The checks every policy shares, and the reasons a node is turned down.
 //!
-//! A node can take a task when it is up, its CPU and memory reservations leave room for the task's
-//! declared CPU and memory, and none of the host ports the task binds is taken there. Each node that
-//! fails keeps the first check it failed, in that order, so that "no node can take this task" can
-//! say which node failed which check.
+//! A node can take a task when it is up, the user left it eligible (not ineligible, not draining),
+//! it satisfies every constraint of the task on its attributes, it holds no task of the same group
+//! when the task asks for `distinct_hosts`, its CPU and memory reservations leave room for the
+//! task's declared CPU and memory, and none of the host ports the task binds is taken there. Each
+//! node that fails keeps the first check it failed, in that order, so that "no node can take this
+//! task" can say which node failed which check. The rules the user wrote come before resources,
+//! because a node that a rule excludes would not take the task however empty it was.
+//!
+//! [`fits`] answers the same question without building a reason, for the hot path of a pick that
+//! only needs a yes or no for each node.
 
 use std::fmt;
 
-use crate::snapshot::{Demand, NodeSnapshot};
+use crate::snapshot::{Constraint, Demand, Eligibility, NodeSnapshot, Operator};
 
 /// How far past its CPU capacity a node's reservations may go, in cores.
 ///
@@ -25,6 +31,21 @@ pub const NAMED_REJECTIONS: usize = 16;
 pub enum Rejection {
     /// The node is down.
     Down,
+    /// The user made the node ineligible for new tasks.
+    Ineligible,
+    /// The node is being drained.
+    Draining,
+    /// The node's attribute does not satisfy one of the task's constraints.
+    Constraint {
+        /// The attribute's full name (`node.labels.disk`).
+        attribute: String,
+        /// Its value on the node, `None` when the node does not have it.
+        found: Option<String>,
+        /// What the constraint wanted.
+        wanted: Operator,
+    },
+    /// The task asks for `distinct_hosts` and the node already holds a task of its group.
+    DistinctHosts,
     /// The node's CPU reservations leave fewer free cores than the task declares.
     InsufficientCpu {
         /// Cores the task declares.
@@ -47,6 +68,26 @@ impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Rejection::Down => f.write_str("down"),
+            Rejection::Ineligible => f.write_str("ineligible"),
+            Rejection::Draining => f.write_str("draining"),
+            Rejection::Constraint {
+                attribute,
+                found,
+                wanted,
+            } => {
+                match found {
+                    Some(value) => write!(f, "{attribute} is {value}, ")?,
+                    None => write!(f, "{attribute} is not set, ")?,
+                }
+                match wanted {
+                    Operator::Equal(v) => write!(f, "wanted = {v}"),
+                    Operator::NotEqual(v) => write!(f, "wanted != {v}"),
+                    Operator::In(vs) => write!(f, "wanted in [{}]", vs.join(", ")),
+                }
+            }
+            Rejection::DistinctHosts => {
+                f.write_str("already holds a task of the same group (distinct_hosts)")
+            }
             Rejection::InsufficientCpu { requested, free } => {
                 let unit = if *requested == 1.0 { "cpu" } else { "cpus" };
                 write!(
@@ -65,6 +106,35 @@ impl fmt::Display for Rejection {
                 )
             }
             Rejection::PortInUse(port) => write!(f, "host port {port} already in use"),
+        }
+    }
+}
+
+impl Rejection {
+    /// How the "and N more" summary of [`NoFit`] names each kind, in the order of
+    /// [`Rejection::kind`].
+    pub const KINDS: [&'static str; 8] = [
+        "down",
+        "ineligible",
+        "draining",
+        "failing a constraint",
+        "holding a task of the same group",
+        "short of cpu",
+        "short of memory",
+        "with a host port in use",
+    ];
+
+    /// The kind of failure, as an index into [`Rejection::KINDS`] (one per variant).
+    pub fn kind(&self) -> usize {
+        match self {
+            Rejection::Down => 0,
+            Rejection::Ineligible => 1,
+            Rejection::Draining => 2,
+            Rejection::Constraint { .. } => 3,
+            Rejection::DistinctHosts => 4,
+            Rejection::InsufficientCpu { .. } => 5,
+            Rejection::InsufficientMemory { .. } => 6,
+            Rejection::PortInUse(_) => 7,
         }
     }
 }
@@ -121,24 +191,13 @@ impl fmt::Display for Listing<'_> {
         let rest = &rejections[rejections.len().min(NAMED_REJECTIONS)..];
         if !rest.is_empty() {
             // Past the named nodes only the kinds of failure are worth reading, so count them.
-            let mut counts = [0usize; 4];
+            let mut counts = [0usize; Rejection::KINDS.len()];
             for (_, reason) in rest {
-                counts[match reason {
-                    Rejection::Down => 0,
-                    Rejection::InsufficientCpu { .. } => 1,
-                    Rejection::InsufficientMemory { .. } => 2,
-                    Rejection::PortInUse(_) => 3,
-                }] += 1;
+                counts[reason.kind()] += 1;
             }
-            let labels = [
-                "down",
-                "short of cpu",
-                "short of memory",
-                "with a host port in use",
-            ];
             write!(f, "; and {} more (", rest.len())?;
             let mut first = true;
-            for (count, label) in counts.iter().zip(labels) {
+            for (count, label) in counts.iter().zip(Rejection::KINDS) {
                 if *count > 0 {
                     if !first {
                         f.write_str(", ")?;
@@ -153,25 +212,44 @@ impl fmt::Display for Listing<'_> {
     }
 }
 
-/// Whether `node` can take `demand`, or the first check it fails: down, CPU, memory, then host ports.
-///
-/// CPU is checked only when the task declares CPU, with [`CPU_EPSILON`] of slack; a node with no CPU
-/// capacity cannot take a task that declares any. Memory is checked only when the task declares
-/// memory, against the reservations rather than observed usage, because observed usage moves with
-/// load while reservations are what tasks were promised; a node with no memory capacity cannot take
-/// a task that declares any. Port 0 is never checked, since it asks for any free port.
-pub fn feasible(node: &NodeSnapshot, demand: &Demand) -> Result<(), Rejection> {
+/// The first check a node fails, borrowing what it can so that [`fits`] allocates nothing.
+enum Failure<'a> {
+    Down,
+    Ineligible,
+    Draining,
+    Constraint(&'a Constraint, Option<&'a str>),
+    DistinctHosts,
+    Cpu,
+    Memory,
+    Port(u16),
+}
+
+/// Runs every check in order and stops at the first that fails.
+fn check<'a>(node: &'a NodeSnapshot, demand: &'a Demand) -> Result<(), Failure<'a>> {
     if !node.up {
-        return Err(Rejection::Down);
+        return Err(Failure::Down);
+    }
+    match node.eligibility {
+        Eligibility::Eligible => {}
+        Eligibility::Ineligible => return Err(Failure::Ineligible),
+        Eligibility::Draining => return Err(Failure::Draining),
+    }
+    for constraint in &demand.constraints {
+        let value = node.attribute(&constraint.attribute);
+        if !constraint.admits(value) {
+            return Err(Failure::Constraint(constraint, value));
+        }
+    }
+    if let Some(taken) = &demand.distinct_hosts {
+        if taken.contains(&node.id) {
+            return Err(Failure::DistinctHosts);
+        }
     }
     if demand.declares_cpus() {
         // Written so that a NaN anywhere fails the check instead of passing it.
         let fits = node.cpus > 0.0 && node.reserved_cpus + demand.cpus <= node.cpus + CPU_EPSILON;
         if !fits {
-            return Err(Rejection::InsufficientCpu {
-                requested: demand.cpus,
-                free: node.free_cpus(),
-            });
+            return Err(Failure::Cpu);
         }
     }
     if demand.memory > 0 {
@@ -180,18 +258,53 @@ pub fn feasible(node: &NodeSnapshot, demand: &Demand) -> Result<(), Rejection> {
             .checked_add(demand.memory)
             .is_some_and(|total| total <= node.memory);
         if !fits {
-            return Err(Rejection::InsufficientMemory {
-                requested: demand.memory,
-                free: node.free_memory(),
-            });
+            return Err(Failure::Memory);
         }
     }
     for &port in &demand.host_ports {
         if port != 0 && node.ports_in_use.contains(&port) {
-            return Err(Rejection::PortInUse(port));
+            return Err(Failure::Port(port));
         }
     }
     Ok(())
+}
+
+/// Whether `node` can take `demand`: [`feasible`] without the reason, and without allocating.
+pub fn fits(node: &NodeSnapshot, demand: &Demand) -> bool {
+    check(node, demand).is_ok()
+}
+
+/// Whether `node` can take `demand`, or the first check it fails: down, eligibility, constraints
+/// (in the demand's order), `distinct_hosts`, CPU, memory, then host ports.
+///
+/// A constraint on an attribute the node does not have fails `=` and `in` and passes `!=` (see
+/// [`Constraint::admits`]). CPU is checked only when the task declares CPU, with [`CPU_EPSILON`]
+/// of slack; a node with no CPU capacity cannot take a task that declares any. Memory is checked
+/// only when the task declares memory, against the reservations rather than observed usage,
+/// because observed usage moves with load while reservations are what tasks were promised; a node
+/// with no memory capacity cannot take a task that declares any. Port 0 is never checked, since
+/// it asks for any free port.
+pub fn feasible(node: &NodeSnapshot, demand: &Demand) -> Result<(), Rejection> {
+    check(node, demand).map_err(|failure| match failure {
+        Failure::Down => Rejection::Down,
+        Failure::Ineligible => Rejection::Ineligible,
+        Failure::Draining => Rejection::Draining,
+        Failure::Constraint(constraint, found) => Rejection::Constraint {
+            attribute: constraint.attribute.clone(),
+            found: found.map(str::to_string),
+            wanted: constraint.operator.clone(),
+        },
+        Failure::DistinctHosts => Rejection::DistinctHosts,
+        Failure::Cpu => Rejection::InsufficientCpu {
+            requested: demand.cpus,
+            free: node.free_cpus(),
+        },
+        Failure::Memory => Rejection::InsufficientMemory {
+            requested: demand.memory,
+            free: node.free_memory(),
+        },
+        Failure::Port(port) => Rejection::PortInUse(port),
+    })
 }
 
 /// The shared feasibility step: indices of the nodes that can take `demand`, and every other node's

@@ -28,7 +28,7 @@
 //!   Nomad, so BinPack still packs and Spread still spreads by that resource.
 //! - Ties go to the lowest node id; Nomad breaks them by its shuffled node order, which is random.
 
-use crate::feasibility::{feasible, NoFit};
+use crate::feasibility::{fits, NoFit};
 use crate::scheduler::{Best, Scheduler, ScoreOrder};
 use crate::snapshot::{Demand, NodeSnapshot};
 
@@ -78,7 +78,7 @@ fn pick_highest(
 ) -> Result<usize, NoFit> {
     let mut best = Best::new(ScoreOrder::HigherIsBetter);
     for (i, node) in nodes.iter().enumerate() {
-        if feasible(node, demand).is_ok() {
+        if fits(node, demand) {
             best.offer(nodes, i, score(node, demand));
         }
     }

@@ -7,9 +7,11 @@
 //!
 //! The parts:
 //! - [`snapshot`]: [`NodeSnapshot`] and [`Demand`], with [`NodeSnapshot::place`] and
-//!   [`NodeSnapshot::release`] to keep snapshots up to date incrementally.
-//! - [`feasibility`]: the checks every policy shares (node up, CPU, memory, host ports), the
-//!   [`Rejection`] reason kept for every node that fails, and the [`NoFit`] error.
+//!   [`NodeSnapshot::release`] to keep snapshots up to date incrementally; a node's
+//!   [`Eligibility`] and attributes, and a demand's [`Constraint`]s and `distinct_hosts` set.
+//! - [`feasibility`]: the checks every policy shares (node up, eligible, constraints,
+//!   `distinct_hosts`, CPU, memory, host ports), the [`Rejection`] reason kept for every node that
+//!   fails, and the [`NoFit`] error.
 //! - [`scheduler`]: the [`Scheduler`] trait, in three steps: select, score, pick.
 //! - [`round_robin`]: [`RoundRobin`], the next feasible node after the last one placed on.
 //! - [`epvm`]: [`Epvm`], the opportunity-cost policy of Amir et al. (IEEE TPDS 11(7), 2000).
@@ -28,9 +30,11 @@ pub mod scheduler;
 pub mod snapshot;
 
 pub use epvm::Epvm;
-pub use feasibility::{feasible, NoFit, Rejection};
+pub use feasibility::{feasible, fits, NoFit, Rejection};
 pub use fit::{BinPack, Spread};
 pub use registry::{by_name, UnknownScheduler, NAMES};
 pub use round_robin::RoundRobin;
 pub use scheduler::{Scheduler, ScoreOrder};
-pub use snapshot::{Demand, NodeSnapshot};
+pub use snapshot::{
+    Constraint, Demand, Eligibility, NodeSnapshot, Operator, LABEL_PREFIX, NODE_NAME,
+};

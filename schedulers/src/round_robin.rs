@@ -8,7 +8,7 @@
 //! id, so over a cycle in which the feasible nodes stay the same each gets one task in turn. A
 //! cursor whose node has left still works: the rotation goes on from where that id would sort.
 
-use crate::feasibility::{feasible, NoFit};
+use crate::feasibility::{fits, NoFit};
 use crate::scheduler::{Scheduler, ScoreOrder};
 use crate::snapshot::{Demand, NodeSnapshot};
 
@@ -85,7 +85,7 @@ impl Scheduler for RoundRobin {
         let mut after: Option<usize> = None;
         let mut lowest: Option<usize> = None;
         for (i, node) in nodes.iter().enumerate() {
-            if feasible(node, demand).is_err() {
+            if !fits(node, demand) {
                 continue;
             }
             let id = node.id.as_str();

@@ -36,6 +36,7 @@ fn arb_node() -> impl Strategy<Value = NodeSnapshot> {
                 used_memory: (memory as f64 * usage) as u64,
                 tasks,
                 ports_in_use: ports,
+                ..NodeSnapshot::new("", 0.0, 0)
             },
         )
 }
@@ -68,6 +69,7 @@ fn arb_demand() -> impl Strategy<Value = Demand> {
             cpus,
             memory,
             host_ports,
+            ..Demand::default()
         })
 }
 

@@ -176,7 +176,7 @@ pub struct StopCmd {
     pub manager: Option<String>,
 }
 
-/// Show the nodes.
+/// Show the nodes, or drain one, or set its eligibility.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "node")]
 pub struct NodeCmd {
@@ -186,6 +186,9 @@ pub struct NodeCmd {
     /// manager URL (default: $POSEIDON_MANAGER, then http://127.0.0.1:5555)
     #[argh(option)]
     pub manager: Option<String>,
+    #[argh(subcommand)]
+    /// drain or eligibility (default: list the nodes)
+    pub action: Option<nodes::NodeAction>,
 }
 
 /// Show a task's logs.

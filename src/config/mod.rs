@@ -9,6 +9,7 @@
 //! name = "w1"
 //! listen = "127.0.0.1:5556"
 //! runtime = "docker"
+//! labels = { disk = "ssd", zone = "a" }
 //! ```
 //!
 //! The file is read into a plain TOML table and walked by hand rather than deserialised into mirror
@@ -21,6 +22,7 @@
 //! over the table is in `walk.rs` (with `host_volumes` and `registry_auth` in `volumes.rs`), the
 //! tests in `tests.rs`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -74,6 +76,7 @@ const WORKER_KEYS: &[&str] = &[
     "network",
     "host_volumes",
     "registry_auth",
+    "labels",
 ];
 const CAPACITY_KEYS: &[&str] = &["cpus", "memory"];
 
@@ -154,6 +157,9 @@ pub struct WorkerConfig {
     pub host_volumes: std::collections::BTreeMap<String, PathBuf>,
     /// Credentials for image pulls, one per registry; their `Debug` hides the password.
     pub registry_auth: Vec<poseidon_runtimes::registry::RegistryAuth>,
+    /// Node labels (`labels = { disk = "ssd", zone = "a" }`), which task constraints test as
+    /// `node.labels.KEY`; sent to the manager with every heartbeat.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl WorkerConfig {
@@ -173,6 +179,7 @@ impl WorkerConfig {
             network: None,
             host_volumes: std::collections::BTreeMap::new(),
             registry_auth: Vec::new(),
+            labels: BTreeMap::new(),
         }
     }
 }

@@ -105,6 +105,7 @@ fn the_embedded_default_is_a_manager_and_one_local_docker_worker() {
             network: None,
             host_volumes: BTreeMap::new(),
             registry_auth: Vec::new(),
+            labels: BTreeMap::new(),
         }
     );
     assert!(c.worker("nope").is_none());
@@ -138,6 +139,7 @@ fn every_key_is_read_into_the_config() {
                 { registry = "registry.example:5000", username = "deploy", password = "s3cret-pw" },
                 { registry = "https://index.docker.io/v1/", username = "hub", password = "tok" },
             ]
+            labels = { disk = "ssd", "rack.row-2" = "a 1" }
 
             [[worker]]
             name = "w2"
@@ -190,6 +192,10 @@ fn every_key_is_read_into_the_config() {
                         password: "tok".into(),
                     },
                 ],
+                labels: [("disk", "ssd"), ("rack.row-2", "a 1")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
             },
             WorkerConfig {
                 name: "w2".into(),
@@ -209,6 +215,7 @@ fn every_key_is_read_into_the_config() {
                 network: None,
                 host_volumes: BTreeMap::new(),
                 registry_auth: Vec::new(),
+                labels: BTreeMap::new(),
             },
         ]
     );
@@ -331,7 +338,7 @@ fn bad_files_are_refused_with_the_file_the_key_and_the_valid_choices() {
         ),
         (
             "[[worker]]\nname = \"a\"\nnmae = \"b\"\n",
-            "cluster.toml: unknown key \"nmae\" in worker[0] (valid: name, listen, advertise, manager, runtime, docker_host, data_dir, capacity, heartbeat_interval, stop_grace, network, host_volumes, registry_auth)",
+            "cluster.toml: unknown key \"nmae\" in worker[0] (valid: name, listen, advertise, manager, runtime, docker_host, data_dir, capacity, heartbeat_interval, stop_grace, network, host_volumes, registry_auth, labels)",
         ),
         (
             "[[worker]]\nname = \"a\"\nadvertise = \"127.0.0.1:5556\"\n",
@@ -392,6 +399,22 @@ fn bad_files_are_refused_with_the_file_the_key_and_the_valid_choices() {
         (
             "[manager]\nlisten = \"127.0.0.1:5555\"\nlisten = \"127.0.0.1:5556\"\n",
             "cluster.toml: invalid TOML: line 3, column 1: duplicate key",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\nlabels = \"ssd\"\n",
+            "cluster.toml: worker[0].labels: must be a table such as { disk = \"ssd\", zone = \"a\" }, got string",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\nlabels = { disk = 1 }\n",
+            "cluster.toml: worker[0].labels.disk: must be a string (write disk = \"...\"), got integer",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\nlabels = { \"disk type\" = \"ssd\" }\n",
+            "cluster.toml: worker[0].labels.disk type: invalid label key: \"disk type\" is not 1 to 63 letters, digits, '_', '.' or '-'",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\nlabels = { disk = \"\" }\n",
+            "cluster.toml: worker[0].labels.disk: invalid label value: \"\" must be 1 to 255 bytes long",
         ),
         (
             "[manager\n",

@@ -275,7 +275,47 @@ impl Cx<'_> {
         }
         w.host_volumes = self.host_volumes(t, p)?;
         w.registry_auth = self.registry_auth(t, p)?;
+        match t.get("labels") {
+            None => {}
+            Some(Value::Table(labels)) => w.labels = self.labels(labels, &format!("{p}.labels"))?,
+            Some(other) => {
+                return Err(self.invalid(
+                    &format!("{p}.labels"),
+                    format!(
+                        "must be a table such as {{ disk = \"ssd\", zone = \"a\" }}, got {}",
+                        other.type_str()
+                    ),
+                ))
+            }
+        }
         Ok(w)
+    }
+
+    /// Node labels: keys as task constraints can name them (`node.labels.KEY`), string values.
+    pub(super) fn labels(
+        &self,
+        t: &Table,
+        p: &str,
+    ) -> Result<BTreeMap<String, String>, ConfigError> {
+        let mut labels = BTreeMap::new();
+        for (key, value) in t {
+            let path = format!("{p}.{key}");
+            crate::placement::check_label_key(key)
+                .map_err(|e| self.invalid(&path, format!("invalid label key: {e}")))?;
+            let Value::String(value) = value else {
+                return Err(self.invalid(
+                    &path,
+                    format!(
+                        "must be a string (write {key} = \"...\"), got {}",
+                        value.type_str()
+                    ),
+                ));
+            };
+            crate::placement::check_label_value(value)
+                .map_err(|e| self.invalid(&path, format!("invalid label value: {e}")))?;
+            labels.insert(key.clone(), value.clone());
+        }
+        Ok(labels)
     }
 
     pub(super) fn capacity(&self, t: &Table, p: &str) -> Result<Capacity, ConfigError> {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use poseidon_schedulers::{NoFit, Rejection};
 
-use super::state::{demand_of, Batch, NodeState, State};
+use super::state::{placement_demand, Batch, NodeState, State};
 use super::{lock, Manager};
 use crate::task::{Desired, State as TaskState, Task, TaskId};
 use crate::util::now_ms;
@@ -51,16 +51,15 @@ fn shape_of(nofit: &NoFit) -> u64 {
     let mut h = DefaultHasher::new();
     for (node, r) in &nofit.rejections {
         node.hash(&mut h);
-        let kind: u8 = match r {
-            Rejection::Down => 0,
-            Rejection::InsufficientCpu { .. } => 1,
-            Rejection::InsufficientMemory { .. } => 2,
-            Rejection::PortInUse(p) => {
-                p.hash(&mut h);
-                3
-            }
-        };
-        kind.hash(&mut h);
+        r.kind().hash(&mut h);
+        match r {
+            Rejection::PortInUse(p) => p.hash(&mut h),
+            // A label that changes value is a new shape: the reason quotes it.
+            Rejection::Constraint {
+                attribute, found, ..
+            } => (attribute, found).hash(&mut h),
+            _ => {}
+        }
     }
     h.finish()
 }
@@ -102,7 +101,7 @@ impl Manager {
                 if !placeable(&st, task) {
                     continue;
                 }
-                let demand = demand_of(&task.spec);
+                let demand = placement_demand(&st, task);
                 let State {
                     scheduler,
                     snapshots,

@@ -8,6 +8,7 @@
 //! - [`reconcile`]: the pure node reconciler, statuses + index -> [`reconcile::Plan`].
 //! - [`dispatch`]: placing queued tasks and sending them, backoff, retrying tasks that did not fit.
 //! - [`liveness`]: marking silent nodes down and moving their tasks.
+//! - [`eligibility`]: node eligibility and drain, kept in the node record.
 //! - [`api`]: the REST API.
 //!
 //! Every change is applied to memory and queued to the store in one critical section (so writes
@@ -30,6 +31,7 @@ use crate::wire::{Capacity, Heartbeat, HeartbeatReply, LogsReply, TaskStatus};
 
 pub mod api;
 pub mod dispatch;
+pub mod eligibility;
 pub mod liveness;
 pub mod reconcile;
 pub mod state;
@@ -70,6 +72,9 @@ pub enum ManagerError {
     /// No such task.
     #[error("no task with id {0}")]
     NotFound(TaskId),
+    /// No such node.
+    #[error("no node named {0:?}")]
+    UnknownNode(String),
     /// A duplicate id or an illegal transition.
     #[error("{0}")]
     Conflict(String),
@@ -179,11 +184,7 @@ impl Manager {
         }
         for (name, address) in &opts.known_workers {
             nodes.entry(name.clone()).or_insert_with(|| {
-                let record = NodeRecord {
-                    name: name.clone(),
-                    address: address.clone(),
-                    capacity: Capacity::default(),
-                };
+                let record = NodeRecord::new(name, address, Capacity::default());
                 Node::waiting(record, false, None)
             });
         }
@@ -351,6 +352,9 @@ impl Manager {
                     stats: n.stats.clone(),
                     last_heartbeat_ms: n.last_heartbeat_ms,
                     seconds_since_heartbeat: n.last_heartbeat.map(|t| t.elapsed().as_secs_f64()),
+                    labels: n.record.labels.clone(),
+                    eligible: n.record.eligible,
+                    draining: n.record.draining,
                 }
             })
             .collect()
@@ -496,13 +500,15 @@ impl Manager {
             .metrics
             .heartbeats
             .fetch_add(1, Ordering::Relaxed);
-        let record = NodeRecord {
-            name: name.to_string(),
-            address: hb.address.clone(),
-            capacity: hb.capacity,
-        };
+        let mut record = NodeRecord::new(name, hb.address.clone(), hb.capacity);
+        record.labels = hb.labels.clone();
         let (plan, staged, want_full) = {
             let mut st = lock(&self.inner.state);
+            // Eligibility is the user's decision, kept in the record; a heartbeat never changes it.
+            if let Some(n) = st.nodes.get(name) {
+                record.eligible = n.record.eligible;
+                record.draining = n.record.draining;
+            }
             let mut batch = Batch::default();
             let was = self.refresh_node(&mut st, &mut batch, &record, &hb)?;
             let plan = reconcile(name, &hb.tasks, hb.full, &*st, now_ms());

@@ -13,9 +13,10 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
-use poseidon_schedulers::{Demand, NodeSnapshot, Scheduler};
+use poseidon_schedulers::{Demand, Eligibility, NodeSnapshot, Scheduler};
 use serde::{Deserialize, Serialize};
 
+use crate::placement::{self, group_key, wants_distinct_hosts};
 use crate::store::{Op, Pending, Store, StoreError};
 use crate::task::{State as TaskState, Task, TaskId, TaskSpec};
 use crate::wire::{Capacity, NodeStats};
@@ -33,6 +34,46 @@ pub struct NodeRecord {
     pub address: String,
     /// What it offers.
     pub capacity: Capacity,
+    /// Its labels, as its last heartbeat carried them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Whether the user lets new tasks go to it (`POST /nodes/{name}/eligibility`); kept across
+    /// restarts, and never changed by a heartbeat.
+    #[serde(default = "eligible_by_default")]
+    pub eligible: bool,
+    /// Whether the user is draining it (`POST /nodes/{name}/drain`): ineligible, and its service
+    /// tasks are moved off.
+    #[serde(default)]
+    pub draining: bool,
+}
+
+fn eligible_by_default() -> bool {
+    true
+}
+
+impl NodeRecord {
+    /// A node record with no labels, eligible and not draining.
+    pub fn new(name: impl Into<String>, address: impl Into<String>, capacity: Capacity) -> Self {
+        NodeRecord {
+            name: name.into(),
+            address: address.into(),
+            capacity,
+            labels: BTreeMap::new(),
+            eligible: true,
+            draining: false,
+        }
+    }
+
+    /// The scheduler's view of what the user decided about the node.
+    pub fn eligibility(&self) -> Eligibility {
+        if self.draining {
+            Eligibility::Draining
+        } else if self.eligible {
+            Eligibility::Eligible
+        } else {
+            Eligibility::Ineligible
+        }
+    }
 }
 
 /// A node as the manager sees it.
@@ -138,6 +179,10 @@ pub struct State {
     pub(super) blocked_shape: HashMap<TaskId, u64>,
     /// Dispatch attempts per task, for backoff.
     pub(super) attempts: HashMap<TaskId, u32>,
+    /// For `distinct_hosts`: by group ([`group_key`]), how many tasks that ask for it each node
+    /// holds. Kept by [`State::apply`] for those tasks only, so tasks without the constraint cost
+    /// nothing here.
+    pub(super) groups: HashMap<String, HashMap<String, u32>>,
     /// Tasks whose latest change is not synced yet.
     unsynced: HashMap<TaskId, Unsynced>,
     /// The sequence number of the last change.
@@ -155,7 +200,27 @@ pub(super) fn demand_of(spec: &TaskSpec) -> Demand {
         cpus: spec.cpus,
         memory: spec.memory,
         host_ports: spec.ports.iter().filter_map(|p| p.host_port).collect(),
+        ..Demand::default()
     }
+}
+
+/// What a task asks of the node it is being placed on: its resources, its constraints, and for
+/// `distinct_hosts` the nodes that already hold a task of its group.
+pub(super) fn placement_demand(st: &State, task: &Task) -> Demand {
+    let mut demand = demand_of(&task.spec);
+    if task.spec.constraints.is_empty() {
+        return demand;
+    }
+    demand.constraints = placement::scheduler_constraints(&task.spec.constraints);
+    if wants_distinct_hosts(&task.spec.constraints) {
+        let taken = st
+            .groups
+            .get(&group_key(task))
+            .map(|nodes| nodes.keys().cloned().collect())
+            .unwrap_or_default();
+        demand.distinct_hosts = Some(taken);
+    }
+    demand
 }
 
 /// The node a task holds resources on: placed there and not finished.
@@ -186,6 +251,7 @@ impl State {
             blocked: VecDeque::new(),
             blocked_shape: HashMap::new(),
             attempts: HashMap::new(),
+            groups: HashMap::new(),
             unsynced: HashMap::new(),
             write_seq: 0,
         };
@@ -196,6 +262,13 @@ impl State {
             }
             if let Some(n) = &t.node {
                 st.by_node.entry(n.clone()).or_default().insert(t.id);
+            }
+            if let Some(n) = holding(&t).filter(|_| wants_distinct_hosts(&t.spec.constraints)) {
+                *st.groups
+                    .entry(group_key(&t))
+                    .or_default()
+                    .entry(n.to_string())
+                    .or_insert(0) += 1;
             }
             st.counts[state_index(t.state)] += 1;
             st.tasks.insert(t.id, Box::new(t));
@@ -215,6 +288,20 @@ impl State {
                 if let Some(&i) = self.order.get(n) {
                     self.snapshots[i].release(&demand_of(&o.spec));
                 }
+                if wants_distinct_hosts(&o.spec.constraints) {
+                    let key = group_key(o);
+                    if let Some(nodes) = self.groups.get_mut(&key) {
+                        if let Some(count) = nodes.get_mut(n) {
+                            *count = count.saturating_sub(1);
+                            if *count == 0 {
+                                nodes.remove(n);
+                            }
+                        }
+                        if nodes.is_empty() {
+                            self.groups.remove(&key);
+                        }
+                    }
+                }
             }
             if let Some(n) = &o.node {
                 if new.is_none_or(|t| t.node.as_ref() != Some(n)) {
@@ -229,6 +316,14 @@ impl State {
             if let Some(n) = holding(t) {
                 if let Some(&i) = self.order.get(n) {
                     self.snapshots[i].place(&demand_of(&t.spec));
+                }
+                if wants_distinct_hosts(&t.spec.constraints) {
+                    *self
+                        .groups
+                        .entry(group_key(t))
+                        .or_default()
+                        .entry(n.to_string())
+                        .or_insert(0) += 1;
                 }
             }
             if let Some(n) = &t.node {
@@ -368,6 +463,8 @@ impl State {
             );
             s.up = node.state == NodeState::Up;
             s.used_memory = node.stats.memory_used;
+            s.eligibility = node.record.eligibility();
+            s = s.with_labels(&node.record.labels);
             self.snapshots.push(s);
         }
         // Split borrows instead of cloning every placed task (a node that registers late would
@@ -384,6 +481,17 @@ impl State {
                     snapshots[i].place(&demand_of(&t.spec));
                 }
             }
+        }
+    }
+
+    /// Copies a node's eligibility from its record into its snapshot.
+    pub fn sync_eligibility(&mut self, name: &str) {
+        let eligibility = self
+            .nodes
+            .get(name)
+            .map_or(Eligibility::Eligible, |n| n.record.eligibility());
+        if let Some(&i) = self.order.get(name) {
+            self.snapshots[i].eligibility = eligibility;
         }
     }
 

@@ -125,6 +125,7 @@ fn beat(name: &str, cpus: f64, tasks: Vec<TaskStatus>, full: bool) -> Heartbeat 
         tasks,
         full,
         host_volumes: Vec::new(),
+        labels: Default::default(),
     }
 }
 
@@ -195,14 +196,14 @@ async fn a_retried_report_after_a_failed_write_writes_again() {
     t.node = Some("n1".into());
     t.generation = 1;
     t.set_state(TaskState::Scheduled, "placed on n1").unwrap();
-    let record = NodeRecord {
-        name: "n1".into(),
-        address: "http://127.0.0.1:9".into(),
-        capacity: Capacity {
+    let record = NodeRecord::new(
+        "n1",
+        "http://127.0.0.1:9",
+        Capacity {
             cpus: 4.0,
             memory: 8 << 30,
         },
-    };
+    );
     store
         .write(vec![
             Op::put_task(&t).unwrap(),

@@ -216,6 +216,7 @@ pub(super) fn go_task(f: &Fields<'_>, mut notes: Vec<String>) -> Result<Submissi
         stop_after_disconnect_ms: None,
         volumes: Vec::new(),
         pull: PullPolicy::Missing,
+        constraints: Vec::new(),
     };
     validate(&spec)?;
     Ok(Submission { id, spec, notes })

@@ -17,6 +17,7 @@ pub(super) const FIELDS: &[&str] = &[
     "stop_after_disconnect",
     "volumes",
     "pull",
+    "constraints",
 ];
 pub(super) const PORT_FIELDS: &[&str] = &["container_port", "host_port", "protocol"];
 pub(super) const RESTART_FIELDS: &[&str] = &[
@@ -88,6 +89,11 @@ pub(super) fn poseidon_submission(f: &Fields<'_>) -> Result<Submission, SpecErro
         .transpose()?
         .unwrap_or_default();
     let pull = f.get("pull").map(pull).transpose()?.unwrap_or_default();
+    let constraints = f
+        .get("constraints")
+        .map(constraints::constraints)
+        .transpose()?
+        .unwrap_or_default();
     let spec = TaskSpec {
         name,
         image,
@@ -102,6 +108,7 @@ pub(super) fn poseidon_submission(f: &Fields<'_>) -> Result<Submission, SpecErro
         stop_after_disconnect_ms,
         volumes,
         pull,
+        constraints,
     };
     validate(&spec)?;
     Ok(Submission {

@@ -9,7 +9,8 @@
 //!
 //! This file is the public API; the parts live beside it: `tree` (the JSON tree and typed accessors),
 //! `json` (Poseidon's format), `go` (the Go TaskEvent), `checks` (validation shared by both),
-//! `volumes` (volumes, the pull policy, and the node attributes host volumes require) and `tests`.
+//! `volumes` (volumes, the pull policy, and the node attributes host volumes require),
+//! `constraints` (the `constraints` array, also [`parse_constraints`] for other objects) and `tests`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,6 +21,8 @@ use crate::task::{
     HealthCheck, Port, Probe, PullPolicy, RestartKind, RestartPolicy, TaskId, TaskSpec,
 };
 use crate::util::{parse_duration, parse_size, DURATION_EXAMPLES};
+
+pub use constraints::parse_constraints;
 
 use checks::*;
 use go::*;
@@ -220,10 +223,12 @@ pub fn validate(spec: &TaskSpec) -> Result<(), SpecError> {
         at_least_ms(ms, "stop_after_disconnect")?;
     }
     check_volumes(&spec.volumes)?;
+    constraints::check_constraints(&spec.constraints)?;
     Ok(())
 }
 
 mod checks;
+mod constraints;
 mod go;
 mod json;
 mod tree;

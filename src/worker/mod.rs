@@ -59,6 +59,8 @@ pub struct WorkerOptions {
     /// The host directories tasks may mount, by name (`host_volumes = { logs = "/var/log/app" }`):
     /// an assignment naming another host volume is refused, and the names go in each heartbeat.
     pub host_volumes: BTreeMap<String, PathBuf>,
+    /// Node labels from the config, sent with every heartbeat.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Worker errors, mapped to HTTP statuses by the API.

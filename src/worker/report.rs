@@ -76,6 +76,7 @@ impl Worker {
             tasks,
             full,
             host_volumes: self.inner.opts.host_volumes.keys().cloned().collect(),
+            labels: self.inner.opts.labels.clone(),
         }
     }
 

@@ -36,6 +36,7 @@ fn opts(manager: Option<&str>) -> WorkerOptions {
         stop_grace: Duration::from_secs(10),
         network: None,
         host_volumes: BTreeMap::new(),
+        labels: Default::default(),
     }
 }
 

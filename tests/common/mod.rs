@@ -175,6 +175,7 @@ impl Standalone {
             stop_grace: Duration::from_secs(2),
             network: None,
             host_volumes: Default::default(),
+            labels: Default::default(),
         };
         let w = Worker::start(opts, Arc::new(mock.clone()), store, shutdown.clone())
             .await

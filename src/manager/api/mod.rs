@@ -3,7 +3,8 @@
 //! maps errors to statuses in one place ([`status_of`]).
 //!
 //! - [`tasks`]: `GET/POST /tasks`, `GET/DELETE /tasks/{id}` (`?purge=true`), `GET /tasks/{id}/logs`;
-//! - [`nodes`]: `GET /nodes`, and the workers' `POST /nodes/{name}/heartbeat` and `/reports`;
+//! - [`nodes`]: `GET /nodes`, `POST /nodes/{name}/eligibility` and `/drain`, and the workers'
+//!   `POST /nodes/{name}/heartbeat` and `/reports`;
 //! - [`metrics`]: `GET /metrics` (Prometheus text);
 //! - here: `GET /health`.
 
@@ -19,7 +20,9 @@ mod tasks;
 /// Maps manager errors to statuses; the one place that does.
 pub(crate) fn status_of(e: &ManagerError) -> ApiError {
     match e {
-        ManagerError::NotFound(_) => ApiError::not_found(e.to_string()),
+        ManagerError::NotFound(_) | ManagerError::UnknownNode(_) => {
+            ApiError::not_found(e.to_string())
+        }
         ManagerError::Conflict(_) => ApiError::conflict(e.to_string()),
         ManagerError::Invalid(_) => ApiError::bad_request(e.to_string()),
         ManagerError::Store(_) => ApiError::unavailable(e.to_string()),
