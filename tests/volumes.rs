@@ -306,3 +306,78 @@ registry_auth = [{{ registry = "registry.example:5000", username = "deploy", pas
     assert!(text.contains("authentication required"), "{text}");
     assert!(!text.contains(PASSWORD), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_mounting_a_host_volume_is_placed_only_on_a_node_that_offers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = localize(
+        r#"
+[manager]
+scheduler = "round-robin"
+
+[[worker]]
+name = "plain"
+runtime = "mock"
+listen = "127.0.0.1:0"
+heartbeat_interval = "200ms"
+
+[[worker]]
+name = "logger"
+runtime = "mock"
+listen = "127.0.0.1:0"
+heartbeat_interval = "200ms"
+host_volumes = { logs = "/var/log" }
+"#,
+        dir.path(),
+        true,
+    );
+    let run = start(&cfg).await;
+    let api = Api::new(run.manager_url().unwrap());
+    wait_for("both nodes up", WAIT, || async {
+        let nodes = api.ok("/nodes").await;
+        (nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["state"] == "up")
+            .count()
+            == 2)
+            .then_some(())
+    })
+    .await;
+    // Round-robin alone would put every other task on "plain".
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(
+            api.submit(&json!({"name": format!("l{i}"), "image": "busybox",
+                "volumes": [{"host_volume": "logs", "target": "/logs", "read_only": true}]}))
+                .await,
+        );
+    }
+    for id in &ids {
+        let t = api.wait_state(id, "running", WAIT).await;
+        assert_eq!(t["node"], "logger", "{t}");
+    }
+    // Placed there at once, not refused by "plain" and retried until it happened to fit.
+    let (_, metrics) = api.get("/metrics").await;
+    let metrics = metrics.as_str().unwrap().to_string();
+    assert!(
+        metrics.contains("poseidon_dispatch_failures_total 0"),
+        "{metrics}"
+    );
+    // A host volume no node offers: nothing fits, and the reason names the attribute.
+    let id = api
+        .submit(&json!({"name": "nowhere", "image": "busybox",
+            "volumes": [{"host_volume": "secrets", "target": "/s"}]}))
+        .await;
+    let t = wait_for("the reason", WAIT, || async {
+        let t = api.ok(&format!("/tasks/{id}")).await;
+        t["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("node.host_volume.secrets"))
+            .then_some(t)
+    })
+    .await;
+    assert_eq!(t["state"], "pending", "{t}");
+    run.stop().await;
+}

@@ -502,6 +502,7 @@ impl Manager {
             .fetch_add(1, Ordering::Relaxed);
         let mut record = NodeRecord::new(name, hb.address.clone(), hb.capacity);
         record.labels = hb.labels.clone();
+        record.host_volumes = hb.host_volumes.clone();
         let (plan, staged, want_full) = {
             let mut st = lock(&self.inner.state);
             // Eligibility is the user's decision, kept in the record; a heartbeat never changes it.

@@ -13,7 +13,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
-use poseidon_schedulers::{Demand, Eligibility, NodeSnapshot, Scheduler};
+use poseidon_schedulers::{Constraint as Rule, Demand, Eligibility, NodeSnapshot, Scheduler};
 use serde::{Deserialize, Serialize};
 
 use crate::placement::{self, group_key, wants_distinct_hosts};
@@ -37,6 +37,10 @@ pub struct NodeRecord {
     /// Its labels, as its last heartbeat carried them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The host volumes its worker offers (names), as its last heartbeat carried them: a task
+    /// mounting one is placed only where it is offered (`node.host_volume.NAME`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_volumes: Vec<String>,
     /// Whether the user lets new tasks go to it (`POST /nodes/{name}/eligibility`); kept across
     /// restarts, and never changed by a heartbeat.
     #[serde(default = "eligible_by_default")]
@@ -59,6 +63,7 @@ impl NodeRecord {
             address: address.into(),
             capacity,
             labels: BTreeMap::new(),
+            host_volumes: Vec::new(),
             eligible: true,
             draining: false,
         }
@@ -208,10 +213,17 @@ pub(super) fn demand_of(spec: &TaskSpec) -> Demand {
 /// `distinct_hosts` the nodes that already hold a task of its group.
 pub(super) fn placement_demand(st: &State, task: &Task) -> Demand {
     let mut demand = demand_of(&task.spec);
+    // A host volume is offered only by the nodes whose worker lists it.
+    demand.constraints = crate::spec::required_node_attributes(&task.spec)
+        .iter()
+        .map(|attribute| Rule::equal(attribute, "true"))
+        .collect();
     if task.spec.constraints.is_empty() {
         return demand;
     }
-    demand.constraints = placement::scheduler_constraints(&task.spec.constraints);
+    demand
+        .constraints
+        .extend(placement::scheduler_constraints(&task.spec.constraints));
     if wants_distinct_hosts(&task.spec.constraints) {
         let taken = st
             .groups
@@ -465,6 +477,9 @@ impl State {
             s.used_memory = node.stats.memory_used;
             s.eligibility = node.record.eligibility();
             s = s.with_labels(&node.record.labels);
+            s.attributes.extend(crate::spec::offered_node_attributes(
+                node.record.host_volumes.iter().map(String::as_str),
+            ));
             self.snapshots.push(s);
         }
         // Split borrows instead of cloning every placed task (a node that registers late would
