@@ -44,7 +44,6 @@ impl Best {
     }
 }
 
-
 /// The largest `max_jobs` whose job-slot powers are kept in a table; past it (a node with tens of
 /// thousands of tasks) the powers are computed per node, which gives the same numbers.
 const MAX_TABLE: u64 = 1 << 16;
