@@ -1,4 +1,4 @@
-//! Placements per second for each policy at 10, 1,000 and 10,000 nodes.
+//! Placements per second for each policy at 10, 1,000, 10,000 and 100,000 nodes.
 //!
 //! Each iteration is one placement as the manager will make it: `pick` over the current snapshots,
 //! then `place` on the chosen one. To keep the cluster in a steady state (neither empty nor full)
@@ -7,12 +7,15 @@
 //! random, and every node has some memory in use outside its reservations; every demand declares
 //! CPU and memory, so all three E-PVM terms are computed for every feasible node.
 //!
-//! The baseline, `epvm-naive-powf`, is the textbook E-PVM in `support/naive.rs`: a vector of
-//! candidates, then one `powf` per term per state per node. `epvm-cold` is the real E-PVM with its
-//! caches thrown away before every placement, the cost of a pick right after start-up or after every
-//! node's usage changed at once.
+//! E-PVM is measured on two clusters (see [`Kind`]), each in four forms side by side: `epvm`, the
+//! indexed pick through the `Scheduler` trait (which reads every snapshot to learn what changed);
+//! `epvm-changed`, the same index told which snapshots changed (`Epvm::pick_changed`); `epvm-before`,
+//! the code the index replaced (`support/epvm_before.rs`, every feasible node scored with cached
+//! powers); and the baseline, `epvm-naive-powf`, the textbook E-PVM in `support/naive.rs`: a vector
+//! of candidates, then one `powf` per term per state per node.
 //!
-//! Run with `cargo bench -p poseidon-schedulers --bench placement`.
+//! Run with `cargo bench -p poseidon-schedulers --bench placement`; append `-- epvm` (a criterion
+//! filter) for the E-PVM figures only.
 
 use std::collections::VecDeque;
 use std::hint::black_box;
@@ -21,8 +24,12 @@ use std::time::Duration;
 use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
 use poseidon_schedulers::{by_name, Demand, Epvm, NodeSnapshot, Scheduler};
 
+#[path = "support/epvm_before.rs"]
+mod epvm_before;
 #[path = "support/naive.rs"]
 mod naive;
+
+use epvm_before::EpvmBefore;
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
@@ -43,7 +50,27 @@ impl Lcg {
     }
 }
 
-fn cluster(size: usize) -> Vec<NodeSnapshot> {
+/// The two clusters every E-PVM figure is measured on.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Four machine shapes drawn at random, each node with its own memory in use outside its
+    /// reservations: no two nodes alike.
+    Heterogeneous,
+    /// One machine shape (16 cores, 32 GiB) and no memory in use beyond the reservations: nodes
+    /// differ only by the tasks placed on them.
+    Homogeneous,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Heterogeneous => "heterogeneous",
+            Kind::Homogeneous => "homogeneous",
+        }
+    }
+}
+
+fn cluster(size: usize, kind: Kind) -> Vec<NodeSnapshot> {
     let shapes = [
         (4.0, 8 * GIB),
         (8.0, 16 * GIB),
@@ -52,12 +79,15 @@ fn cluster(size: usize) -> Vec<NodeSnapshot> {
     ];
     let mut rng = Lcg(size as u64);
     (0..size)
-        .map(|i| {
-            let (cpus, memory) = shapes[(rng.next() % 4) as usize];
-            let mut node = NodeSnapshot::new(format!("node-{i:05}"), cpus, memory);
-            // Memory used outside the reservations, up to a fifth of the node.
-            node.used_memory = rng.next() % (memory / 5);
-            node
+        .map(|i| match kind {
+            Kind::Heterogeneous => {
+                let (cpus, memory) = shapes[(rng.next() % 4) as usize];
+                let mut node = NodeSnapshot::new(format!("node-{i:06}"), cpus, memory);
+                // Memory used outside the reservations, up to a fifth of the node.
+                node.used_memory = rng.next() % (memory / 5);
+                node
+            }
+            Kind::Homogeneous => NodeSnapshot::new(format!("node-{i:06}"), 16.0, 32 * GIB),
         })
         .collect()
 }
@@ -77,14 +107,16 @@ struct Steady {
     live: VecDeque<(usize, usize)>,
     demands: Vec<Demand>,
     next: usize,
+    /// The indices of the snapshots changed since the last pick, for `Epvm::pick_changed`.
+    changed: Vec<usize>,
 }
 
 impl Steady {
     /// Fills every node to about [`LOAD`] of its cores, round by round so that the oldest tasks,
     /// released first, are spread over the cluster. The fill is direct rather than through a policy,
     /// so setting up 10,000 nodes takes no longer for the slow baseline than for the others.
-    fn new(size: usize) -> Self {
-        let mut nodes = cluster(size);
+    fn new(size: usize, kind: Kind) -> Self {
+        let mut nodes = cluster(size, kind);
         let demands = demands();
         let mut live = VecDeque::new();
         let mut next = 0;
@@ -112,65 +144,89 @@ impl Steady {
             live,
             demands,
             next,
+            changed: Vec::new(),
         }
     }
 
-    fn place(&mut self, pick: &mut impl FnMut(&[NodeSnapshot], &Demand) -> usize) {
+    /// One measured placement: place a new task, end the oldest. `pick` is also told which
+    /// snapshots changed since its last call.
+    fn step(&mut self, pick: &mut impl FnMut(&[NodeSnapshot], &Demand, &[usize]) -> usize) {
         let which = self.next % self.demands.len();
         self.next += 1;
-        let node = pick(&self.nodes, &self.demands[which]);
+        let node = pick(&self.nodes, &self.demands[which], &self.changed);
         self.nodes[node].place(&self.demands[which]);
         self.live.push_back((node, which));
-    }
-
-    /// One measured placement: place a new task, end the oldest.
-    fn step(&mut self, pick: &mut impl FnMut(&[NodeSnapshot], &Demand) -> usize) {
-        self.place(pick);
+        self.changed.clear();
+        self.changed.push(node);
         if let Some((node, which)) = self.live.pop_front() {
             self.nodes[node].release(&self.demands[which]);
+            self.changed.push(node);
         }
+    }
+}
+
+/// Panics with the reason when a steady cluster has no room, which would be a broken benchmark.
+fn fits<E: std::fmt::Display>(picked: Result<usize, E>) -> usize {
+    match picked {
+        Ok(index) => index,
+        Err(no_fit) => panic!("the steady cluster always has room: {no_fit}"),
     }
 }
 
 fn placement(c: &mut Criterion) {
     let mut group = c.benchmark_group("placement");
     group.throughput(Throughput::Elements(1));
-    group.sample_size(50);
-    group.warm_up_time(Duration::from_secs(2));
-    group.measurement_time(Duration::from_secs(4));
-    for size in [10, 1_000, 10_000] {
-        for name in ["round-robin", "epvm", "binpack", "spread"] {
-            let Ok(mut scheduler) = by_name(name) else {
-                panic!("{name} is a registered scheduler");
+    group.sample_size(20);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(3));
+    for size in [10, 1_000, 10_000, 100_000] {
+        for kind in [Kind::Heterogeneous, Kind::Homogeneous] {
+            let label = |name: &str| BenchmarkId::new(format!("{name}/{}", kind.name()), size);
+            // The other policies only on the heterogeneous cluster, to keep the run short.
+            let others: &[&str] = match kind {
+                Kind::Heterogeneous => &["round-robin", "binpack", "spread"],
+                Kind::Homogeneous => &[],
             };
-            let mut pick =
-                |nodes: &[NodeSnapshot], demand: &Demand| match scheduler.pick(nodes, demand) {
-                    Ok(index) => index,
-                    Err(no_fit) => panic!("the steady cluster always has room: {no_fit}"),
+            for &name in others {
+                let Ok(mut scheduler) = by_name(name) else {
+                    panic!("{name} is a registered scheduler");
                 };
-            let mut steady = Steady::new(size);
-            group.bench_function(BenchmarkId::new(name, size), |b| {
-                b.iter(|| steady.step(&mut pick));
+                let mut steady = Steady::new(size, kind);
+                group.bench_function(label(name), |b| {
+                    b.iter(|| {
+                        steady.step(&mut |nodes, demand, _| fits(scheduler.pick(nodes, demand)))
+                    });
+                });
+                black_box(&steady.nodes);
+            }
+            let mut epvm = Epvm::new();
+            let mut steady = Steady::new(size, kind);
+            group.bench_function(label("epvm"), |b| {
+                b.iter(|| steady.step(&mut |nodes, demand, _| fits(epvm.pick(nodes, demand))));
             });
-            black_box(&steady.nodes);
+            let mut epvm = Epvm::new();
+            let mut steady = Steady::new(size, kind);
+            group.bench_function(label("epvm-changed"), |b| {
+                b.iter(|| {
+                    steady.step(&mut |nodes, demand, changed| {
+                        fits(epvm.pick_changed(nodes, demand, changed))
+                    })
+                });
+            });
+            let mut before = EpvmBefore::new();
+            let mut steady = Steady::new(size, kind);
+            group.bench_function(label("epvm-before"), |b| {
+                b.iter(|| steady.step(&mut |nodes, demand, _| fits(before.pick(nodes, demand))));
+            });
+            let mut steady = Steady::new(size, kind);
+            group.bench_function(label("epvm-naive-powf"), |b| {
+                b.iter(|| {
+                    steady.step(&mut |nodes, demand, _| {
+                        fits(naive::pick(nodes, demand).ok_or("no node fits"))
+                    })
+                });
+            });
         }
-        let mut pick =
-            |nodes: &[NodeSnapshot], demand: &Demand| match Epvm::new().pick(nodes, demand) {
-                Ok(index) => index,
-                Err(no_fit) => panic!("the steady cluster always has room: {no_fit}"),
-            };
-        let mut steady = Steady::new(size);
-        group.bench_function(BenchmarkId::new("epvm-cold", size), |b| {
-            b.iter(|| steady.step(&mut pick));
-        });
-        let mut pick = |nodes: &[NodeSnapshot], demand: &Demand| match naive::pick(nodes, demand) {
-            Some(index) => index,
-            None => panic!("the steady cluster always has room"),
-        };
-        let mut steady = Steady::new(size);
-        group.bench_function(BenchmarkId::new("epvm-naive-powf", size), |b| {
-            b.iter(|| steady.step(&mut pick));
-        });
     }
     group.finish();
 }

@@ -68,32 +68,41 @@
 //! - Three seconds of blocking per node to sample CPU: here scoring is a pure function of the
 //!   in-memory snapshots, with no I/O.
 //!
-//! # Exact and fast
+//! # Exact and sublinear
 //!
-//! [`Scheduler::pick`] scores every feasible node exactly; it only computes the same numbers in a
-//! cheaper way than one `powf` per term per node:
-//! - `n^u = exp(u ln n)`, with `ln n` computed once per decision.
-//! - `n^(u + du) - n^u = n^u (n^du - 1) = exp(u ln n) * expm1(du ln n)`. Besides halving the number of
-//!   exponentials, `expm1` keeps full precision when `du` is small, where subtracting two nearly
-//!   equal powers loses digits, so this form is more accurate than the textbook one.
-//! - `expm1(du ln n)` depends only on the task's demand and the node's capacity, so within one
-//!   decision it is computed once per distinct capacity (clusters have few machine shapes).
-//! - The powers before placement, `exp(u ln n)` for memory and declared CPU, are kept per node by
-//!   the scheduler with the exact inputs they came from, and recomputed only for a node whose
-//!   reservations, usage or capacity changed, or when `n` did. Between two placements that is the
-//!   node placed on (and any node a task left), which is what "snapshots updated incrementally"
-//!   makes cheap. The cache is keyed by inputs, not by node identity, so it can make `pick` faster
-//!   and never different.
-//! - The job-slot powers `exp(tasks ln n / max_jobs)` for every task count below `max_jobs` sit in a
-//!   table that the scheduler keeps and rebuilds only when `n` or `max_jobs` changes.
-//! - Two passes over the nodes (one for `n` and `max_jobs`, one to score) and no allocation when some
-//!   node fits, once the caches have grown to the cluster's size.
+//! [`Scheduler::pick`] returns exactly the node an exhaustive scan returns (score every feasible
+//! node, lowest cost, ties to the lowest id then the lowest index), but scores only the nodes that
+//! could win. The numbers are those of the scan, computed more cheaply:
+//! - `n^u = exp(u ln n)` and `n^(u + du) - n^u = n^u * expm1(du ln n)`: half the exponentials of
+//!   the textbook form, and more accurate, since `expm1` keeps its digits when `du` is small.
+//! - `expm1(du ln n)` depends only on the demand and the node's capacity, so within one decision it
+//!   is computed once per capacity (clusters have few machine shapes).
+//! - The powers before placement, `n^(u memory)` and `n^(u cpu)`, are kept per node with the inputs
+//!   they came from; the job-slot powers `n^(tasks / max_jobs)` sit in a table rebuilt only when
+//!   `n` or `max_jobs` changes.
 //!
-//! [`Scheduler::score`] computes each term with the same functions, so its costs are bit for bit the
-//! ones `pick` compares.
+//! Which nodes are scored is the business of the index in [`crate::epvm_index`]: a tree of boxes
+//! over the nodes, each holding lower bounds of its members' inputs, searched by branch and bound.
+//! Its module docs give the argument that it is exact. In short, `MC` is a sum of non-negative
+//! products each monotone in one input, so a box's least inputs bound every member's cost from
+//! below, in floating point too; a box is skipped only when that bound shows that none of its
+//! members can beat the best node found, ties included.
+//!
+//! The index needs to know which snapshots changed. [`Scheduler::pick`] is only given the slice,
+//! so it compares every snapshot with the index's copy of its inputs before searching: a read of
+//! the slice, no arithmetic, linear but cheap. A caller that knows which snapshots it changed (the
+//! manager does: it places, releases and marks nodes up or down one index at a time) can say so
+//! with [`Epvm::pick_changed`], which skips that read and is sublinear: `O(log N)` per changed node
+//! plus the search, which on the benchmark's clusters scores a few dozen nodes. A homogeneous
+//! cluster costs `O(log N)`: identical nodes share one bound, and the tie rule prunes every box
+//! whose lowest id is above the best's.
+//!
+//! [`Scheduler::score`] scores with the same functions, so its costs are bit for bit the ones
+//! `pick` compares, and `pick` is the best of `score` over `select`.
 
-use crate::feasibility::{feasible, NoFit};
-use crate::scheduler::{Best, Scheduler, ScoreOrder};
+use crate::epvm_index::{Index, SLACK};
+use crate::feasibility::NoFit;
+use crate::scheduler::{Scheduler, ScoreOrder};
 use crate::snapshot::{Demand, NodeSnapshot};
 
 /// The largest `max_jobs` whose job-slot powers are kept in a table; past it (a node with tens of
@@ -104,22 +113,43 @@ const MAX_TABLE: u64 = 1 << 16;
 /// from a handful of machine shapes, and a miss only costs one `expm1`.
 const STEP_MEMO: usize = 8;
 
-/// The E-PVM policy. Its state is caches of powers that never change an answer: each cached value
-/// is stored with every input it was computed from and is used only when all of them match.
+/// The E-PVM policy. Its state is an index over the nodes it was last given (their inputs, their
+/// powers and a tree of bounds), which makes `pick` cheaper and never different: it is brought up
+/// to date with the snapshots before every search.
 ///
 /// Keep one `Epvm` for the life of the manager and pass the nodes in a stable order (by id, say):
-/// the per-node cache is indexed by position, so a reshuffled slice still gets right answers but
-/// recomputes every power, about twice the cost of a warm pick.
+/// the index is by position, so a slice that changes length or is reshuffled still gets right
+/// answers but rebuilds the index, `O(N log N)`.
 #[derive(Debug, Clone, Default)]
 pub struct Epvm {
-    job_powers: JobPowers,
-    node_powers: NodePowers,
+    index: Index,
 }
 
 impl Epvm {
     /// A new E-PVM scheduler.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// [`Scheduler::pick`] for a caller that knows which snapshots changed: the same answer, without
+    /// reading the snapshots that did not.
+    ///
+    /// `changed` must list (in any order, repeats allowed) the index of every snapshot that differs
+    /// in any field from what it was at this scheduler's previous `pick` or `pick_changed`; a
+    /// change of the slice's length is noticed by itself and rebuilds the index. The nodes a pick
+    /// chose and then `place`d on count as changed. Debug builds check the promise and panic if it
+    /// was broken; release builds trust it, and a snapshot changed but not listed may be picked
+    /// from its old inputs.
+    pub fn pick_changed(
+        &mut self,
+        nodes: &[NodeSnapshot],
+        demand: &Demand,
+        changed: &[usize],
+    ) -> Result<usize, NoFit> {
+        self.index.sync_changed(nodes, changed);
+        self.index
+            .pick(nodes, demand)
+            .ok_or_else(|| NoFit::from_nodes(nodes, demand))
     }
 }
 
@@ -172,72 +202,45 @@ impl Scheduler for Epvm {
     }
 
     fn pick(&mut self, nodes: &[NodeSnapshot], demand: &Demand) -> Result<usize, NoFit> {
-        // First pass: the base and the job-slot scale. `largest` is the largest of every up node's
-        // task count and every feasible node's count plus one; a node's feasibility matters only if
-        // its count plus one would raise `largest`, so most nodes skip the check here.
-        let mut up = 0;
-        let mut largest = 0;
-        for node in nodes.iter().filter(|node| node.up) {
-            up += 1;
-            let tasks = u64::from(node.tasks);
-            if tasks + 1 > largest {
-                let fits = feasible(node, demand).is_ok();
-                largest = largest.max(if fits { tasks + 1 } else { tasks });
-            }
-        }
-        let model = Model::new(up, largest, demand);
-        self.job_powers.prepare(&model);
-        self.node_powers.prepare(&model, nodes.len());
-
-        // Second pass: score every feasible node. The powers before placement come from the
-        // per-node cache (between two placements only the nodes placed on or released change), and
-        // the `expm1` factors, which depend only on capacity, from a small memo.
-        let mut memory_steps = StepMemo::default();
-        let mut cpu_steps = StepMemo::default();
-        let mut best = Best::new(ScoreOrder::LowerIsBetter);
-        for (i, (node, powers)) in nodes.iter().zip(&mut self.node_powers.nodes).enumerate() {
-            if feasible(node, demand).is_err() {
-                continue;
-            }
-            let memory = if model.memory > 0 {
-                let step = memory_steps.get(node.memory, || model.memory_step(node.memory));
-                powers.memory(&model, node) * step
-            } else {
-                0.0
-            };
-            let cpu = if model.cpus > 0.0 {
-                let step = cpu_steps.get(node.cpus.to_bits(), || model.cpu_step(node.cpus));
-                powers.cpu(&model, node) * step
-            } else {
-                0.0
-            };
-            let jobs = self.job_powers.get(&model, node.tasks);
-            best.offer(nodes, i, model.cost(memory, jobs, cpu));
-        }
-        best.index().ok_or_else(|| NoFit::from_nodes(nodes, demand))
+        self.index.sync(nodes);
+        self.index
+            .pick(nodes, demand)
+            .ok_or_else(|| NoFit::from_nodes(nodes, demand))
     }
+}
+
+/// `n^(u before)` for memory, `u = max(reserved, used) / capacity` capped at 1 (`used` is that
+/// maximum). The one function both `score` and the index use, so both give the same bits.
+pub(crate) fn memory_power(ln_n: f64, used: u64, capacity: u64) -> f64 {
+    let u = used as f64 / capacity as f64;
+    (u.min(1.0) * ln_n).exp()
+}
+
+/// `n^(u before)` for declared CPU, `u = reserved / cores`, a negative reservation read as none.
+pub(crate) fn cpu_power(ln_n: f64, reserved: f64, cpus: f64) -> f64 {
+    (reserved.max(0.0) / cpus * ln_n).exp()
 }
 
 /// Everything about one decision that is the same for every node.
 #[derive(Debug, Clone, Copy)]
-struct Model {
+pub(crate) struct Model {
     /// `ln n`, with `n = max(2, up nodes)`.
-    ln_n: f64,
+    pub(crate) ln_n: f64,
     /// `max_jobs`.
-    max_jobs: u64,
+    pub(crate) max_jobs: u64,
     /// `ln n / max_jobs`: a job-slot power is `exp(tasks * job_unit)`.
     job_unit: f64,
     /// `n^(1 / max_jobs) - 1`, the factor one more task multiplies a job-slot power by.
     job_step: f64,
     /// The declared cores, 0 when the task declares none.
-    cpus: f64,
+    pub(crate) cpus: f64,
     /// The declared bytes.
-    memory: u64,
+    pub(crate) memory: u64,
 }
 
 impl Model {
     /// `largest` is the largest job count any feasible placement can produce.
-    fn new(up_nodes: usize, largest: u64, demand: &Demand) -> Self {
+    pub(crate) fn new(up_nodes: usize, largest: u64, demand: &Demand) -> Self {
         let n = up_nodes.max(2) as f64;
         let ln_n = n.ln();
         // `next_power_of_two` of 0 is 1, which only happens when no node fits and nothing is scored.
@@ -254,36 +257,39 @@ impl Model {
     }
 
     /// `n^(tasks / max_jobs)`.
-    fn job_power(&self, tasks: u32) -> f64 {
+    pub(crate) fn job_power(&self, tasks: u32) -> f64 {
         (f64::from(tasks) * self.job_unit).exp()
     }
 
     /// `n^(u before)` for memory, `u` capped at 1. Only called when the task declares memory, so
     /// feasibility has ruled out a node with no memory capacity.
     fn memory_power(&self, node: &NodeSnapshot) -> f64 {
-        let used = node.reserved_memory.max(node.used_memory) as f64 / node.memory as f64;
-        (used.min(1.0) * self.ln_n).exp()
+        memory_power(
+            self.ln_n,
+            node.reserved_memory.max(node.used_memory),
+            node.memory,
+        )
     }
 
     /// `n^(demand / capacity) - 1` for memory.
-    fn memory_step(&self, capacity: u64) -> f64 {
+    pub(crate) fn memory_step(&self, capacity: u64) -> f64 {
         (self.memory as f64 / capacity as f64 * self.ln_n).exp_m1()
     }
 
     /// `n^(u before)` for declared CPU. Only called when the task declares CPU, so feasibility has
     /// ruled out a node with no cores.
     fn cpu_power(&self, node: &NodeSnapshot) -> f64 {
-        (node.reserved_cpus.max(0.0) / node.cpus * self.ln_n).exp()
+        cpu_power(self.ln_n, node.reserved_cpus, node.cpus)
     }
 
     /// `n^(demand / capacity) - 1` for declared CPU.
-    fn cpu_step(&self, capacity: f64) -> f64 {
+    pub(crate) fn cpu_step(&self, capacity: f64) -> f64 {
         (self.cpus / capacity * self.ln_n).exp_m1()
     }
 
     /// `MC(m)` from its three terms; the terms that do not apply are passed as 0. One function
     /// adds them for `score` and `pick`, so both give the same bits.
-    fn cost(&self, memory: f64, job_power: f64, cpu: f64) -> f64 {
+    pub(crate) fn cost(&self, memory: f64, job_power: f64, cpu: f64) -> f64 {
         memory + job_power * self.job_step + cpu
     }
 }
@@ -293,7 +299,7 @@ impl Model {
 /// A linear scan over a handful of keys measured faster here than a hashed, direct-mapped table,
 /// whose slots for the usual power-of-two capacities collided and cost an `expm1` per node.
 #[derive(Debug, Default)]
-struct StepMemo {
+pub(crate) struct StepMemo {
     keys: [u64; STEP_MEMO],
     values: [f64; STEP_MEMO],
     len: usize,
@@ -301,7 +307,7 @@ struct StepMemo {
 }
 
 impl StepMemo {
-    fn get(&mut self, key: u64, compute: impl FnOnce() -> f64) -> f64 {
+    pub(crate) fn get(&mut self, key: u64, compute: impl FnOnce() -> f64) -> f64 {
         if let Some(slot) = self.keys[..self.len].iter().position(|&k| k == key) {
             return self.values[slot];
         }
@@ -319,91 +325,23 @@ impl StepMemo {
     }
 }
 
-/// The powers before placement, `n^(u memory)` and `n^(u cpu)`, of the node at each index, as they
-/// were last computed, for the `ln n` they were computed with.
-///
-/// A node's powers change only when its reservations, usage or capacity do, which between two
-/// placements is true of the node placed on and little else; the others reuse their powers. Each
-/// entry keeps the exact inputs of its power, so an entry whose node changed, or whose index now
-/// holds another node, is simply recomputed: the cache can make `pick` faster, never different.
-#[derive(Debug, Clone, Default)]
-struct NodePowers {
-    ln_n: f64,
-    nodes: Vec<Powers>,
-}
-
-impl NodePowers {
-    /// Forgets every power if `ln n` changed, and makes room for `len` nodes. It allocates only when
-    /// the cluster grows past the largest size seen.
-    fn prepare(&mut self, model: &Model, len: usize) {
-        if self.ln_n.to_bits() != model.ln_n.to_bits() {
-            self.ln_n = model.ln_n;
-            self.nodes.clear();
-        }
-        self.nodes.resize(len, Powers::default());
-    }
-}
-
-/// One node's cached powers with their inputs; a power is NaN until first computed.
-#[derive(Debug, Clone, Copy)]
-struct Powers {
-    memory_used: u64,
-    memory: u64,
-    memory_power: f64,
-    reserved_cpus: u64,
-    cpus: u64,
-    cpu_power: f64,
-}
-
-impl Default for Powers {
-    fn default() -> Self {
-        Self {
-            memory_used: 0,
-            memory: 0,
-            memory_power: f64::NAN,
-            reserved_cpus: 0,
-            cpus: 0,
-            cpu_power: f64::NAN,
-        }
-    }
-}
-
-impl Powers {
-    fn memory(&mut self, model: &Model, node: &NodeSnapshot) -> f64 {
-        let used = node.reserved_memory.max(node.used_memory);
-        if self.memory_power.is_nan() || self.memory_used != used || self.memory != node.memory {
-            self.memory_used = used;
-            self.memory = node.memory;
-            self.memory_power = model.memory_power(node);
-        }
-        self.memory_power
-    }
-
-    fn cpu(&mut self, model: &Model, node: &NodeSnapshot) -> f64 {
-        let (reserved, cpus) = (node.reserved_cpus.to_bits(), node.cpus.to_bits());
-        if self.cpu_power.is_nan() || self.reserved_cpus != reserved || self.cpus != cpus {
-            self.reserved_cpus = reserved;
-            self.cpus = cpus;
-            self.cpu_power = model.cpu_power(node);
-        }
-        self.cpu_power
-    }
-}
-
 /// The job-slot powers `n^(tasks / max_jobs)` for every task count below `max_jobs`, for the `n` and
 /// `max_jobs` they were built for.
 #[derive(Debug, Clone, Default)]
-struct JobPowers {
+pub(crate) struct JobPowers {
     ln_n: f64,
     max_jobs: u64,
     powers: Vec<f64>,
+    /// `floor[t]` is the least of `powers[t..]`: a lower bound of the job-slot power of every
+    /// count from `t` up, whether or not `exp` is monotone to the last ulp.
+    floor: Vec<f64>,
 }
 
 impl JobPowers {
     /// Rebuilds the table if the decision's `n` or `max_jobs` differs from the table's. Both change
     /// rarely (a node going up or down, the busiest node passing a power of two), so the table is
     /// almost always reused as it is.
-    fn prepare(&mut self, model: &Model) {
+    pub(crate) fn prepare(&mut self, model: &Model) {
         if self.ln_n.to_bits() == model.ln_n.to_bits() && self.max_jobs == model.max_jobs {
             return;
         }
@@ -415,13 +353,27 @@ impl JobPowers {
             self.powers
                 .extend((0..model.max_jobs).map(|tasks| model.job_power(tasks as u32)));
         }
+        self.floor.clone_from(&self.powers);
+        for t in (0..self.floor.len().saturating_sub(1)).rev() {
+            self.floor[t] = self.floor[t].min(self.floor[t + 1]);
+        }
     }
 
     /// `n^(tasks / max_jobs)`, from the table when it holds it.
-    fn get(&self, model: &Model, tasks: u32) -> f64 {
+    pub(crate) fn get(&self, model: &Model, tasks: u32) -> f64 {
         match self.powers.get(tasks as usize) {
             Some(&power) => power,
             None => model.job_power(tasks),
+        }
+    }
+
+    /// A lower bound of the job-slot power of every count from `tasks` up, below `max_jobs`.
+    pub(crate) fn floor(&self, model: &Model, tasks: u32) -> f64 {
+        match self.floor.get(tasks as usize) {
+            Some(&power) => power,
+            // No table (`max_jobs` past `MAX_TABLE`): the power itself, lowered by the slack that
+            // covers a non-monotone last ulp of `exp`.
+            None => model.job_power(tasks) * (1.0 - SLACK),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Placement policies for Poseidon: given node snapshots and a task's demand, decide where it runs.
 //!
 //! The crate does no I/O and is deterministic: the same snapshots and demand give the same pick, and
-//! the only state a policy keeps (the round-robin cursor, a cache of E-PVM powers) is explicit and
+//! the only state a policy keeps (the round-robin cursor, E-PVM's index of powers and bounds) is explicit and
 //! never changes an answer. It owns its input types, so the manager converts its own node records
 //! into [`NodeSnapshot`]s and a task's spec into a [`Demand`].
 //!
@@ -14,7 +14,8 @@
 //!   fails, and the [`NoFit`] error.
 //! - [`scheduler`]: the [`Scheduler`] trait, in three steps: select, score, pick.
 //! - [`round_robin`]: [`RoundRobin`], the next feasible node after the last one placed on.
-//! - [`epvm`]: [`Epvm`], the opportunity-cost policy of Amir et al. (IEEE TPDS 11(7), 2000).
+//! - [`epvm`]: [`Epvm`], the opportunity-cost policy of Amir et al. (IEEE TPDS 11(7), 2000), and
+//!   `epvm_index`, the exact branch-and-bound index that lets it score only the nodes that could win.
 //! - [`fit`]: [`BinPack`] and [`Spread`], Nomad's `ScoreFitBinPack` and `ScoreFitSpread`.
 //! - [`registry`]: [`by_name`] and [`NAMES`], how the config chooses a policy.
 //!
@@ -22,6 +23,7 @@
 //! before `w2`; zero-pad ids if natural order matters), then to the lowest index in the slice.
 
 pub mod epvm;
+mod epvm_index;
 pub mod feasibility;
 pub mod fit;
 pub mod registry;
