@@ -26,7 +26,7 @@ mod naive;
 
 use epvm_before::EpvmBefore;
 use poseidon_schedulers::scheduler::best_of;
-use poseidon_schedulers::{Demand, Epvm, NodeSnapshot, Scheduler};
+use poseidon_schedulers::{Demand, Eligibility, Epvm, NodeSnapshot, Scheduler};
 use proptest::prelude::*;
 use support::{GIB, MIB};
 
@@ -115,18 +115,29 @@ fn arb_heterogeneous_node() -> impl Strategy<Value = NodeSnapshot> {
         ),
         (0.0f64..1.2, 0.0f64..1.2, 0.0f64..1.5),
         (0u32..40, prop::collection::btree_set(8000u16..8004, 0..3)),
+        // Ineligible and draining nodes are infeasible whatever their cost: the index must still
+        // check each candidate it reaches.
+        prop_oneof![
+            8 => Just(Eligibility::Eligible),
+            1 => Just(Eligibility::Ineligible),
+            1 => Just(Eligibility::Draining),
+        ],
     )
         .prop_map(
-            |((up, cpus, memory), (cpu_load, memory_load, usage), (tasks, ports))| NodeSnapshot {
-                id: String::new(),
-                up,
-                cpus,
-                memory,
-                reserved_cpus: cpus * cpu_load,
-                reserved_memory: (memory as f64 * memory_load) as u64,
-                used_memory: (memory as f64 * usage) as u64,
-                tasks,
-                ports_in_use: ports,
+            |((up, cpus, memory), (cpu_load, memory_load, usage), (tasks, ports), eligibility)| {
+                NodeSnapshot {
+                    id: String::new(),
+                    up,
+                    cpus,
+                    memory,
+                    reserved_cpus: cpus * cpu_load,
+                    reserved_memory: (memory as f64 * memory_load) as u64,
+                    used_memory: (memory as f64 * usage) as u64,
+                    tasks,
+                    ports_in_use: ports,
+                    eligibility,
+                    ..NodeSnapshot::new(String::new(), 0.0, 0)
+                }
             },
         )
 }
@@ -141,6 +152,7 @@ fn arb_heterogeneous_demand() -> BoxedStrategy<Demand> {
             cpus,
             memory,
             host_ports,
+            ..Demand::default()
         })
         .boxed()
 }
@@ -203,6 +215,7 @@ fn arb_homogeneous_cluster(max: usize) -> impl Strategy<Value = Vec<NodeSnapshot
                     } else {
                         Default::default()
                     },
+                    ..NodeSnapshot::new(String::new(), 0.0, 0)
                 })
                 .collect()
         })
