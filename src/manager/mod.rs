@@ -30,6 +30,7 @@ use crate::wire::{Capacity, Heartbeat, HeartbeatReply, LogsReply, TaskStatus};
 
 pub mod api;
 pub mod dispatch;
+pub mod events;
 pub mod liveness;
 pub mod reconcile;
 pub mod state;
@@ -557,6 +558,9 @@ impl Manager {
         node.last_heartbeat = Some(Instant::now());
         node.last_heartbeat_ms = Some(now_ms());
         let was = old.as_ref().map(|(_, s)| *s);
+        if was != Some(new_state) {
+            st.node_event(name);
+        }
         let changed = old.as_ref().is_none_or(|(r, _)| r != record);
         if changed {
             st.rebuild_snapshots();
@@ -650,6 +654,17 @@ impl Manager {
         };
         self.commit(staged).await?;
         Ok(self.answer(plan, false))
+    }
+
+    /// Subscribes to the event stream (see [`events`]): replaying the events after `after` when
+    /// given, then the live ones.
+    pub fn subscribe(&self, after: Option<u64>) -> Result<events::Subscription, events::Gone> {
+        lock(&self.inner.state).events.subscribe(after)
+    }
+
+    /// The process's shutdown signal (streams end on it).
+    pub fn shutdown_signal(&self) -> &Shutdown {
+        &self.inner.shutdown
     }
 
     /// Waits for queued writes to finish (called on shutdown).

@@ -20,7 +20,9 @@ use crate::store::{Op, Pending, Store, StoreError};
 use crate::task::{State as TaskState, Task, TaskId, TaskSpec};
 use crate::wire::{Capacity, NodeStats};
 
+use super::events::EventLog;
 use super::reconcile::ClusterView;
+use crate::wire::EventBody;
 
 pub use crate::wire::NodeState;
 
@@ -140,6 +142,8 @@ pub struct State {
     pub(super) attempts: HashMap<TaskId, u32>,
     /// Tasks whose latest change is not synced yet.
     unsynced: HashMap<TaskId, Unsynced>,
+    /// The event stream of `GET /events`, fed in the same critical section as each change.
+    pub(super) events: EventLog,
     /// The sequence number of the last change.
     write_seq: u64,
 }
@@ -155,6 +159,22 @@ pub(super) fn demand_of(spec: &TaskSpec) -> Demand {
         cpus: spec.cpus,
         memory: spec.memory,
         host_ports: spec.ports.iter().filter_map(|p| p.host_port).collect(),
+    }
+}
+
+/// A task's event: its state after a change (`removed` when it was forgotten).
+fn task_event(t: &Task, removed: bool) -> EventBody {
+    EventBody::Task {
+        id: t.id,
+        name: t.spec.name.clone(),
+        state: t.state,
+        desired: t.desired,
+        node: t.node.clone(),
+        generation: t.generation,
+        reason: t.reason.clone(),
+        exit_code: t.exit_code,
+        restart_count: t.restart_count,
+        removed,
     }
 }
 
@@ -187,6 +207,7 @@ impl State {
             blocked_shape: HashMap::new(),
             attempts: HashMap::new(),
             unsynced: HashMap::new(),
+            events: EventLog::default(),
             write_seq: 0,
         };
         let mut pending: Vec<(u64, TaskId)> = Vec::new();
@@ -206,8 +227,14 @@ impl State {
         st
     }
 
-    /// Applies the resource and index consequences of a task changing from `old` to `new`.
+    /// Applies the resource and index consequences of a task changing from `old` to `new`, and
+    /// publishes the change as an event (a counter increment when nobody listens).
     pub(super) fn apply(&mut self, old: Option<&Task>, new: Option<&Task>) {
+        match (old, new) {
+            (_, Some(t)) => self.events.publish(|| task_event(t, false)),
+            (Some(t), None) => self.events.publish(|| task_event(t, true)),
+            (None, None) => {}
+        }
         if let Some(o) = old {
             let c = &mut self.counts[state_index(o.state)];
             *c = c.saturating_sub(1);
@@ -385,6 +412,19 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Publishes a node's current state as an event.
+    pub(super) fn node_event(&mut self, name: &str) {
+        let Some(n) = self.nodes.get(name) else {
+            return;
+        };
+        let (state, problem) = (n.state, n.problem.clone());
+        self.events.publish(|| EventBody::Node {
+            name: name.to_string(),
+            state,
+            problem,
+        });
     }
 
     /// Marks a node schedulable or not in its snapshot.

@@ -5,6 +5,7 @@
 //! - [`tasks`]: `GET/POST /tasks`, `GET/DELETE /tasks/{id}` (`?purge=true`), `GET /tasks/{id}/logs`;
 //! - [`nodes`]: `GET /nodes`, and the workers' `POST /nodes/{name}/heartbeat` and `/reports`;
 //! - [`metrics`]: `GET /metrics` (Prometheus text);
+//! - [`events`]: `GET /events` (`?index=N`), newline-delimited JSON, streamed;
 //! - here: `GET /health`.
 
 use super::{Manager, ManagerError};
@@ -12,6 +13,7 @@ use crate::http::{error, json, ApiError, Req, Resp};
 use crate::task::TaskId;
 use crate::wire::ManagerHealth;
 
+mod events;
 mod metrics;
 mod nodes;
 mod tasks;
@@ -45,6 +47,7 @@ async fn route(m: &Manager, req: &Req) -> Result<Resp, ApiError> {
     match path.first().copied() {
         Some("tasks") => tasks::route(m, req, meth, &path).await,
         Some("nodes") => nodes::route(m, req, meth, &path).await,
+        Some("events") if path.len() == 1 => events::route(m, req, meth, &path),
         Some("metrics") if path.len() == 1 => match meth {
             "GET" => Ok(metrics::render(m)),
             _ => Err(not_allowed(meth, &path)),
