@@ -11,11 +11,11 @@ use hyper::Method;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::http::{check, encode_component, ClientError, HttpClient, RawResponse};
+use crate::http::{check, encode_component, ClientError, HttpClient, RawResponse, Streaming};
 use crate::task::{Task, TaskId};
 use crate::wire::{
-    AssignmentBatch, AssignmentReply, Heartbeat, HeartbeatReply, LogsReply, ManagerHealth,
-    NodeView, Purged, Report, WorkerHealth, WorkerStats,
+    AssignmentBatch, AssignmentReply, Event, EventStreamEnd, Heartbeat, HeartbeatReply, LogsReply,
+    ManagerHealth, NodeView, Purged, Report, WorkerHealth, WorkerStats,
 };
 
 /// `POST /tasks` answers one task for one submission and an array for an array.
@@ -278,6 +278,58 @@ impl WorkerClient {
     /// `GET /health`: 200 when the engine answers, 503 (an error here) when it does not.
     pub async fn health(&self) -> Result<WorkerHealth, ClientError> {
         self.call(Method::GET, "/health", None).await
+    }
+}
+
+/// One line of the event stream as [`EventLines::next`] reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventLine {
+    /// An event.
+    Event(Box<Event>),
+    /// The stream's final line: why it ended.
+    End(EventStreamEnd),
+}
+
+/// An open `GET /events` stream, read line by line; dropping it ends the subscription.
+#[derive(Debug)]
+pub struct EventLines {
+    stream: Streaming,
+    url: String,
+}
+
+impl EventLines {
+    /// The next line; `None` when the stream ended without a final line (the connection closed).
+    pub async fn next(&mut self) -> Result<Option<EventLine>, ClientError> {
+        loop {
+            let Some(line) = self.stream.line().await? else {
+                return Ok(None);
+            };
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if let Ok(e) = serde_json::from_slice::<Event>(&line) {
+                return Ok(Some(EventLine::Event(Box::new(e))));
+            }
+            return serde_json::from_slice::<EventStreamEnd>(&line)
+                .map(|end| Some(EventLine::End(end)))
+                .map_err(|e| ClientError::Decode {
+                    url: self.url.clone(),
+                    message: format!("not an event: {e}"),
+                });
+        }
+    }
+}
+
+impl ManagerClient {
+    /// `GET /events` (`?index=N`): follows the event stream, replaying the events after `after`
+    /// when given (410 when the manager's history no longer holds them).
+    pub async fn events(&self, after: Option<u64>) -> Result<EventLines, ClientError> {
+        let url = match after {
+            Some(n) => format!("{}/events?index={n}", self.base),
+            None => format!("{}/events", self.base),
+        };
+        let stream = self.http.open(Method::GET, &url, None).await?;
+        Ok(EventLines { stream, url })
     }
 }
 

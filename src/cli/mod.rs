@@ -13,9 +13,12 @@ use crate::cluster::{self, Roles};
 use crate::config;
 use crate::http::ClientError;
 
+mod events;
 mod ids;
 mod nodes;
 mod tasks;
+
+pub use events::EventsCmd;
 
 /// This binary's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -60,6 +63,8 @@ pub enum Command {
     Logs(LogsCmd),
     /// Show the client's and the manager's versions.
     Version(VersionCmd),
+    /// Follow the manager's event stream.
+    Events(EventsCmd),
 }
 
 /// Show the version of this binary and of the manager it talks to.
@@ -147,6 +152,9 @@ pub struct StatusCmd {
     /// only tasks in this state
     #[argh(option)]
     pub state: Option<String>,
+    /// watch: redraw the table on every change (follows the event stream)
+    #[argh(switch, short = 'w')]
+    pub watch: bool,
     /// print JSON
     #[argh(switch)]
     pub json: bool,
@@ -264,6 +272,7 @@ pub async fn run(args: Args) -> i32 {
         Some(Command::Node(c)) => nodes::node(c).await,
         Some(Command::Logs(c)) => tasks::logs(c).await,
         Some(Command::Version(c)) => nodes::version(c).await,
+        Some(Command::Events(c)) => events::events(c).await,
     };
     match result {
         Ok(()) => 0,

@@ -34,7 +34,7 @@ pub(super) async fn node(c: NodeCmd) -> Result<(), Failure> {
     Ok(())
 }
 
-fn node_state(s: crate::wire::NodeState) -> &'static str {
+pub(super) fn node_state(s: crate::wire::NodeState) -> &'static str {
     use crate::wire::NodeState::*;
     match s {
         Waiting => "waiting",

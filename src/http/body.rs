@@ -37,6 +37,25 @@ impl BodySender {
         self.tx.send(chunk.into()).await.is_ok()
     }
 
+    /// Sends a chunk like [`BodySender::send`], but always leaves one slot of the buffer free, so
+    /// that a final chunk sent with [`BodySender::try_send`] (an error line ending a stream) has
+    /// room even when the client has stopped reading.
+    pub async fn send_keeping_one(&self, chunk: impl Into<Bytes>) -> bool {
+        if self.tx.max_capacity() < 2 {
+            return self.send(chunk).await;
+        }
+        match self.tx.reserve_many(2).await {
+            Ok(mut permits) => match permits.next() {
+                Some(p) => {
+                    p.send(chunk.into());
+                    true
+                }
+                None => false,
+            },
+            Err(_) => false,
+        }
+    }
+
     /// Sends a chunk only if there is room at once; false if the client is gone or behind.
     pub fn try_send(&self, chunk: impl Into<Bytes>) -> bool {
         self.tx.try_send(chunk.into()).is_ok()

@@ -50,8 +50,11 @@ impl Shared {
                 let mut v = serde_json::to_vec(&self.event).unwrap_or_else(|e| {
                     // An event holds only strings, numbers and enums; this cannot fail, but if it
                     // ever did the stream must stay line-delimited JSON.
-                    format!(r#"{{"index":{},"error":"cannot encode: {e}"}}"#, self.event.index)
-                        .into_bytes()
+                    format!(
+                        r#"{{"index":{},"error":"cannot encode: {e}"}}"#,
+                        self.event.index
+                    )
+                    .into_bytes()
                 });
                 v.push(b'\n');
                 Bytes::from(v)
@@ -209,6 +212,11 @@ impl EventLog {
     /// The index of the last event published.
     pub fn last(&self) -> u64 {
         self.last
+    }
+
+    /// How many subscriptions are open.
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
     }
 
     /// How many events the history holds.

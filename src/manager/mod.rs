@@ -662,6 +662,11 @@ impl Manager {
         lock(&self.inner.state).events.subscribe(after)
     }
 
+    /// How many `/events` subscriptions are open.
+    pub fn event_subscribers(&self) -> usize {
+        lock(&self.inner.state).events.subscribers()
+    }
+
     /// The process's shutdown signal (streams end on it).
     pub fn shutdown_signal(&self) -> &Shutdown {
         &self.inner.shutdown

@@ -22,9 +22,6 @@ use crate::wire::EventStreamEnd;
 /// Chunks a subscriber's response may hold unsent before its task waits on the client.
 const BODY_BUFFER: usize = 64;
 
-/// How long the final error line may wait for room before the stream is cut without it.
-const FINAL_LINE_WAIT: Duration = Duration::from_secs(5);
-
 /// Routes `/events`.
 pub(super) fn route(m: &Manager, req: &Req, meth: &str, path: &[&str]) -> Result<Resp, ApiError> {
     if meth != "GET" {
@@ -80,9 +77,7 @@ async fn forward(sub: Subscription, tx: BodySender, shutdown: Shutdown) {
                     Err(end) => break 'run end,
                 },
                 Err(RecvError::Lagged(n)) => break 'run lagged(n),
-                Err(RecvError::Closed) => {
-                    break 'run End::Error("the event stream closed".into())
-                }
+                Err(RecvError::Closed) => break 'run End::Error("the event stream closed".into()),
             }
         }
     };
@@ -94,11 +89,9 @@ async fn forward(sub: Subscription, tx: BodySender, shutdown: Shutdown) {
         };
         let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
         bytes.push(b'\n');
-        if tokio::time::timeout(FINAL_LINE_WAIT, tx.send(bytes))
-            .await
-            .is_err()
-        {
-            tracing::debug!("an event subscriber never read its final line");
+        // Events are sent keeping one slot free, so this fits even if the client reads nothing.
+        if !tx.try_send(bytes) {
+            tracing::debug!("an event subscriber left before its final line");
         }
     }
 }
@@ -115,7 +108,7 @@ fn lagged(n: u64) -> End {
 async fn send(tx: &BodySender, live: &Receiver<Arc<Shared>>, e: &Shared) -> Result<(), End> {
     let line = e.line();
     tokio::select! {
-        ok = tx.send(line) => if ok { Ok(()) } else { Err(End::Gone) },
+        ok = tx.send_keeping_one(line) => if ok { Ok(()) } else { Err(End::Gone) },
         n = behind(live) => Err(lagged(n)),
     }
 }

@@ -96,6 +96,7 @@ fn metrics(m: &Manager) -> String {
             .count();
         emit!(out, "poseidon_nodes{{state=\"{state}\"}} {n}");
     }
+    emit!(out, "# HELP poseidon_event_subscribers Open GET /events streams.\n# TYPE poseidon_event_subscribers gauge\nposeidon_event_subscribers {}", m.event_subscribers());
     let s = m.store_stats();
     emit!(out, "# HELP poseidon_store_writes_total Durable writes acknowledged.\n# TYPE poseidon_store_writes_total counter\nposeidon_store_writes_total {}", s.writes);
     emit!(out, "# HELP poseidon_store_syncs_total Synced batches (fsyncs).\n# TYPE poseidon_store_syncs_total counter\nposeidon_store_syncs_total {}", s.syncs);
