@@ -14,8 +14,8 @@ use serde::Deserialize;
 use crate::http::{check, encode_component, ClientError, HttpClient, RawResponse, Streaming};
 use crate::task::{Task, TaskId};
 use crate::wire::{
-    AssignmentBatch, AssignmentReply, Event, EventStreamEnd, Heartbeat, HeartbeatReply, LogsReply,
-    ManagerHealth, NodeView, Purged, Report, WorkerHealth, WorkerStats,
+    AssignmentBatch, AssignmentReply, Event, EventStreamEnd, ExecReply, ExecRequest, Heartbeat,
+    HeartbeatReply, LogsReply, ManagerHealth, NodeView, Purged, Report, WorkerHealth, WorkerStats,
 };
 
 /// `POST /tasks` answers one task for one submission and an array for an array.
@@ -332,6 +332,66 @@ impl ManagerClient {
         Ok(EventLines { stream, url })
     }
 }
+
+/// The log and exec routes, shared by both clients (the manager relays them to the worker).
+macro_rules! ops_routes {
+    ($client:ty) => {
+        impl $client {
+            /// `GET /tasks/{id}/logs?QUERY` answered whole (`query` as
+            /// `crate::worker::ops::LogQuery::to_query` writes it, without `follow`).
+            pub async fn logs_with(
+                &self,
+                id: TaskId,
+                query: &str,
+            ) -> Result<LogsReply, ClientError> {
+                let path = if query.is_empty() {
+                    format!("/tasks/{id}/logs")
+                } else {
+                    format!("/tasks/{id}/logs?{query}")
+                };
+                self.call(Method::GET, &path, None).await
+            }
+
+            /// `GET /tasks/{id}/logs?follow=true&QUERY`: newline-delimited JSON chunks
+            /// (`{"stream", "data"}`) as the container writes them; dropping the stream stops it.
+            pub async fn follow_logs(
+                &self,
+                id: TaskId,
+                query: &str,
+            ) -> Result<Streaming, ClientError> {
+                let mut q = String::from("follow=true");
+                if !query.is_empty() {
+                    q.push('&');
+                    q.push_str(query);
+                }
+                let url = format!("{}/tasks/{id}/logs?{q}", self.base);
+                self.http.open(Method::GET, &url, None).await
+            }
+
+            /// `POST /tasks/{id}/exec`: runs a command in the task's container.
+            pub async fn exec(
+                &self,
+                id: TaskId,
+                req: &ExecRequest,
+            ) -> Result<ExecReply, ClientError> {
+                let path = format!("/tasks/{id}/exec");
+                let body = encode(&path, req)?;
+                self.call(Method::POST, &path, Some(body)).await
+            }
+
+            /// `GET /metrics`: the Prometheus text.
+            pub async fn metrics_text(&self) -> Result<String, ClientError> {
+                let url = format!("{}/metrics", self.base);
+                let raw = self.http.send(Method::GET, &url, None).await?;
+                check(&url, &raw)?;
+                Ok(String::from_utf8_lossy(&raw.body).into_owned())
+            }
+        }
+    };
+}
+
+ops_routes!(ManagerClient);
+ops_routes!(WorkerClient);
 
 #[cfg(test)]
 mod tests {

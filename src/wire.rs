@@ -411,3 +411,24 @@ pub struct EventStreamEnd {
     /// The last index delivered on this stream (resume with `?index=` this), if any.
     pub last_index: Option<u64>,
 }
+
+/// The body of `POST /tasks/{id}/exec` (manager and worker).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// The command and its arguments.
+    pub cmd: Vec<String>,
+    /// How long it may run (`10s`, `2m`; default 30 s, at most 10 minutes).
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+/// The answer of `POST /tasks/{id}/exec`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecReply {
+    /// What the command wrote to stdout.
+    pub stdout: String,
+    /// What it wrote to stderr.
+    pub stderr: String,
+    /// Its exit code.
+    pub exit_code: i64,
+}

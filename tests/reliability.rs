@@ -135,20 +135,8 @@ async fn never_does_not_restart_always_restarts_even_on_success_and_a_stopped_ta
 async fn health_checks_show_healthy_and_an_unhealthy_task_is_restarted() {
     let dir = tempfile::tempdir().unwrap();
     let mock = MockRuntime::new();
-    mock.set_exec_result(
-        "good:1",
-        ExecOutput {
-            exit_code: 0,
-            output: "ok".into(),
-        },
-    );
-    mock.set_exec_result(
-        "sick:1",
-        ExecOutput {
-            exit_code: 1,
-            output: "not ready".into(),
-        },
-    );
+    mock.set_exec_result("good:1", ExecOutput::new(0, "ok", ""));
+    mock.set_exec_result("sick:1", ExecOutput::new(1, "not ready", ""));
     let s = Standalone::start(&mock, dir.path(), None).await;
     let check = json!({"type": "exec", "cmd": ["check"], "interval": "100ms", "timeout": "100ms", "retries": 2});
     let good = s

@@ -16,9 +16,11 @@ use crate::http::ClientError;
 mod events;
 mod ids;
 mod nodes;
+mod ops;
 mod tasks;
 
 pub use events::EventsCmd;
+pub use ops::ExecCmd;
 
 /// This binary's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -65,6 +67,8 @@ pub enum Command {
     Version(VersionCmd),
     /// Follow the manager's event stream.
     Events(EventsCmd),
+    /// Run a command in a task's container.
+    Exec(ExecCmd),
 }
 
 /// Show the version of this binary and of the manager it talks to.
@@ -206,6 +210,18 @@ pub struct LogsCmd {
     /// only the last N lines
     #[argh(option)]
     pub tail: Option<usize>,
+    /// follow: print new output as the task writes it, until it stops
+    #[argh(switch, short = 'f')]
+    pub follow: bool,
+    /// only output since an RFC 3339 time or a duration ago (10m)
+    #[argh(option)]
+    pub since: Option<String>,
+    /// prefix each line with its time
+    #[argh(switch, short = 't')]
+    pub timestamps: bool,
+    /// the logs of the run before the last restart
+    #[argh(switch)]
+    pub previous: bool,
     /// print JSON
     #[argh(switch)]
     pub json: bool,
@@ -273,6 +289,7 @@ pub async fn run(args: Args) -> i32 {
         Some(Command::Logs(c)) => tasks::logs(c).await,
         Some(Command::Version(c)) => nodes::version(c).await,
         Some(Command::Events(c)) => events::events(c).await,
+        Some(Command::Exec(c)) => ops::exec(c).await,
     };
     match result {
         Ok(()) => 0,

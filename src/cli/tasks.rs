@@ -346,7 +346,11 @@ pub(super) async fn stop(c: StopCmd) -> Result<(), Failure> {
 pub(super) async fn logs(c: LogsCmd) -> Result<(), Failure> {
     let manager = manager_client(&c.manager);
     let id = ids::resolve(&manager, &c.id).await?;
-    let logs = manager.logs(id, c.tail).await?;
+    let logs = if c.follow || c.since.is_some() || c.timestamps || c.previous {
+        return super::ops::logs(&manager, id, &c).await;
+    } else {
+        manager.logs(id, c.tail).await?
+    };
     if c.json {
         print_json(&logs);
         return Ok(());

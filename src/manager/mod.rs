@@ -470,6 +470,15 @@ impl Manager {
 
     /// Relays a task's logs from its worker.
     pub async fn logs(&self, id: TaskId, tail: Option<usize>) -> Result<LogsReply, ManagerError> {
+        let (worker, node) = self.worker_of(id)?;
+        worker
+            .logs(id, tail)
+            .await
+            .map_err(|e| relay_error(&node, e))
+    }
+
+    /// The worker holding a task, and its node's name.
+    pub(crate) fn worker_of(&self, id: TaskId) -> Result<(WorkerClient, String), ManagerError> {
         let task = self.task(id).ok_or(ManagerError::NotFound(id))?;
         let node = task.node.ok_or_else(|| {
             ManagerError::Conflict(format!("task {id} has not been placed on a node yet"))
@@ -477,12 +486,7 @@ impl Manager {
         let worker = self
             .worker(&node)
             .ok_or_else(|| ManagerError::Worker(format!("node {node} is unknown")))?;
-        worker.logs(id, tail).await.map_err(|e| match e {
-            ClientError::Status { status: 404, .. } | ClientError::Status { status: 409, .. } => {
-                ManagerError::Conflict(e.to_string())
-            }
-            other => ManagerError::Worker(format!("node {node}: {other}")),
-        })
+        Ok((worker, node))
     }
 
     /// Handles a heartbeat: registers or refreshes the node, reconciles what it holds, writes the
@@ -677,6 +681,21 @@ impl Manager {
         if let Err(e) = self.inner.store.write(Vec::new()).await {
             tracing::warn!(error = %e, "store did not flush on shutdown");
         }
+    }
+}
+
+/// A worker's answer to a relayed call as the manager's error: its refusals (404, 409) are the
+/// user's conflict, a 400 is bad input, anything else is the worker's failure (502).
+pub(crate) fn relay_error(node: &str, e: ClientError) -> ManagerError {
+    match e {
+        ClientError::Status {
+            status: 404 | 409, ..
+        } => ManagerError::Conflict(e.to_string()),
+        ClientError::Status {
+            status: 400,
+            message,
+        } => ManagerError::Invalid(message),
+        other => ManagerError::Worker(format!("node {node}: {other}")),
     }
 }
 

@@ -16,6 +16,7 @@ use crate::wire::ManagerHealth;
 mod events;
 mod metrics;
 mod nodes;
+mod ops;
 mod tasks;
 
 /// Maps manager errors to statuses; the one place that does.
