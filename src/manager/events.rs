@@ -253,7 +253,8 @@ mod tests {
         // A history of 5 with one subscriber listening all along, 8 events published: the
         // history holds 4..=8, so a resume after 3 (or later) works and after 2 does not.
         // (after, expected replay or Err((first, last)))
-        let cases: &[(Option<u64>, Result<&[u64], (u64, u64)>)] = &[
+        type Expected = Result<&'static [u64], (u64, u64)>;
+        let cases: &[(Option<u64>, Expected)] = &[
             (None, Ok(&[])),
             (Some(8), Ok(&[])),
             (Some(7), Ok(&[8])),

@@ -104,6 +104,12 @@ pub struct Metrics {
     pub nodes_lost: AtomicU64,
     /// Tasks moved off a lost node.
     pub rescheduled: AtomicU64,
+    /// From a task's submission to its first report as running.
+    pub submit_to_running: crate::histogram::Histogram,
+    /// The scheduler's pick of a node for one task.
+    pub placement: crate::histogram::Histogram,
+    /// The round trip of one `POST /assignments` to a worker.
+    pub dispatch: crate::histogram::Histogram,
 }
 
 struct Inner {
@@ -609,6 +615,18 @@ impl Manager {
                 .tasks
                 .get(&id)
                 .is_some_and(|t| holding(t).is_some() && holding(&u.task).is_none());
+            let first_run = u.task.state == TaskState::Running
+                && st
+                    .tasks
+                    .get(&id)
+                    .is_some_and(|t| t.state != TaskState::Running && t.started_ms.is_none());
+            if first_run {
+                let ms = now_ms().saturating_sub(u.task.created_ms);
+                self.inner
+                    .metrics
+                    .submit_to_running
+                    .observe(Duration::from_millis(ms));
+            }
             if let Err(e) = st.put(batch, u.task.clone()) {
                 tracing::error!(task = %id, node = %node, error = %e, "cannot encode a task");
                 continue;
