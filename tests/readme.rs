@@ -87,6 +87,7 @@ async fn readme_quick_start_and_worker_examples_work_verbatim() {
     .unwrap();
 
     let quick = block("quickstart");
+    let ops = block("ops");
     let worker = block("worker");
     let result = std::panic::catch_unwind(|| {
         {
@@ -101,6 +102,7 @@ async fn readme_quick_start_and_worker_examples_work_verbatim() {
             wait_port(5555);
             wait_port(5556);
             run_script(&quick, dir.path(), bin_dir);
+            run_script(&ops, dir.path(), bin_dir);
         }
         run_script(&worker, dir.path(), bin_dir);
     });

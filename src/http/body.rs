@@ -61,6 +61,11 @@ impl BodySender {
         self.tx.try_send(chunk.into()).is_ok()
     }
 
+    /// How many chunks fit in the buffer now.
+    pub fn room(&self) -> usize {
+        self.tx.capacity()
+    }
+
     /// Resolves once the client is gone (the body was dropped).
     pub async fn closed(&self) {
         self.tx.closed().await;

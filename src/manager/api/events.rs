@@ -10,7 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast::error::RecvError;
+use bytes::Bytes;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::broadcast::Receiver;
 
 use super::not_allowed;
@@ -51,6 +52,10 @@ enum End {
     Error(String),
 }
 
+/// The most bytes of events gathered into one chunk: under load a subscriber gets one write per
+/// burst instead of one per event.
+const CHUNK: usize = 64 << 10;
+
 /// Copies the replay, then live events, to one subscriber until it leaves, lags or the manager
 /// shuts down.
 async fn forward(sub: Subscription, tx: BodySender, shutdown: Shutdown) {
@@ -60,7 +65,7 @@ async fn forward(sub: Subscription, tx: BodySender, shutdown: Shutdown) {
     let mut last = None;
     let end = 'run: {
         for e in replay {
-            match send(&tx, &live, &e).await {
+            match send(&tx, &live, e.line()).await {
                 Ok(()) => last = Some(e.event.index),
                 Err(end) => break 'run end,
             }
@@ -71,13 +76,28 @@ async fn forward(sub: Subscription, tx: BodySender, shutdown: Shutdown) {
                 _ = shutdown.wait() => break 'run End::Error("the manager is shutting down".into()),
                 r = live.recv() => r,
             };
-            match e {
-                Ok(e) => match send(&tx, &live, &e).await {
-                    Ok(()) => last = Some(e.event.index),
-                    Err(end) => break 'run end,
-                },
+            let first = match e {
+                Ok(e) => e,
                 Err(RecvError::Lagged(n)) => break 'run lagged(n),
                 Err(RecvError::Closed) => break 'run End::Error("the event stream closed".into()),
+            };
+            // Whatever else is already waiting goes in the same chunk.
+            let mut index = first.event.index;
+            let mut chunk = first.line().to_vec();
+            while chunk.len() < CHUNK {
+                match live.try_recv() {
+                    Ok(e) => {
+                        index = e.event.index;
+                        chunk.extend_from_slice(&e.line());
+                    }
+                    Err(TryRecvError::Lagged(n)) => break 'run lagged(n),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Closed) => break,
+                }
+            }
+            match send(&tx, &live, chunk.into()).await {
+                Ok(()) => last = Some(index),
+                Err(end) => break 'run end,
             }
         }
     };
@@ -103,12 +123,19 @@ fn lagged(n: u64) -> End {
     ))
 }
 
-/// Sends one event, giving up when the client leaves or when it is so slow that the live events
-/// it has not taken yet fill its share of the broadcast ring.
-async fn send(tx: &BodySender, live: &Receiver<Arc<Shared>>, e: &Shared) -> Result<(), End> {
-    let line = e.line();
+/// Sends a chunk of events, giving up when the client leaves or when it is so slow that the live
+/// events it has not taken yet fill its share of the broadcast ring.
+async fn send(tx: &BodySender, live: &Receiver<Arc<Shared>>, chunk: Bytes) -> Result<(), End> {
+    // The common case, a client keeping up: room now, no timer needed.
+    if tx.room() >= 2 {
+        return if tx.send_keeping_one(chunk).await {
+            Ok(())
+        } else {
+            Err(End::Gone)
+        };
+    }
     tokio::select! {
-        ok = tx.send_keeping_one(line) => if ok { Ok(()) } else { Err(End::Gone) },
+        ok = tx.send_keeping_one(chunk) => if ok { Ok(()) } else { Err(End::Gone) },
         n = behind(live) => Err(lagged(n)),
     }
 }
