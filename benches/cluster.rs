@@ -13,7 +13,9 @@
 //! - `failover`: a worker holding 100 tasks falls silent; the time until the manager marks it down
 //!   and from then until all its tasks run on the other worker (the mock runtime, in this process).
 //!
-//! `cargo bench --bench cluster [-- submit|docker|failover]`; `POSEIDON_BENCH_SECS` (default 5) per submit
+//! - `events`: the `submit` load at 64 clients with 0 and 100 `GET /events` subscribers, ABAB.
+//!
+//! `cargo bench --bench cluster [-- submit|events|docker|failover]`; `POSEIDON_BENCH_SECS` (default 5) per submit
 //! level, `POSEIDON_BENCH_CYCLES` (default 30) per docker side.
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -156,8 +158,37 @@ async fn start_cluster(mode: GroupCommit) -> Bench {
 }
 
 async fn submit_level(mode: GroupCommit, clients: usize, secs: u64) -> (f64, f64, f64, f64, usize) {
+    let (out, _) = submit_with_subscribers(mode, clients, secs, 0).await;
+    out
+}
+
+/// [`submit_level`] with `subscribers` clients following `GET /events` the whole time (reading
+/// every line); also returns the lines the subscriber that got the fewest received.
+async fn submit_with_subscribers(
+    mode: GroupCommit,
+    clients: usize,
+    secs: u64,
+    subscribers: usize,
+) -> ((f64, f64, f64, f64, usize), u64) {
     let b = start_cluster(mode).await;
     let stop = Arc::new(AtomicBool::new(false));
+    let mut followers = Vec::new();
+    for _ in 0..subscribers {
+        // Raw chunks, lines counted: the subscribers share this process's two cores with the
+        // manager, so they do no more than a remote dashboard would cost the manager (reading).
+        let mut stream = HttpClient::new(Duration::from_secs(30))
+            .open(Method::GET, &format!("{}/events", b.url), None)
+            .await
+            .unwrap();
+        followers.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while let Ok(Some(chunk)) = stream.chunk().await {
+                n += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+            }
+            n
+        }));
+    }
+    assert_eq!(b.manager.event_subscribers(), subscribers);
     // Warm up the connections and the store.
     let warm = HttpClient::new(Duration::from_secs(30));
     for i in 0..50 {
@@ -212,7 +243,25 @@ async fn submit_level(mode: GroupCommit, clients: usize, secs: u64) -> (f64, f64
     b.shutdown.trigger();
     drop(b.workers);
     b.manager.close().await;
-    out
+    let mut fewest = u64::MAX;
+    for f in followers {
+        fewest = fewest.min(f.await.unwrap_or(0));
+    }
+    (out, if subscribers == 0 { 0 } else { fewest })
+}
+
+async fn bench_events() {
+    let secs = env_u64("POSEIDON_BENCH_SECS", 5);
+    println!(
+        "## events: durable POST /tasks with 64 clients, {secs} s per level, with 0 or 100 GET /events subscribers (ABAB)"
+    );
+    println!("| subscribers | submissions/s | p50 ms | p99 ms | events per subscriber (fewest) |");
+    println!("| ---: | ---: | ---: | ---: | ---: |");
+    for subscribers in [0usize, 100, 0, 100] {
+        let ((rate, p50, p99, _, _), events) =
+            submit_with_subscribers(GroupCommit::On, 64, secs, subscribers).await;
+        println!("| {subscribers} | {rate:.0} | {p50:.2} | {p99:.2} | {events} |");
+    }
 }
 
 async fn bench_submit() {
@@ -471,6 +520,9 @@ fn main() {
     rt.block_on(async {
         if want("submit") {
             bench_submit().await;
+        }
+        if want("events") {
+            bench_events().await;
         }
         if want("docker") {
             bench_docker().await;

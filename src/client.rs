@@ -11,11 +11,12 @@ use hyper::Method;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::http::{check, encode_component, ClientError, HttpClient, RawResponse};
+use crate::http::{check, encode_component, ClientError, HttpClient, RawResponse, Streaming};
 use crate::task::{Task, TaskId};
 use crate::wire::{
-    AssignmentBatch, AssignmentReply, DrainReply, EligibilityRequest, Heartbeat, HeartbeatReply,
-    LogsReply, ManagerHealth, NodeView, Purged, Report, WorkerHealth, WorkerStats,
+    AssignmentBatch, AssignmentReply, DrainReply, EligibilityRequest, Event, EventStreamEnd,
+    ExecReply, ExecRequest, Heartbeat, HeartbeatReply, LogsReply, ManagerHealth, NodeView, Purged,
+    Report, WorkerHealth, WorkerStats,
 };
 
 /// `POST /tasks` answers one task for one submission and an array for an array.
@@ -297,6 +298,118 @@ impl WorkerClient {
         self.call(Method::GET, "/health", None).await
     }
 }
+
+/// One line of the event stream as [`EventLines::next`] reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventLine {
+    /// An event.
+    Event(Box<Event>),
+    /// The stream's final line: why it ended.
+    End(EventStreamEnd),
+}
+
+/// An open `GET /events` stream, read line by line; dropping it ends the subscription.
+#[derive(Debug)]
+pub struct EventLines {
+    stream: Streaming,
+    url: String,
+}
+
+impl EventLines {
+    /// The next line; `None` when the stream ended without a final line (the connection closed).
+    pub async fn next(&mut self) -> Result<Option<EventLine>, ClientError> {
+        loop {
+            let Some(line) = self.stream.line().await? else {
+                return Ok(None);
+            };
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if let Ok(e) = serde_json::from_slice::<Event>(&line) {
+                return Ok(Some(EventLine::Event(Box::new(e))));
+            }
+            return serde_json::from_slice::<EventStreamEnd>(&line)
+                .map(|end| Some(EventLine::End(end)))
+                .map_err(|e| ClientError::Decode {
+                    url: self.url.clone(),
+                    message: format!("not an event: {e}"),
+                });
+        }
+    }
+}
+
+impl ManagerClient {
+    /// `GET /events` (`?index=N`): follows the event stream, replaying the events after `after`
+    /// when given (410 when the manager's history no longer holds them).
+    pub async fn events(&self, after: Option<u64>) -> Result<EventLines, ClientError> {
+        let url = match after {
+            Some(n) => format!("{}/events?index={n}", self.base),
+            None => format!("{}/events", self.base),
+        };
+        let stream = self.http.open(Method::GET, &url, None).await?;
+        Ok(EventLines { stream, url })
+    }
+}
+
+/// The log and exec routes, shared by both clients (the manager relays them to the worker).
+macro_rules! ops_routes {
+    ($client:ty) => {
+        impl $client {
+            /// `GET /tasks/{id}/logs?QUERY` answered whole (`query` as
+            /// `crate::worker::ops::LogQuery::to_query` writes it, without `follow`).
+            pub async fn logs_with(
+                &self,
+                id: TaskId,
+                query: &str,
+            ) -> Result<LogsReply, ClientError> {
+                let path = if query.is_empty() {
+                    format!("/tasks/{id}/logs")
+                } else {
+                    format!("/tasks/{id}/logs?{query}")
+                };
+                self.call(Method::GET, &path, None).await
+            }
+
+            /// `GET /tasks/{id}/logs?follow=true&QUERY`: newline-delimited JSON chunks
+            /// (`{"stream", "data"}`) as the container writes them; dropping the stream stops it.
+            pub async fn follow_logs(
+                &self,
+                id: TaskId,
+                query: &str,
+            ) -> Result<Streaming, ClientError> {
+                let mut q = String::from("follow=true");
+                if !query.is_empty() {
+                    q.push('&');
+                    q.push_str(query);
+                }
+                let url = format!("{}/tasks/{id}/logs?{q}", self.base);
+                self.http.open(Method::GET, &url, None).await
+            }
+
+            /// `POST /tasks/{id}/exec`: runs a command in the task's container.
+            pub async fn exec(
+                &self,
+                id: TaskId,
+                req: &ExecRequest,
+            ) -> Result<ExecReply, ClientError> {
+                let path = format!("/tasks/{id}/exec");
+                let body = encode(&path, req)?;
+                self.call(Method::POST, &path, Some(body)).await
+            }
+
+            /// `GET /metrics`: the Prometheus text.
+            pub async fn metrics_text(&self) -> Result<String, ClientError> {
+                let url = format!("{}/metrics", self.base);
+                let raw = self.http.send(Method::GET, &url, None).await?;
+                check(&url, &raw)?;
+                Ok(String::from_utf8_lossy(&raw.body).into_owned())
+            }
+        }
+    };
+}
+
+ops_routes!(ManagerClient);
+ops_routes!(WorkerClient);
 
 #[cfg(test)]
 mod tests {

@@ -13,6 +13,7 @@
 //! - [`spec`]: turning user input (Poseidon's JSON, or the Go original's TaskEvent) into a [`task::TaskSpec`].
 //! - [`config`]: the TOML cluster file.
 //! - [`store`]: the durable store (RocksDB, grouped synced writes) behind a small trait.
+//! - [`histogram`]: lock-free Prometheus histograms for `/metrics`.
 //! - [`http`]: the shared HTTP plumbing (server loop, JSON errors, a small client).
 //! - [`wire`]: every body that crosses HTTP, one type for both sides.
 //! - [`client`]: typed clients of the manager and worker APIs (used by the manager, the CLI, tests and benches).
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod histogram;
 pub mod http;
 pub mod logging;
 pub mod manager;

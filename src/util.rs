@@ -122,6 +122,22 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// Parses a `since` for logs: an RFC 3339 time (`2026-01-02T03:04:05Z`) or a duration ago
+/// (`10m`, `90s`), into seconds since the epoch.
+pub fn parse_since(text: &str) -> Result<f64, String> {
+    let t = text.trim();
+    if let Ok(at) = humantime::parse_rfc3339_weak(t) {
+        return at
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .map_err(|_| format!("since {text:?} is before 1970"));
+    }
+    let ago = parse_duration(t).map_err(|_| {
+        format!("since must be an RFC 3339 time (2026-01-02T03:04:05Z) or a duration ago (10m), got {text:?}")
+    })?;
+    Ok((now_ms() as f64 / 1000.0 - ago.as_secs_f64()).max(0.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

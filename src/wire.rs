@@ -389,3 +389,92 @@ pub struct DrainReply {
     /// What happens to the plain tasks, in words.
     pub note: String,
 }
+
+/// One line of `GET /events`: a change with its position in the manager's event stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The event's index: one more than the previous event's, since the manager started.
+    pub index: u64,
+    /// When the change happened (ms since the epoch).
+    pub at_ms: u64,
+    /// What changed.
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+/// What an [`Event`] is about, tagged by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventBody {
+    /// A task changed (or was forgotten: `removed`).
+    Task {
+        /// The task.
+        id: crate::task::TaskId,
+        /// Its name.
+        name: String,
+        /// Its state after the change.
+        state: crate::task::State,
+        /// What the user wants of it.
+        desired: crate::task::Desired,
+        /// The node it is placed on.
+        node: Option<String>,
+        /// Its assignment generation.
+        generation: u64,
+        /// Why it is in this state.
+        reason: Option<String>,
+        /// Its exit code, once it exited.
+        exit_code: Option<i64>,
+        /// Restarts so far.
+        restart_count: u32,
+        /// True when the task was purged (the other fields show its last value).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        removed: bool,
+    },
+    /// A node changed state.
+    Node {
+        /// The node.
+        name: String,
+        /// Its state after the change.
+        state: NodeState,
+        /// Why it is unhealthy, if it is.
+        problem: Option<String>,
+    },
+    /// A service changed (reserved for services; not produced yet).
+    Service {
+        /// The service.
+        name: String,
+        /// Its state after the change.
+        state: String,
+    },
+}
+
+/// A line of `GET /events` that ends the stream: why it ended (the subscriber fell behind, or
+/// the manager is shutting down) and the index to resume after, when resuming is possible.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventStreamEnd {
+    /// Why the stream ends.
+    pub error: String,
+    /// The last index delivered on this stream (resume with `?index=` this), if any.
+    pub last_index: Option<u64>,
+}
+
+/// The body of `POST /tasks/{id}/exec` (manager and worker).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// The command and its arguments.
+    pub cmd: Vec<String>,
+    /// How long it may run (`10s`, `2m`; default 30 s, at most 10 minutes).
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+/// The answer of `POST /tasks/{id}/exec`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecReply {
+    /// What the command wrote to stdout.
+    pub stdout: String,
+    /// What it wrote to stderr.
+    pub stderr: String,
+    /// Its exit code.
+    pub exit_code: i64,
+}

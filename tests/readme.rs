@@ -89,6 +89,7 @@ async fn readme_quick_start_and_worker_examples_work_verbatim() {
     }
 
     let quick = block("quickstart");
+    let ops = block("ops");
     let worker = block("worker");
     let logs = block("logs");
     let result = std::panic::catch_unwind(|| {
@@ -104,6 +105,7 @@ async fn readme_quick_start_and_worker_examples_work_verbatim() {
             wait_port(5555);
             wait_port(5556);
             run_script(&quick, dir.path(), bin_dir);
+            run_script(&ops, dir.path(), bin_dir);
         }
         run_script(&worker, dir.path(), bin_dir);
         run_script(&logs, dir.path(), bin_dir);

@@ -40,9 +40,9 @@ use tokio::sync::{mpsc, OnceCell};
 use crate::image_ref::ImageRef;
 use crate::registry::{self, RegistryAuth};
 use crate::{
-    ContainerInfo, ContainerSpec, ContainerStatus, ContainerSummary, EventStream, ExecOutput, Logs,
-    MountKind, PortBinding, ProgressFn, PullProgress, Runtime, RuntimeError, RuntimeEvent,
-    StatsSample,
+    ContainerInfo, ContainerSpec, ContainerStatus, ContainerSummary, EventStream, ExecOutput,
+    LogChunk, LogOptions, LogStream, Logs, MountKind, OutputStream, PortBinding, ProgressFn,
+    PullProgress, Runtime, RuntimeError, RuntimeEvent, StatsSample,
 };
 
 /// The newest Engine API version this client speaks; an older daemon gets its own version instead.
@@ -884,15 +884,23 @@ impl Runtime for DockerRuntime {
             let mut body = response.into_body();
             let mut demux = Demuxer::default();
             let mut output = Vec::new();
+            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+            let mut keep = |kind: StreamKind, payload: &[u8]| {
+                let room = MAX_EXEC_OUTPUT.saturating_sub(output.len());
+                let kept = &payload[..payload.len().min(room)];
+                output.extend_from_slice(kept);
+                match kind {
+                    StreamKind::Stderr => stderr.extend_from_slice(kept),
+                    _ => stdout.extend_from_slice(kept),
+                }
+            };
             while let Some(chunk) = next_chunk(&mut body).await? {
-                for (_, payload) in demux.push(&chunk) {
-                    let room = MAX_EXEC_OUTPUT.saturating_sub(output.len());
-                    output.extend_from_slice(&payload[..payload.len().min(room)]);
+                for (kind, payload) in demux.push(&chunk) {
+                    keep(kind, &payload);
                 }
             }
-            for (_, payload) in demux.finish() {
-                let room = MAX_EXEC_OUTPUT.saturating_sub(output.len());
-                output.extend_from_slice(&payload[..payload.len().min(room)]);
+            for (kind, payload) in demux.finish() {
+                keep(kind, &payload);
             }
             // The exit code can lag the end of the output stream by a moment: look again briefly.
             let inspect_path = format!("/exec/{}/json", encode_path(&exec_id, ""));
@@ -907,6 +915,8 @@ impl Runtime for DockerRuntime {
                         return Ok(ExecOutput {
                             exit_code: code,
                             output: String::from_utf8_lossy(&output).into_owned(),
+                            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+                            stderr: String::from_utf8_lossy(&stderr).into_owned(),
                         });
                     }
                 }
@@ -965,6 +975,74 @@ impl Runtime for DockerRuntime {
             )
             .await?;
         Ok(demux_logs(&body))
+    }
+
+    /// `GET /containers/{id}/logs` with `follow`, `since`, `timestamps` and `tail` as asked; the
+    /// headers must come within the call timeout, then a task demultiplexes the body into chunks.
+    /// Dropping the receiver drops the response, which closes the connection and ends the
+    /// daemon's follow.
+    async fn log_stream(&self, id: &str, opts: &LogOptions) -> Result<LogStream, RuntimeError> {
+        let tail = opts
+            .tail
+            .map_or_else(|| "all".to_string(), |n| n.to_string());
+        let since = opts.since.map(|s| format!("{s:.6}"));
+        let mut pairs: Vec<(&str, &str)> = vec![
+            ("stdout", "1"),
+            ("stderr", "1"),
+            ("tail", &tail),
+            ("follow", if opts.follow { "1" } else { "0" }),
+            ("timestamps", if opts.timestamps { "1" } else { "0" }),
+        ];
+        if let Some(s) = &since {
+            pairs.push(("since", s));
+        }
+        let path = format!("/containers/{}/logs?{}", encode_path(id, ""), query(&pairs));
+        let limit = self.timeouts.call;
+        let response = self
+            .bounded("logs", limit, async {
+                let response = self.send(Method::GET, &path, None).await?;
+                let status = response.status();
+                if !status.is_success() {
+                    let body = read_body(response.into_body()).await?;
+                    return Err(daemon_error(status, &body, Missing::Container));
+                }
+                Ok(response)
+            })
+            .await?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut body = response.into_body();
+            let mut demux = Demuxer::default();
+            loop {
+                let chunk = tokio::select! {
+                    _ = tx.closed() => return,
+                    chunk = next_chunk(&mut body) => chunk,
+                };
+                let ended = matches!(chunk, Ok(None));
+                let frames = match chunk {
+                    Ok(Some(chunk)) => demux.push(&chunk),
+                    Ok(None) => demux.finish(),
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                for (kind, payload) in frames {
+                    let stream = match kind {
+                        StreamKind::Stderr => OutputStream::Stderr,
+                        _ => OutputStream::Stdout,
+                    };
+                    let data = String::from_utf8_lossy(&payload).into_owned();
+                    if tx.send(Ok(LogChunk { stream, data })).await.is_err() {
+                        return;
+                    }
+                }
+                if ended {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
     }
 
     async fn stats(&self, id: &str) -> Result<StatsSample, RuntimeError> {

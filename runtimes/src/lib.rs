@@ -210,13 +210,67 @@ pub struct PullProgress {
 }
 
 /// The result of running a command inside a container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ExecOutput {
     /// The command's exit code.
     pub exit_code: i64,
     /// What it wrote to stdout and stderr, in order.
     pub output: String,
+    /// What it wrote to stdout alone.
+    #[serde(default)]
+    pub stdout: String,
+    /// What it wrote to stderr alone.
+    #[serde(default)]
+    pub stderr: String,
 }
+
+impl ExecOutput {
+    /// An output from its two streams (`output` is stdout then stderr).
+    pub fn new(exit_code: i64, stdout: impl Into<String>, stderr: impl Into<String>) -> Self {
+        let (stdout, stderr) = (stdout.into(), stderr.into());
+        ExecOutput {
+            exit_code,
+            output: format!("{stdout}{stderr}"),
+            stdout,
+            stderr,
+        }
+    }
+}
+
+/// What a log stream ([`Runtime::log_stream`]) reads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogOptions {
+    /// Keep the stream open and send new output as the container writes it, until it stops.
+    pub follow: bool,
+    /// Only output written at or after this time (seconds since the epoch, fractions allowed).
+    pub since: Option<f64>,
+    /// Prefix each line with its RFC 3339 timestamp (Docker's `timestamps=1`).
+    pub timestamps: bool,
+    /// Only the last N lines (of each stream) written before the call.
+    pub tail: Option<usize>,
+}
+
+/// Which stream output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// A piece of a container's output, as the engine sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogChunk {
+    /// Which stream.
+    pub stream: OutputStream,
+    /// The text (invalid UTF-8 replaced).
+    pub data: String,
+}
+
+/// The receiving end of a log stream; dropping it ends the engine's stream.
+pub type LogStream = tokio::sync::mpsc::Receiver<Result<LogChunk, RuntimeError>>;
 
 /// A container's logs, demultiplexed.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -350,4 +404,9 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Reads one sample of a running container's resource usage.
     async fn stats(&self, id: &str) -> Result<StatsSample, RuntimeError>;
+
+    /// Streams a container's output as [`LogOptions`] asks (following it when `follow`). The
+    /// call itself is bounded; the stream then runs until the output ends, the container stops
+    /// (when following) or the receiver is dropped, which closes the engine's stream.
+    async fn log_stream(&self, id: &str, opts: &LogOptions) -> Result<LogStream, RuntimeError>;
 }

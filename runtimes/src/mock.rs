@@ -27,8 +27,9 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::image_ref::ImageRef;
 use crate::{
-    ContainerInfo, ContainerSpec, ContainerStatus, ContainerSummary, EventStream, ExecOutput, Logs,
-    PortBinding, ProgressFn, PullProgress, Runtime, RuntimeError, RuntimeEvent, StatsSample,
+    ContainerInfo, ContainerSpec, ContainerStatus, ContainerSummary, EventStream, ExecOutput,
+    LogChunk, LogOptions, LogStream, Logs, OutputStream, PortBinding, ProgressFn, PullProgress,
+    Runtime, RuntimeError, RuntimeEvent, StatsSample,
 };
 
 /// The exit code of a process ended by SIGTERM (128 + 15), as Docker reports after `stop`.
@@ -192,6 +193,12 @@ struct State {
     ignore_term: HashSet<String>,
     exec_results: HashMap<String, ExecOutput>,
     logs: HashMap<String, Logs>,
+    /// Output written since creation by [`MockRuntime::write_log`], by container id.
+    written: HashMap<String, Vec<LogChunk>>,
+    /// Live output for followers: (container id, chunk).
+    followers: Option<tokio::sync::broadcast::Sender<(String, LogChunk)>>,
+    /// Log streams open now (a follower that was not closed is a leak).
+    open_log_streams: usize,
     stats: HashMap<String, StatsSample>,
     containers: HashMap<String, Container>,
     created: u64,
@@ -429,6 +436,33 @@ impl MockRuntime {
         self.state()
             .exec_results
             .insert(name_or_image.to_string(), result);
+    }
+
+    /// Makes the container `id_or_name` write `data` to `stream` now: followers of its logs
+    /// receive it, and later reads of its logs include it.
+    pub fn write_log(&self, id_or_name: &str, stream: OutputStream, data: &str) {
+        let mut st = self.state();
+        let Some(id) = st.resolve(id_or_name) else {
+            return;
+        };
+        let chunk = LogChunk {
+            stream,
+            data: data.to_string(),
+        };
+        st.written
+            .entry(id.clone())
+            .or_default()
+            .push(chunk.clone());
+        if let Some(tx) = &st.followers {
+            // No follower is fine: the chunk is kept above for later reads.
+            let _ = tx.send((id, chunk));
+        }
+    }
+
+    /// How many log streams are open now (each one ends when its receiver is dropped, or when
+    /// a followed container stops).
+    pub fn open_log_streams(&self) -> usize {
+        self.state().open_log_streams
     }
 
     /// Sets what `logs` answers for containers whose name or image is `name_or_image` (by default
@@ -1050,10 +1084,7 @@ impl Runtime for MockRuntime {
         }
         Ok(State::behaviour(&st.exec_results, c)
             .cloned()
-            .unwrap_or(ExecOutput {
-                exit_code: 0,
-                output: String::new(),
-            }))
+            .unwrap_or_default())
     }
 
     async fn list(&self, label: &str) -> Result<Vec<ContainerSummary>, RuntimeError> {
@@ -1093,10 +1124,79 @@ impl Runtime for MockRuntime {
                 stdout: format!("mock logs for {}\n", c.name),
                 stderr: String::new(),
             });
+        let (mut stdout, mut stderr) = (logs.stdout, logs.stderr);
+        for chunk in st.written.get(&id).into_iter().flatten() {
+            match chunk.stream {
+                OutputStream::Stdout => stdout.push_str(&chunk.data),
+                OutputStream::Stderr => stderr.push_str(&chunk.data),
+            }
+        }
         Ok(Logs {
-            stdout: tail_lines(&logs.stdout, tail),
-            stderr: tail_lines(&logs.stderr, tail),
+            stdout: tail_lines(&stdout, tail),
+            stderr: tail_lines(&stderr, tail),
         })
+    }
+
+    /// The logs as [`Runtime::logs`] gives them (`since` and `timestamps` are ignored: the mock
+    /// keeps no times), then, when following, every [`MockRuntime::write_log`] until the
+    /// container stops or the receiver is dropped.
+    async fn log_stream(&self, id: &str, opts: &LogOptions) -> Result<LogStream, RuntimeError> {
+        let logs = self.logs(id, opts.tail).await?;
+        let (live, mut running, cid) = {
+            let mut st = self.state();
+            let cid = st.resolve_or_404(id)?;
+            let running = st
+                .containers
+                .get(&cid)
+                .map(|c| c.run_state.subscribe())
+                .ok_or_else(|| RuntimeError::NoSuchContainer(format!("No such container: {id}")))?;
+            let live = st
+                .followers
+                .get_or_insert_with(|| tokio::sync::broadcast::channel(1024).0)
+                .subscribe();
+            st.open_log_streams += 1;
+            (live, running, cid)
+        };
+        let (tx, rx) = mpsc::channel(64);
+        let this = self.clone();
+        let follow = opts.follow;
+        tokio::spawn(async move {
+            let mut live = live;
+            let past = [
+                (OutputStream::Stdout, logs.stdout),
+                (OutputStream::Stderr, logs.stderr),
+            ];
+            'stream: {
+                for (stream, data) in past {
+                    if !data.is_empty() && tx.send(Ok(LogChunk { stream, data })).await.is_err() {
+                        break 'stream;
+                    }
+                }
+                if !follow {
+                    break 'stream;
+                }
+                loop {
+                    if !running.borrow().running {
+                        break 'stream;
+                    }
+                    tokio::select! {
+                        _ = tx.closed() => break 'stream,
+                        changed = running.changed() => if changed.is_err() { break 'stream },
+                        got = live.recv() => match got {
+                            Ok((from, chunk)) if from == cid => {
+                                if tx.send(Ok(chunk)).await.is_err() {
+                                    break 'stream;
+                                }
+                            }
+                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => break 'stream,
+                        },
+                    }
+                }
+            }
+            this.state().open_log_streams -= 1;
+        });
+        Ok(rx)
     }
 
     async fn stats(&self, id: &str) -> Result<StatsSample, RuntimeError> {

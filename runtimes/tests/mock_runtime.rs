@@ -401,13 +401,7 @@ async fn an_absent_image_is_pulled_with_progress_lines() {
 #[tokio::test]
 async fn exec_logs_and_stats_answer_what_was_configured() {
     let rt = MockRuntime::new();
-    rt.set_exec_result(
-        "img",
-        ExecOutput {
-            exit_code: 1,
-            output: "unhealthy\n".into(),
-        },
-    );
+    rt.set_exec_result("img", ExecOutput::new(1, "unhealthy\n", ""));
     rt.set_logs(
         "cc",
         Logs {

@@ -13,9 +13,14 @@ use crate::cluster::{self, Roles};
 use crate::config;
 use crate::http::ClientError;
 
+mod events;
 mod ids;
 mod nodes;
+mod ops;
 mod tasks;
+
+pub use events::EventsCmd;
+pub use ops::ExecCmd;
 
 /// This binary's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -60,6 +65,10 @@ pub enum Command {
     Logs(LogsCmd),
     /// Show the client's and the manager's versions.
     Version(VersionCmd),
+    /// Follow the manager's event stream.
+    Events(EventsCmd),
+    /// Run a command in a task's container.
+    Exec(ExecCmd),
 }
 
 /// Show the version of this binary and of the manager it talks to.
@@ -147,6 +156,9 @@ pub struct StatusCmd {
     /// only tasks in this state
     #[argh(option)]
     pub state: Option<String>,
+    /// watch: redraw the table on every change (follows the event stream)
+    #[argh(switch, short = 'w')]
+    pub watch: bool,
     /// print JSON
     #[argh(switch)]
     pub json: bool,
@@ -201,6 +213,18 @@ pub struct LogsCmd {
     /// only the last N lines
     #[argh(option)]
     pub tail: Option<usize>,
+    /// follow: print new output as the task writes it, until it stops
+    #[argh(switch, short = 'f')]
+    pub follow: bool,
+    /// only output since an RFC 3339 time or a duration ago (10m)
+    #[argh(option)]
+    pub since: Option<String>,
+    /// prefix each line with its time
+    #[argh(switch, short = 't')]
+    pub timestamps: bool,
+    /// the logs of the run before the last restart
+    #[argh(switch)]
+    pub previous: bool,
     /// print JSON
     #[argh(switch)]
     pub json: bool,
@@ -267,6 +291,8 @@ pub async fn run(args: Args) -> i32 {
         Some(Command::Node(c)) => nodes::node(c).await,
         Some(Command::Logs(c)) => tasks::logs(c).await,
         Some(Command::Version(c)) => nodes::version(c).await,
+        Some(Command::Events(c)) => events::events(c).await,
+        Some(Command::Exec(c)) => ops::exec(c).await,
     };
     match result {
         Ok(()) => 0,

@@ -169,7 +169,7 @@ async fn eligibility(
     Ok(())
 }
 
-fn node_state(s: crate::wire::NodeState) -> &'static str {
+pub(super) fn node_state(s: crate::wire::NodeState) -> &'static str {
     use crate::wire::NodeState::*;
     match s {
         Waiting => "waiting",

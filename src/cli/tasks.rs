@@ -55,6 +55,19 @@ pub(super) async fn run_task(c: RunCmd) -> Result<(), Failure> {
     }
     let body = build_body(&c)?;
     let manager = manager_client(&c.manager);
+    // Subscribed before the submission, so that no change of the new task can be missed; a
+    // manager without the stream (or any failure to open it) leaves `run` polling.
+    let mut stream = if c.detach {
+        None
+    } else {
+        match manager.events(None).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot follow the event stream; polling instead");
+                None
+            }
+        }
+    };
     let tasks = match manager.submit(body).await {
         Ok(t) => t,
         // Bad input is the user's to fix: a usage error.
@@ -89,10 +102,37 @@ pub(super) async fn run_task(c: RunCmd) -> Result<(), Failure> {
     if !c.json {
         println!("task {} stored ({})", task.id, task.spec.image);
     }
-    let task = follow(&manager, &task, !c.json, |t| {
-        t.state == State::Running || t.is_finished()
-    })
-    .await?;
+    let done = |t: &Task| t.state == State::Running || t.is_finished();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut followed = None;
+    while let Some(s) = stream.as_mut() {
+        let stop_at = |s: State| s == State::Running || s.is_terminal();
+        match super::events::follow_task(s, task.id, !c.json, stop_at, deadline).await? {
+            // A terminal state that the restart policy will leave: keep following.
+            Some(_) => {
+                let t = manager.task(task.id).await?;
+                if done(&t) {
+                    followed = Some(t);
+                    break;
+                }
+            }
+            None => {
+                if !c.json {
+                    eprintln!("poseidon: the event stream broke; polling instead");
+                }
+                stream = None;
+            }
+        }
+    }
+    let task = match followed {
+        Some(t) => {
+            if !c.json {
+                print_ports(&t);
+            }
+            t
+        }
+        None => follow(&manager, &task, !c.json, done).await?,
+    };
     if c.json {
         print_json(&task);
     }
@@ -131,13 +171,8 @@ async fn follow(
             }
         }
         if done(&t) {
-            if print && t.state == State::Running && !t.host_ports.is_empty() {
-                let ports: Vec<String> = t
-                    .host_ports
-                    .iter()
-                    .map(|p| format!("{}->{}/{}", p.host_port, p.container_port, p.protocol))
-                    .collect();
-                println!("  ports      {}", ports.join(", "));
+            if print {
+                print_ports(&t);
             }
             return Ok(t);
         }
@@ -150,6 +185,18 @@ async fn follow(
             )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Prints a running task's published ports.
+fn print_ports(t: &Task) {
+    if t.state == State::Running && !t.host_ports.is_empty() {
+        let ports: Vec<String> = t
+            .host_ports
+            .iter()
+            .map(|p| format!("{}->{}/{}", p.host_port, p.container_port, p.protocol))
+            .collect();
+        println!("  ports      {}", ports.join(", "));
     }
 }
 
@@ -214,29 +261,44 @@ pub(super) async fn status(c: StatusCmd) -> Result<(), Failure> {
     if let Some(s) = &c.state {
         s.parse::<State>().map_err(Failure::usage)?;
     }
+    if c.watch {
+        if c.json {
+            return Err(Failure::usage(
+                "-w redraws a table; use `poseidon events --json` for JSON",
+            ));
+        }
+        return super::events::watch(&manager, c.state.as_deref()).await;
+    }
     let tasks = manager.tasks(c.state.as_deref(), None).await?;
     if c.json {
         print_json(&tasks);
         return Ok(());
     }
-    println!(
+    println!("{}", table(&tasks));
+    Ok(())
+}
+
+/// The task table of `status` (without a trailing newline).
+pub(super) fn table(tasks: &[Task]) -> String {
+    let mut out = format!(
         "{:<36}  {:<16}  {:<9}  {:<8}  {:<12}  {:>4}  {:>4}  REASON",
         "ID", "NAME", "STATE", "NODE", "PORTS", "RST", "AGE"
     );
     for t in tasks {
-        println!(
+        out.push('\n');
+        out.push_str(&format!(
             "{:<36}  {:<16}  {:<9}  {:<8}  {:<12}  {:>4}  {:>4}  {}",
             t.id,
             truncate(&t.spec.name, 16),
             t.state.as_str(),
             truncate(t.node.as_deref().unwrap_or("-"), 8),
-            ports(&t),
+            ports(t),
             t.restart_count,
             age(t.created_ms),
             t.reason.as_deref().unwrap_or("")
-        );
+        ));
     }
-    Ok(())
+    out
 }
 
 pub(super) fn truncate(s: &str, n: usize) -> String {
@@ -284,7 +346,11 @@ pub(super) async fn stop(c: StopCmd) -> Result<(), Failure> {
 pub(super) async fn logs(c: LogsCmd) -> Result<(), Failure> {
     let manager = manager_client(&c.manager);
     let id = ids::resolve(&manager, &c.id).await?;
-    let logs = manager.logs(id, c.tail).await?;
+    let logs = if c.follow || c.since.is_some() || c.timestamps || c.previous {
+        return super::ops::logs(&manager, id, &c).await;
+    } else {
+        manager.logs(id, c.tail).await?
+    };
     if c.json {
         print_json(&logs);
         return Ok(());

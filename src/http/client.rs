@@ -180,6 +180,116 @@ impl HttpClient {
     }
 }
 
+/// A response being streamed: read it chunk by chunk or line by line. Dropping it closes the
+/// connection, which tells the server to stop.
+#[derive(Debug)]
+pub struct Streaming {
+    url: String,
+    body: hyper::body::Incoming,
+    buffer: Vec<u8>,
+    done: bool,
+}
+
+impl Streaming {
+    /// The next chunk as the server sent it; `None` at the end of the body.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
+        loop {
+            let Some(frame) = self.body.frame().await else {
+                return Ok(None);
+            };
+            let frame = frame.map_err(|e| ClientError::Unreachable {
+                url: self.url.clone(),
+                message: error_chain(&e),
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if !data.is_empty() {
+                    return Ok(Some(data));
+                }
+            }
+        }
+    }
+
+    /// The next line (without its `\n`); a last line without a newline is returned too; `None` at
+    /// the end of the body.
+    pub async fn line(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
+        loop {
+            if let Some(pos) = self.buffer.iter().position(|b| *b == b'\n') {
+                let mut line: Vec<u8> = self.buffer.drain(..=pos).collect();
+                line.pop();
+                return Ok(Some(line));
+            }
+            if self.done {
+                if self.buffer.is_empty() {
+                    return Ok(None);
+                }
+                return Ok(Some(std::mem::take(&mut self.buffer)));
+            }
+            match self.chunk().await? {
+                Some(c) => self.buffer.extend_from_slice(&c),
+                None => self.done = true,
+            }
+        }
+    }
+}
+
+impl HttpClient {
+    /// Sends a request and returns its body as a stream once the headers arrive (within the
+    /// client's timeout; the body itself has no deadline). A non-2xx answer is read whole and
+    /// becomes [`ClientError::Status`].
+    pub async fn open(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Streaming, ClientError> {
+        let mut builder = Request::builder().method(method).uri(url);
+        if body.is_some() {
+            builder = builder.header(CONTENT_TYPE, "application/json");
+        }
+        let req = builder
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| ClientError::Unreachable {
+                url: url.to_string(),
+                message: format!("bad request: {e}"),
+            })?;
+        let resp = tokio::time::timeout(self.timeout, self.inner.request(req))
+            .await
+            .map_err(|_| ClientError::Timeout {
+                url: url.to_string(),
+                secs: self.timeout.as_secs_f64(),
+            })?
+            .map_err(|e| ClientError::Unreachable {
+                url: url.to_string(),
+                message: error_chain(&e),
+            })?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let body = tokio::time::timeout(self.timeout, resp.into_body().collect())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            let raw = RawResponse {
+                status,
+                location: None,
+                body,
+            };
+            check(url, &raw)?;
+            return Err(ClientError::Status {
+                status,
+                message: format!("{url} answered HTTP {status}"),
+            });
+        }
+        Ok(Streaming {
+            url: url.to_string(),
+            body: resp.into_body(),
+            buffer: Vec::new(),
+            done: false,
+        })
+    }
+}
+
 /// Turns a non-2xx answer into [`ClientError::Status`] with the server's `error` message.
 pub fn check(url: &str, raw: &RawResponse) -> Result<(), ClientError> {
     if (200..300).contains(&raw.status) {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -26,9 +26,11 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+mod body;
 mod client;
 
-pub use client::{check, ClientError, HttpClient, RawResponse};
+pub use body::{Body, BodySender};
+pub use client::{check, ClientError, HttpClient, RawResponse, Streaming};
 
 /// The largest request body accepted from users (1 MiB); larger bodies get 413.
 pub const MAX_BODY: usize = 1 << 20;
@@ -77,8 +79,8 @@ fn segments(path: &[String]) -> Vec<&str> {
     path.iter().map(String::as_str).collect()
 }
 
-/// A response as every handler returns it.
-pub type Resp = Response<Full<Bytes>>;
+/// A response as every handler returns it: a whole body, or a stream ([`Body`]).
+pub type Resp = Response<Body>;
 
 /// An error with the HTTP status it maps to; rendered as `{"error": message}`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,11 +136,21 @@ pub fn text(status: u16, body: impl Into<Bytes>, content_type: &'static str) -> 
 }
 
 fn with_type(status: u16, body: impl Into<Bytes>, content_type: &'static str) -> Resp {
-    let mut resp = Response::new(Full::new(body.into()));
+    let mut resp = Response::new(Body::full(body));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
+}
+
+/// A streamed 200 response of `content_type`, fed through the returned [`BodySender`], which
+/// buffers at most `buffer` chunks the client has not read yet.
+pub fn stream(content_type: &'static str, buffer: usize) -> (BodySender, Resp) {
+    let (tx, body) = Body::channel(buffer);
+    let mut resp = Response::new(body);
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    (tx, resp)
 }
 
 /// The response for an error: its status and `{"error": message}`.

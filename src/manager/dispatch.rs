@@ -107,7 +107,10 @@ impl Manager {
                     snapshots,
                     ..
                 } = &mut *st;
-                match scheduler.pick(snapshots, &demand) {
+                let picking = std::time::Instant::now();
+                let picked = scheduler.pick(snapshots, &demand);
+                self.inner.metrics.placement.observe(picking.elapsed());
+                match picked {
                     Ok(i) => {
                         let node = st.snapshots[i].id.clone();
                         let mut t = Task::clone(&st.tasks[&id]);
@@ -192,7 +195,9 @@ impl Manager {
             return;
         };
         let batch = AssignmentBatch { assignments };
+        let sending = std::time::Instant::now();
         let result = worker.with_timeout(SEND_TIMEOUT).assign(&batch).await;
+        self.inner.metrics.dispatch.observe(sending.elapsed());
         let failed: Vec<(TaskId, u64, String)> = match result {
             Ok(reply) => reply
                 .rejected

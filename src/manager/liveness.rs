@@ -75,6 +75,7 @@ impl Manager {
                 if let Some(n) = st.nodes.get_mut(&name) {
                     n.state = NodeState::Down;
                 }
+                st.node_event(&name);
                 st.set_node_up(&name, false);
                 self.inner
                     .metrics
@@ -159,6 +160,7 @@ fn restore_node(st: &mut State, name: &str, was: NodeState) {
         return;
     }
     n.state = was;
+    st.node_event(name);
     st.set_node_up(name, was == NodeState::Up);
 }
 

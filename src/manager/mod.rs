@@ -32,6 +32,7 @@ use crate::wire::{Capacity, Heartbeat, HeartbeatReply, LogsReply, TaskStatus};
 pub mod api;
 pub mod dispatch;
 pub mod eligibility;
+pub mod events;
 pub mod liveness;
 pub mod reconcile;
 pub mod state;
@@ -108,6 +109,12 @@ pub struct Metrics {
     pub nodes_lost: AtomicU64,
     /// Tasks moved off a lost node.
     pub rescheduled: AtomicU64,
+    /// From a task's submission to its first report as running.
+    pub submit_to_running: crate::histogram::Histogram,
+    /// The scheduler's pick of a node for one task.
+    pub placement: crate::histogram::Histogram,
+    /// The round trip of one `POST /assignments` to a worker.
+    pub dispatch: crate::histogram::Histogram,
 }
 
 struct Inner {
@@ -473,6 +480,15 @@ impl Manager {
 
     /// Relays a task's logs from its worker.
     pub async fn logs(&self, id: TaskId, tail: Option<usize>) -> Result<LogsReply, ManagerError> {
+        let (worker, node) = self.worker_of(id)?;
+        worker
+            .logs(id, tail)
+            .await
+            .map_err(|e| relay_error(&node, e))
+    }
+
+    /// The worker holding a task, and its node's name.
+    pub(crate) fn worker_of(&self, id: TaskId) -> Result<(WorkerClient, String), ManagerError> {
         let task = self.task(id).ok_or(ManagerError::NotFound(id))?;
         let node = task.node.ok_or_else(|| {
             ManagerError::Conflict(format!("task {id} has not been placed on a node yet"))
@@ -480,12 +496,7 @@ impl Manager {
         let worker = self
             .worker(&node)
             .ok_or_else(|| ManagerError::Worker(format!("node {node} is unknown")))?;
-        worker.logs(id, tail).await.map_err(|e| match e {
-            ClientError::Status { status: 404, .. } | ClientError::Status { status: 409, .. } => {
-                ManagerError::Conflict(e.to_string())
-            }
-            other => ManagerError::Worker(format!("node {node}: {other}")),
-        })
+        Ok((worker, node))
     }
 
     /// Handles a heartbeat: registers or refreshes the node, reconciles what it holds, writes the
@@ -564,6 +575,9 @@ impl Manager {
         node.last_heartbeat = Some(Instant::now());
         node.last_heartbeat_ms = Some(now_ms());
         let was = old.as_ref().map(|(_, s)| *s);
+        if was != Some(new_state) {
+            st.node_event(name);
+        }
         let changed = old.as_ref().is_none_or(|(r, _)| r != record);
         if changed {
             st.rebuild_snapshots();
@@ -608,6 +622,18 @@ impl Manager {
                 .tasks
                 .get(&id)
                 .is_some_and(|t| holding(t).is_some() && holding(&u.task).is_none());
+            let first_run = u.task.state == TaskState::Running
+                && st
+                    .tasks
+                    .get(&id)
+                    .is_some_and(|t| t.state != TaskState::Running && t.started_ms.is_none());
+            if first_run {
+                let ms = now_ms().saturating_sub(u.task.created_ms);
+                self.inner
+                    .metrics
+                    .submit_to_running
+                    .observe(Duration::from_millis(ms));
+            }
             if let Err(e) = st.put(batch, u.task.clone()) {
                 tracing::error!(task = %id, node = %node, error = %e, "cannot encode a task");
                 continue;
@@ -659,11 +685,42 @@ impl Manager {
         Ok(self.answer(plan, false))
     }
 
+    /// Subscribes to the event stream (see [`events`]): replaying the events after `after` when
+    /// given, then the live ones.
+    pub fn subscribe(&self, after: Option<u64>) -> Result<events::Subscription, events::Gone> {
+        lock(&self.inner.state).events.subscribe(after)
+    }
+
+    /// How many `/events` subscriptions are open.
+    pub fn event_subscribers(&self) -> usize {
+        lock(&self.inner.state).events.subscribers()
+    }
+
+    /// The process's shutdown signal (streams end on it).
+    pub fn shutdown_signal(&self) -> &Shutdown {
+        &self.inner.shutdown
+    }
+
     /// Waits for queued writes to finish (called on shutdown).
     pub async fn close(&self) {
         if let Err(e) = self.inner.store.write(Vec::new()).await {
             tracing::warn!(error = %e, "store did not flush on shutdown");
         }
+    }
+}
+
+/// A worker's answer to a relayed call as the manager's error: its refusals (404, 409) are the
+/// user's conflict, a 400 is bad input, anything else is the worker's failure (502).
+pub(crate) fn relay_error(node: &str, e: ClientError) -> ManagerError {
+    match e {
+        ClientError::Status {
+            status: 404 | 409, ..
+        } => ManagerError::Conflict(e.to_string()),
+        ClientError::Status {
+            status: 400,
+            message,
+        } => ManagerError::Invalid(message),
+        other => ManagerError::Worker(format!("node {node}: {other}")),
     }
 }
 

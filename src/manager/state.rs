@@ -21,7 +21,9 @@ use crate::store::{Op, Pending, Store, StoreError};
 use crate::task::{State as TaskState, Task, TaskId, TaskSpec};
 use crate::wire::{Capacity, NodeStats};
 
+use super::events::EventLog;
 use super::reconcile::ClusterView;
+use crate::wire::EventBody;
 
 pub use crate::wire::NodeState;
 
@@ -190,6 +192,8 @@ pub struct State {
     pub(super) groups: HashMap<String, HashMap<String, u32>>,
     /// Tasks whose latest change is not synced yet.
     unsynced: HashMap<TaskId, Unsynced>,
+    /// The event stream of `GET /events`, fed in the same critical section as each change.
+    pub(super) events: EventLog,
     /// The sequence number of the last change.
     write_seq: u64,
 }
@@ -235,6 +239,22 @@ pub(super) fn placement_demand(st: &State, task: &Task) -> Demand {
     demand
 }
 
+/// A task's event: its state after a change (`removed` when it was forgotten).
+fn task_event(t: &Task, removed: bool) -> EventBody {
+    EventBody::Task {
+        id: t.id,
+        name: t.spec.name.clone(),
+        state: t.state,
+        desired: t.desired,
+        node: t.node.clone(),
+        generation: t.generation,
+        reason: t.reason.clone(),
+        exit_code: t.exit_code,
+        restart_count: t.restart_count,
+        removed,
+    }
+}
+
 /// The node a task holds resources on: placed there and not finished.
 pub(super) fn holding(task: &Task) -> Option<&str> {
     match task.state {
@@ -265,6 +285,7 @@ impl State {
             attempts: HashMap::new(),
             groups: HashMap::new(),
             unsynced: HashMap::new(),
+            events: EventLog::default(),
             write_seq: 0,
         };
         let mut pending: Vec<(u64, TaskId)> = Vec::new();
@@ -291,8 +312,14 @@ impl State {
         st
     }
 
-    /// Applies the resource and index consequences of a task changing from `old` to `new`.
+    /// Applies the resource and index consequences of a task changing from `old` to `new`, and
+    /// publishes the change as an event (a counter increment when nobody listens).
     pub(super) fn apply(&mut self, old: Option<&Task>, new: Option<&Task>) {
+        match (old, new) {
+            (_, Some(t)) => self.events.publish(|| task_event(t, false)),
+            (Some(t), None) => self.events.publish(|| task_event(t, true)),
+            (None, None) => {}
+        }
         if let Some(o) = old {
             let c = &mut self.counts[state_index(o.state)];
             *c = c.saturating_sub(1);
@@ -508,6 +535,19 @@ impl State {
         if let Some(&i) = self.order.get(name) {
             self.snapshots[i].eligibility = eligibility;
         }
+    }
+
+    /// Publishes a node's current state as an event.
+    pub(super) fn node_event(&mut self, name: &str) {
+        let Some(n) = self.nodes.get(name) else {
+            return;
+        };
+        let (state, problem) = (n.state, n.problem.clone());
+        self.events.publish(|| EventBody::Node {
+            name: name.to_string(),
+            state,
+            problem,
+        });
     }
 
     /// Marks a node schedulable or not in its snapshot.

@@ -2,12 +2,30 @@
 //!
 //! `GET /health`, `GET /stats`, `GET /tasks`, `POST /tasks` (a user's task, started at once),
 //! `GET /tasks/{id}`, `DELETE /tasks/{id}` (stop; `?purge=true` also forgets a finished task),
-//! `GET /tasks/{id}/logs` (`?tail=N`), and the manager's `POST /assignments`.
+//! `GET /tasks/{id}/logs` (`?tail=N`, `follow`, `since`, `timestamps`, `previous`; streamed as
+//! newline-delimited JSON when following), `POST /tasks/{id}/exec`, `GET /metrics`, and the
+//! manager's `POST /assignments`.
 
+use super::ops::{self, LogQuery};
 use super::{Worker, WorkerError};
-use crate::http::{error, json, ApiError, Req, Resp};
+use crate::http::{error, json, text, ApiError, Req, Resp};
 use crate::task::TaskId;
-use crate::wire::{AssignmentBatch, LogsReply, Purged, WorkerHealth};
+use crate::wire::{AssignmentBatch, ExecReply, ExecRequest, LogsReply, Purged, WorkerHealth};
+
+/// Reads a finite log stream whole.
+async fn collect(
+    mut stream: poseidon_runtimes::LogStream,
+) -> Result<poseidon_runtimes::Logs, poseidon_runtimes::RuntimeError> {
+    let mut logs = poseidon_runtimes::Logs::default();
+    while let Some(chunk) = stream.recv().await {
+        let chunk = chunk?;
+        match chunk.stream {
+            poseidon_runtimes::OutputStream::Stdout => logs.stdout.push_str(&chunk.data),
+            poseidon_runtimes::OutputStream::Stderr => logs.stderr.push_str(&chunk.data),
+        }
+    }
+    Ok(logs)
+}
 
 /// Maps worker errors to statuses; the one place that does.
 fn status_of(e: &WorkerError) -> ApiError {
@@ -100,13 +118,21 @@ async fn route(w: &Worker, req: &Req) -> Result<Resp, ApiError> {
         }
         ("GET", ["tasks", id, "logs"]) => {
             let id = parse_id(id)?;
-            let tail = match req.param("tail") {
-                None | Some("all") => None,
-                Some(n) => Some(n.parse::<usize>().map_err(|_| {
-                    ApiError::bad_request(format!("tail must be a number or all, got {n:?}"))
-                })?),
+            let q = LogQuery::parse(req)?;
+            let logs = if q.previous {
+                w.previous_logs(id).map_err(|e| status_of(&e))?
+            } else if q.is_plain() {
+                w.logs(id, q.tail).await.map_err(|e| status_of(&e))?
+            } else {
+                let stream = w
+                    .log_stream(id, &q.options())
+                    .await
+                    .map_err(|e| status_of(&e))?;
+                if q.follow {
+                    return Ok(ops::ndjson_response(stream));
+                }
+                collect(stream).await.map_err(|e| status_of(&e.into()))?
             };
-            let logs = w.logs(id, tail).await.map_err(|e| status_of(&e))?;
             Ok(json(
                 200,
                 &LogsReply {
@@ -116,9 +142,27 @@ async fn route(w: &Worker, req: &Req) -> Result<Resp, ApiError> {
                 },
             ))
         }
-        (_, ["health" | "stats" | "tasks" | "assignments"])
+        ("POST", ["tasks", id, "exec"]) => {
+            let id = parse_id(id)?;
+            let body: ExecRequest = req.json()?;
+            let timeout = ops::exec_timeout(body.timeout.as_deref())?;
+            let out = w
+                .exec(id, &body.cmd, timeout)
+                .await
+                .map_err(|e| status_of(&e))?;
+            Ok(json(
+                200,
+                &ExecReply {
+                    stdout: out.stdout,
+                    stderr: out.stderr,
+                    exit_code: out.exit_code,
+                },
+            ))
+        }
+        ("GET", ["metrics"]) => Ok(text(200, w.metrics_text(), "text/plain; version=0.0.4")),
+        (_, ["health" | "stats" | "tasks" | "assignments" | "metrics"])
         | (_, ["tasks", _])
-        | (_, ["tasks", _, "logs"]) => Err(ApiError::new(
+        | (_, ["tasks", _, "logs" | "exec"]) => Err(ApiError::new(
             405,
             format!("method {m} is not allowed on /{}", path.join("/")),
         )),

@@ -32,6 +32,7 @@ pub mod accept;
 mod adopt;
 pub mod api;
 mod health;
+pub mod ops;
 mod phase;
 pub mod report;
 pub mod stats;
@@ -139,6 +140,8 @@ pub(crate) struct Inner {
     ready_notify: Notify,
     sys: stats::SysSampler,
     shutdown: Shutdown,
+    /// Logs of the runs before restarts, exec and the worker's `/metrics` figures.
+    ops: ops::Ops,
 }
 
 /// A handle to a running worker (cheap to clone).
@@ -199,6 +202,7 @@ impl Worker {
             ready_notify: Notify::new(),
             sys: stats::SysSampler::new(),
             shutdown,
+            ops: ops::Ops::default(),
         });
         let worker = Worker { inner };
         adopt::adopt_or_retry(&worker).await;
@@ -348,6 +352,7 @@ impl Worker {
     /// Removes a task entirely: stops and removes its container and deletes its record.
     pub async fn forget(&self, id: TaskId, reason: &str) -> Result<(), WorkerError> {
         let task = self.task(id).ok_or(WorkerError::NotFound(id))?;
+        self.inner.ops.forget(id);
         if !task.is_finished() {
             // Let the supervisor stop it cleanly first; a failure here is logged and the container
             // is removed by force below all the same.

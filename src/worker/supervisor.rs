@@ -249,10 +249,16 @@ async fn act(w: &Worker, id: TaskId, action: Action, poke: &Notify) {
             tracing::info!(task = %id, node = %node, generation, exit_code = ?exit_code, restart, delay_ms = delay.as_millis() as u64, "restarting by policy");
         }
         Action::BeginRestart => {
-            // A restart first removes the old container, so the new one never collides with it.
+            // A restart first removes the old container, so the new one never collides with it;
+            // its last output is kept for `logs --previous`.
             if let Some(cid) = w.task(id).and_then(|t| t.container_id) {
+                super::ops::keep_previous_logs(w, id, &cid).await;
                 remove_container(w, id, &cid).await;
             }
+            w.inner
+                .ops
+                .restarts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             store_update(w, id, "begin a restart", |t| {
                 t.container_id = None;
                 t.host_ports.clear();
@@ -425,6 +431,7 @@ async fn start_container(w: &Worker, id: TaskId) -> Started {
     if let Err(e) = pulled {
         return classify("image pull", e);
     }
+    let create_started = Instant::now();
     let cid = match rt.create(&spec).await {
         Ok(cid) => cid,
         Err(RuntimeError::Conflict(_)) => {
@@ -459,7 +466,10 @@ async fn start_container(w: &Worker, id: TaskId) -> Started {
     let mut attempts = 0;
     loop {
         match rt.start(&cid).await {
-            Ok(()) => return Started::Running(cid),
+            Ok(()) => {
+                w.inner.ops.create_start.observe(create_started.elapsed());
+                return Started::Running(cid);
+            }
             Err(RuntimeError::Daemon { message, .. })
                 if docker_chosen && attempts < 3 && message.contains("address already in use") =>
             {

@@ -96,6 +96,22 @@ fn metrics(m: &Manager) -> String {
             .count();
         emit!(out, "poseidon_nodes{{state=\"{state}\"}} {n}");
     }
+    emit!(out, "# HELP poseidon_event_subscribers Open GET /events streams.\n# TYPE poseidon_event_subscribers gauge\nposeidon_event_subscribers {}", m.event_subscribers());
+    c.submit_to_running.render(
+        &mut out,
+        "poseidon_submit_to_running_seconds",
+        "From submission to the first report of the task running.",
+    );
+    c.placement.render(
+        &mut out,
+        "poseidon_placement_seconds",
+        "The scheduler's pick of a node for one task.",
+    );
+    c.dispatch.render(
+        &mut out,
+        "poseidon_dispatch_seconds",
+        "The round trip of one batch of assignments to a worker.",
+    );
     let s = m.store_stats();
     emit!(out, "# HELP poseidon_store_writes_total Durable writes acknowledged.\n# TYPE poseidon_store_writes_total counter\nposeidon_store_writes_total {}", s.writes);
     emit!(out, "# HELP poseidon_store_syncs_total Synced batches (fsyncs).\n# TYPE poseidon_store_syncs_total counter\nposeidon_store_syncs_total {}", s.syncs);

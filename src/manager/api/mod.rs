@@ -6,6 +6,7 @@
 //! - [`nodes`]: `GET /nodes`, `POST /nodes/{name}/eligibility` and `/drain`, and the workers'
 //!   `POST /nodes/{name}/heartbeat` and `/reports`;
 //! - [`metrics`]: `GET /metrics` (Prometheus text);
+//! - [`events`]: `GET /events` (`?index=N`), newline-delimited JSON, streamed;
 //! - here: `GET /health`.
 
 use super::{Manager, ManagerError};
@@ -13,8 +14,10 @@ use crate::http::{error, json, ApiError, Req, Resp};
 use crate::task::TaskId;
 use crate::wire::ManagerHealth;
 
+mod events;
 mod metrics;
 mod nodes;
+mod ops;
 mod tasks;
 
 /// Maps manager errors to statuses; the one place that does.
@@ -48,6 +51,7 @@ async fn route(m: &Manager, req: &Req) -> Result<Resp, ApiError> {
     match path.first().copied() {
         Some("tasks") => tasks::route(m, req, meth, &path).await,
         Some("nodes") => nodes::route(m, req, meth, &path).await,
+        Some("events") if path.len() == 1 => events::route(m, req, meth, &path),
         Some("metrics") if path.len() == 1 => match meth {
             "GET" => Ok(metrics::render(m)),
             _ => Err(not_allowed(meth, &path)),

@@ -1,10 +1,12 @@
-//! `/tasks`: submit, list, inspect, stop or purge, and read logs.
+//! `/tasks`: submit, list, inspect, stop or purge, read or follow logs, exec (the last two are
+//! relayed to the task's worker by [`super::ops`]).
 
-use super::{no_route, not_allowed, parse_id, status_of};
+use super::{no_route, not_allowed, ops, parse_id, status_of};
 use crate::http::{json, ApiError, Req, Resp};
 use crate::manager::Manager;
 use crate::task::State;
 use crate::wire::Purged;
+use crate::worker::ops::LogQuery;
 
 /// Routes `/tasks...`; `path` still starts with `tasks`.
 pub(super) async fn route(
@@ -56,20 +58,22 @@ pub(super) async fn route(
         }
         ("GET", ["tasks", id, "logs"]) => {
             let id = parse_id(id)?;
-            let tail = req
-                .param("tail")
-                .map(|t| {
-                    t.parse::<usize>().map_err(|_| {
-                        ApiError::bad_request(format!(
-                            "tail must be a whole number of lines, got {t:?}"
-                        ))
-                    })
-                })
-                .transpose()?;
-            let logs = m.logs(id, tail).await.map_err(|e| status_of(&e))?;
-            Ok(json(200, &logs))
+            let q = LogQuery::parse(req)?;
+            if q.follow {
+                return ops::follow_logs(m, id, &q).await;
+            }
+            let logs = if q.is_plain() {
+                m.logs(id, q.tail).await
+            } else {
+                ops::logs_with(m, id, &q).await
+            };
+            Ok(json(200, &logs.map_err(|e| status_of(&e))?))
         }
-        (_, ["tasks"]) | (_, ["tasks", _]) | (_, ["tasks", _, "logs"]) => {
+        ("POST", ["tasks", id, "exec"]) => {
+            let id = parse_id(id)?;
+            ops::exec(m, id, req).await
+        }
+        (_, ["tasks"]) | (_, ["tasks", _]) | (_, ["tasks", _, "logs" | "exec"]) => {
             Err(not_allowed(meth, path))
         }
         _ => Err(no_route(meth, path)),
