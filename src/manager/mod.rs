@@ -32,6 +32,7 @@ pub mod api;
 pub mod dispatch;
 pub mod liveness;
 pub mod reconcile;
+pub mod services;
 pub mod state;
 
 pub use state::{Node, NodeRecord, NodeState, State};

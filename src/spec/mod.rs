@@ -217,7 +217,10 @@ pub fn validate(spec: &TaskSpec) -> Result<(), SpecError> {
 mod checks;
 mod go;
 mod json;
+mod service;
 mod tree;
+
+pub use service::{check_service_name, parse_service};
 
 #[cfg(test)]
 mod tests;
