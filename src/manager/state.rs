@@ -16,6 +16,7 @@ use std::time::Instant;
 use poseidon_schedulers::{Demand, NodeSnapshot, Scheduler};
 use serde::{Deserialize, Serialize};
 
+use crate::service::Service;
 use crate::store::{Op, Pending, Store, StoreError};
 use crate::task::{State as TaskState, Task, TaskId, TaskSpec};
 use crate::wire::{Capacity, NodeStats};
@@ -138,6 +139,10 @@ pub struct State {
     pub(super) blocked_shape: HashMap<TaskId, u64>,
     /// Dispatch attempts per task, for backoff.
     pub(super) attempts: HashMap<TaskId, u32>,
+    /// Services by name (see `service_ops.rs`, which writes them).
+    pub(super) services: BTreeMap<String, Service>,
+    /// Task ids by the service they are copies of, kept in step by [`State::apply`].
+    pub(super) by_service: HashMap<String, HashSet<TaskId>>,
     /// Tasks whose latest change is not synced yet.
     unsynced: HashMap<TaskId, Unsynced>,
     /// The sequence number of the last change.
@@ -186,6 +191,8 @@ impl State {
             blocked: VecDeque::new(),
             blocked_shape: HashMap::new(),
             attempts: HashMap::new(),
+            services: BTreeMap::new(),
+            by_service: HashMap::new(),
             unsynced: HashMap::new(),
             write_seq: 0,
         };
@@ -196,6 +203,9 @@ impl State {
             }
             if let Some(n) = &t.node {
                 st.by_node.entry(n.clone()).or_default().insert(t.id);
+            }
+            if let Some(s) = &t.service {
+                st.by_service.entry(s.clone()).or_default().insert(t.id);
             }
             st.counts[state_index(t.state)] += 1;
             st.tasks.insert(t.id, Box::new(t));
@@ -223,6 +233,13 @@ impl State {
                     }
                 }
             }
+            if let Some(s) = &o.service {
+                if new.is_none_or(|t| t.service.as_ref() != Some(s)) {
+                    if let Some(set) = self.by_service.get_mut(s) {
+                        set.remove(&o.id);
+                    }
+                }
+            }
         }
         if let Some(t) = new {
             self.counts[state_index(t.state)] += 1;
@@ -233,6 +250,9 @@ impl State {
             }
             if let Some(n) = &t.node {
                 self.by_node.entry(n.clone()).or_default().insert(t.id);
+            }
+            if let Some(s) = &t.service {
+                self.by_service.entry(s.clone()).or_default().insert(t.id);
             }
         }
     }

@@ -4,6 +4,8 @@
 //!
 //! - [`tasks`]: `GET/POST /tasks`, `GET/DELETE /tasks/{id}` (`?purge=true`), `GET /tasks/{id}/logs`;
 //! - [`nodes`]: `GET /nodes`, and the workers' `POST /nodes/{name}/heartbeat` and `/reports`;
+//! - [`services`]: `GET/POST /services`, `GET/PUT/DELETE /services/{name}` (`?purge=true`),
+//!   `POST /services/{name}/rollback`;
 //! - [`metrics`]: `GET /metrics` (Prometheus text);
 //! - here: `GET /health`.
 
@@ -14,12 +16,13 @@ use crate::wire::ManagerHealth;
 
 mod metrics;
 mod nodes;
+mod services;
 mod tasks;
 
 /// Maps manager errors to statuses; the one place that does.
 pub(crate) fn status_of(e: &ManagerError) -> ApiError {
     match e {
-        ManagerError::NotFound(_) => ApiError::not_found(e.to_string()),
+        ManagerError::NotFound(_) | ManagerError::Missing(_) => ApiError::not_found(e.to_string()),
         ManagerError::Conflict(_) => ApiError::conflict(e.to_string()),
         ManagerError::Invalid(_) => ApiError::bad_request(e.to_string()),
         ManagerError::Store(_) => ApiError::unavailable(e.to_string()),
@@ -45,6 +48,7 @@ async fn route(m: &Manager, req: &Req) -> Result<Resp, ApiError> {
     match path.first().copied() {
         Some("tasks") => tasks::route(m, req, meth, &path).await,
         Some("nodes") => nodes::route(m, req, meth, &path).await,
+        Some("services") => services::route(m, req, meth, &path).await,
         Some("metrics") if path.len() == 1 => match meth {
             "GET" => Ok(metrics::render(m)),
             _ => Err(not_allowed(meth, &path)),
