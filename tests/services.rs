@@ -1,0 +1,451 @@
+//! Services over HTTP on a mock cluster (a manager and two mock workers in one process): create,
+//! scale without restarting survivors, a rolling update that keeps `count - 1` healthy, an
+//! automatic revert, bad input; and the real binary killed with SIGKILL in the middle of a rolling
+//! update, which goes on from where it was after the restart.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{localize, start, wait_for, Api};
+use hyper::Method;
+use poseidon::cluster::{self, Roles};
+use poseidon_runtimes::ExecOutput;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+const CLUSTER: &str = r#"
+[manager]
+heartbeat_ttl = "2s"
+
+[[worker]]
+name = "s1"
+runtime = "mock"
+listen = "127.0.0.1:0"
+heartbeat_interval = "200ms"
+capacity = { cpus = 64.0, memory = "64g" }
+
+[[worker]]
+name = "s2"
+runtime = "mock"
+listen = "127.0.0.1:0"
+heartbeat_interval = "200ms"
+capacity = { cpus = 64.0, memory = "64g" }
+"#;
+
+/// A service body: `count` copies of `image`, checked by an exec probe every 100 ms.
+fn web(count: u64, image: &str, max_parallel: u64) -> Value {
+    json!({
+        "name": "web",
+        "count": count,
+        "task": {
+            "image": image,
+            "health_check": {"type": "exec", "cmd": ["true"], "interval": "100ms", "retries": 1}
+        },
+        "update": {"max_parallel": max_parallel, "min_healthy": "200ms", "healthy_deadline": "3s", "auto_revert": true}
+    })
+}
+
+async fn put(api: &Api, path: &str, body: &Value) -> (u16, Value) {
+    api.raw(Method::PUT, path, Some(serde_json::to_vec(body).unwrap()))
+        .await
+}
+
+/// Waits until the service is `state` with `healthy` copies of the current version and no live
+/// task of another version; returns the service.
+async fn settled(api: &Api, state: &str, healthy: u64) -> Value {
+    wait_for(
+        &format!("web to be {state} with {healthy} healthy"),
+        WAIT,
+        || async {
+            let s = api.ok("/services/web").await;
+            let version = s["version"].as_u64().unwrap();
+            let others = live(&s)
+                .iter()
+                .filter(|t| t["version"].as_u64() != Some(version))
+                .count();
+            (s["state"] == state && s["healthy"].as_u64() == Some(healthy) && others == 0)
+                .then_some(s)
+        },
+    )
+    .await
+}
+
+/// The tasks of a service view that want to run and have not ended.
+fn live(s: &Value) -> Vec<Value> {
+    s["tasks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t["desired"] == "run" && (t["state"] == "running" || t["state"] == "pending" || t["state"] == "scheduled"))
+        .collect()
+}
+
+/// Healthy copies of any version, as a client of the service's endpoints would count them.
+fn healthy_any(tasks: &Value) -> usize {
+    tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["state"] == "running" && t["desired"] == "run" && t["health"] == "healthy")
+        .count()
+}
+
+fn ids(tasks: &[Value]) -> BTreeSet<String> {
+    tasks
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_of_three_scales_to_five_and_back_to_two_without_restarting_survivors() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = start(&localize(CLUSTER, dir.path(), true)).await;
+    let api = Api::new(run.manager_url().unwrap());
+    let body = serde_json::to_vec(&web(3, "app:1", 1)).unwrap();
+    let (status, created) = api.raw(Method::POST, "/services", Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!((created["name"].as_str(), created["version"].as_u64()), (Some("web"), Some(1)));
+    let s = settled(&api, "running", 3).await;
+    let first = live(&s);
+    assert_eq!(first.len(), 3);
+    let filtered = api.ok("/tasks?service=web").await;
+    assert_eq!(ids(filtered.as_array().unwrap()), ids(&first));
+    assert!(api.ok("/tasks?service=other").await.as_array().unwrap().is_empty());
+
+    let (status, v) = put(&api, "/services/web", &web(5, "app:1", 1)).await;
+    assert_eq!((status, v["version"].as_u64()), (200, Some(2)), "{v}");
+    let s = settled(&api, "running", 5).await;
+    let five = live(&s);
+    assert!(ids(&first).is_subset(&ids(&five)), "the first three survive scaling up");
+    for t in &five {
+        assert_eq!(t["version"], 2, "every copy is relabelled to version 2: {t}");
+    }
+    let (status, _) = put(&api, "/services/web", &web(2, "app:1", 1)).await;
+    assert_eq!(status, 200);
+    let s = settled(&api, "running", 2).await;
+    let two = live(&s);
+    assert_eq!(two.len(), 2);
+    assert!(ids(&two).is_subset(&ids(&first)), "the oldest copies are kept");
+    for t in &two {
+        let before = first.iter().find(|f| f["id"] == t["id"]).unwrap();
+        assert_eq!(
+            (&t["container_id"], &t["restart_count"], &t["generation"]),
+            (&before["container_id"], &before["restart_count"], &before["generation"]),
+            "a survivor was never restarted or moved"
+        );
+    }
+    // Five containers were ever made: three, then two more; scaling down made none.
+    let made: usize = run
+        .workers
+        .iter()
+        .map(|w| w.mock.as_ref().unwrap().containers().len())
+        .sum();
+    assert_eq!(made, 5);
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_update_with_max_parallel_one_keeps_count_minus_one_healthy_at_every_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = start(&localize(CLUSTER, dir.path(), true)).await;
+    let api = Api::new(run.manager_url().unwrap());
+    let (status, _) = api.post("/services", &web(3, "app:1", 1)).await;
+    assert_eq!(status, 201);
+    settled(&api, "running", 3).await;
+    let (status, v) = put(&api, "/services/web", &web(3, "app:2", 1)).await;
+    assert_eq!((status, v["state"].as_str()), (200, Some("updating")), "{v}");
+    let mut samples = Vec::new();
+    let start = std::time::Instant::now();
+    loop {
+        let tasks = api.ok("/tasks?service=web").await;
+        samples.push(healthy_any(&tasks));
+        let s = api.ok("/services/web").await;
+        if s["state"] == "running" && s["healthy"] == 3 {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "the update did not finish: {s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = settled(&api, "running", 3).await;
+    for t in live(&s) {
+        assert_eq!(t["spec"]["image"], "app:2", "{t}");
+    }
+    let low = samples.iter().min().copied().unwrap();
+    eprintln!("{} samples, lowest healthy {low}", samples.len());
+    assert!(samples.len() >= 5, "the update was sampled: {samples:?}");
+    assert!(low >= 2, "healthy fell below count - 1: {samples:?}");
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_whose_health_check_never_passes_is_reverted_automatically() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = start(&localize(CLUSTER, dir.path(), true)).await;
+    for w in &run.workers {
+        w.mock.as_ref().unwrap().set_exec_result(
+            "app:bad",
+            ExecOutput {
+                exit_code: 1,
+                output: "not ready".into(),
+            },
+        );
+    }
+    let api = Api::new(run.manager_url().unwrap());
+    assert_eq!(api.post("/services", &web(3, "app:good", 1)).await.0, 201);
+    settled(&api, "running", 3).await;
+    assert_eq!(put(&api, "/services/web", &web(3, "app:bad", 1)).await.0, 200);
+    let s = settled(&api, "reverted", 3).await;
+    assert_eq!(s["version"], 3, "{s}");
+    let causes: Vec<&str> = s["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["cause"].as_str().unwrap())
+        .collect();
+    assert_eq!(causes[..2], ["created", "updated"]);
+    assert!(causes[2].starts_with("reverted to 1"), "{causes:?}");
+    for t in live(&s) {
+        assert_eq!(t["spec"]["image"], "app:good", "{t}");
+    }
+    // The bad version is kept, so it can be inspected (and rolled forward to again).
+    assert_eq!(s["versions"][1]["spec"]["task"]["image"], "app:bad");
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_delete_and_purge_follow_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = start(&localize(CLUSTER, dir.path(), true)).await;
+    let api = Api::new(run.manager_url().unwrap());
+    let body = serde_json::to_vec(&web(2, "app:1", 1)).unwrap();
+    let resp = poseidon::http::HttpClient::new(WAIT)
+        .send(Method::POST, &format!("{}/services", api.base), Some(body))
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 201);
+    assert_eq!(
+        resp.location.as_deref(),
+        Some("/services/web")
+    );
+    let (status, v) = api.post("/services", &web(2, "app:1", 1)).await;
+    assert_eq!(status, 409, "{v}");
+    settled(&api, "running", 2).await;
+    // Nothing to roll back to yet.
+    assert_eq!(api.post("/services/web/rollback", &json!({})).await.0, 409);
+    assert_eq!(put(&api, "/services/web", &web(2, "app:2", 1)).await.0, 200);
+    settled(&api, "running", 2).await;
+    let (status, v) = api.post("/services/web/rollback", &json!({})).await;
+    assert_eq!((status, v["version"].as_u64()), (200, Some(3)), "{v}");
+    let s = settled(&api, "running", 2).await;
+    for t in live(&s) {
+        assert_eq!(t["spec"]["image"], "app:1", "{t}");
+    }
+    let listed = api.ok("/services").await;
+    assert_eq!(listed[0]["name"], "web");
+    assert!(listed[0].get("tasks").is_none(), "the list leaves tasks out");
+    // Purging a running service is refused; stopping ends every task; then purge forgets it.
+    assert_eq!(api.delete("/services/web?purge=true").await.0, 409);
+    let (status, v) = api.delete("/services/web").await;
+    assert_eq!((status, v["state"].as_str()), (200, Some("stopped")), "{v}");
+    wait_for("every task of web to end", WAIT, || async {
+        let tasks = api.ok("/tasks?service=web").await;
+        tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["state"] == "completed" || t["state"] == "failed")
+            .then_some(())
+    })
+    .await;
+    let (status, v) = api.delete("/services/web?purge=true").await;
+    assert_eq!((status, v["purged"].as_str()), (200, Some("web")), "{v}");
+    assert_eq!(api.get("/services/web").await.0, 404);
+    assert!(api.ok("/tasks?service=web").await.as_array().unwrap().is_empty());
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_service_input_is_a_4xx_naming_the_field_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = start(&localize(CLUSTER, dir.path(), true)).await;
+    let api = Api::new(run.manager_url().unwrap());
+    let task = json!({"image": "app:1"});
+    // (body, status, a word the error must contain)
+    let rows: Vec<(Value, u16, &str)> = vec![
+        (json!({"name": "web", "count": -1, "task": task}), 400, "count"),
+        (json!({"name": "web", "count": 10_001, "task": task}), 400, "count"),
+        (json!({"name": "web", "count": "3", "task": task}), 400, "count"),
+        (json!({"name": "web", "task": task}), 400, "count"),
+        (json!({"name": "web", "count": 1, "task": task, "update": {"max_parallel": 0}}), 400, "update.max_parallel"),
+        (json!({"name": "web", "count": 1, "task": task, "update": {"paralel": 1}}), 400, "paralel"),
+        (json!({"name": "web", "count": 1, "task": task, "replicas": 3}), 400, "replicas"),
+        (json!({"name": "Web_1", "count": 1, "task": task}), 400, "name"),
+        (json!({"name": "-web", "count": 1, "task": task}), 400, "name"),
+        (json!({"name": "web", "count": 1}), 400, "task"),
+        (json!({"name": "web", "count": 1, "task": {"cmd": "x"}}), 400, "task"),
+        (json!({"name": "web", "count": 1, "task": {"image": "app", "memory": "lots"}}), 400, "memory"),
+        (json!({"name": "web", "count": 1, "task": {"image": "app", "id": "21b23589-5d2d-4731-b5c9-a97e9832d021"}}), 400, "task.id"),
+        (json!({"name": "web", "count": 1, "task": task, "constraints": [{"attribute": "node.labels.disk", "operator": "~", "value": "ssd"}]}), 400, "constraints[0].operator"),
+        (json!({"name": "web", "count": 1, "task": task, "constraints": [{"attribute": "node.cpu", "operator": "=", "value": "x"}]}), 400, "constraints[0].attribute"),
+        (json!({"name": "web", "count": 1, "task": task, "publish": [{"port": 0, "target": 80}]}), 400, "publish[0].port"),
+        (json!({"name": "web", "count": 1, "task": task, "publish": [{"port": 80, "target": 80, "mode": "udp"}]}), 400, "publish[0].mode"),
+        (json!({"name": "web", "count": 1, "task": task, "update": {"min_healthy": "10s", "healthy_deadline": "5s"}}), 400, "update.healthy_deadline"),
+    ];
+    for (body, status, word) in &rows {
+        let (got, v) = api.post("/services", body).await;
+        let message = v["error"].as_str().unwrap_or_default();
+        assert_eq!(got, *status, "{body}: {v}");
+        assert!(message.contains(word), "{body}: {message:?} should name {word}");
+    }
+    assert!(api.ok("/services").await.as_array().unwrap().is_empty(), "nothing was stored");
+    let ok = json!({"name": "web", "count": 1, "task": task,
+        "constraints": [{"attribute": "node.labels.disk", "operator": "=", "value": "ssd"}, {"operator": "distinct_hosts"}],
+        "publish": [{"port": 8080, "target": 80, "mode": "tcp"}]});
+    // Updates: a missing service, a bad name in the URL, a name that differs from the URL.
+    assert_eq!(put(&api, "/services/nope", &ok).await.0, 400, "the body names web");
+    let (status, v) = put(&api, "/services/nope", &json!({"count": 1, "task": task})).await;
+    assert_eq!(status, 404, "{v}");
+    let (status, v) = put(&api, "/services/BAD", &json!({"count": 1, "task": task})).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("name"), "{v}");
+    let (status, v) = api.post("/services", &ok).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["spec"]["constraints"][1]["operator"], "distinct_hosts");
+    assert_eq!(v["spec"]["publish"][0]["port"], 8080);
+    // A bad update leaves the stored version as it was.
+    let (status, _) = put(&api, "/services/web", &json!({"count": 1, "task": task, "update": {"max_parallel": 0}})).await;
+    assert_eq!(status, 400);
+    let s = api.ok("/services/web").await;
+    assert_eq!((s["version"].as_u64(), s["versions"].as_array().unwrap().len()), (Some(1), 1));
+    run.stop().await;
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_manager(file: &str, cwd: &std::path::Path) -> Proc {
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_poseidon"))
+            .args(["manager", "-c", file])
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+async fn serving(api: &Api) {
+    wait_for("the manager to serve", WAIT, || async {
+        poseidon::http::HttpClient::new(Duration::from_millis(500))
+            .get::<Value>(&format!("{}/health", api.base))
+            .await
+            .ok()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_killed_mid_update_goes_on_from_where_it_was_and_keeps_every_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let file = dir.path().join("cluster.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[manager]
+listen = "127.0.0.1:{port}"
+data_dir = "{data}/manager"
+heartbeat_ttl = "2s"
+
+[[worker]]
+name = "k1"
+listen = "127.0.0.1:0"
+runtime = "mock"
+data_dir = "{data}/k1"
+heartbeat_interval = "200ms"
+capacity = {{ cpus = 64.0, memory = "64g" }}
+"#,
+            data = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let cfg = poseidon::config::load(&file).unwrap();
+    let file_s = file.to_str().unwrap().to_string();
+    let mut manager = spawn_manager(&file_s, dir.path());
+    let api = Api::new(format!("http://127.0.0.1:{port}"));
+    serving(&api).await;
+    let worker = cluster::start(&cfg, Roles::Worker("k1".into()))
+        .await
+        .unwrap();
+    let mock = worker.workers[0].mock.clone().unwrap();
+    // Without a health check, each new copy counts once it has run min_healthy: slow enough to
+    // kill the manager between two steps of the update.
+    let body = |image: &str| {
+        json!({"name": "web", "count": 4, "task": {"image": image},
+               "update": {"max_parallel": 1, "min_healthy": "700ms", "healthy_deadline": "60s"}})
+    };
+    assert_eq!(api.post("/services", &body("app:1")).await.0, 201);
+    settled(&api, "running", 4).await;
+    assert_eq!(put(&api, "/services/web", &body("app:2")).await.0, 200);
+    let before = wait_for("the update to be half-way", WAIT, || async {
+        let s = api.ok("/services/web").await;
+        let tasks = live(&s);
+        let new = tasks.iter().filter(|t| t["version"] == 2 && t["state"] == "running").count();
+        let old = tasks.iter().filter(|t| t["version"] == 1).count();
+        (new >= 1 && old >= 2).then_some(s)
+    })
+    .await;
+    manager.0.kill().unwrap(); // SIGKILL
+    manager.0.wait().unwrap();
+    let new_before: Vec<Value> = live(&before)
+        .into_iter()
+        .filter(|t| t["version"] == 2 && t["state"] == "running")
+        .collect();
+
+    let _manager = spawn_manager(&file_s, dir.path());
+    serving(&api).await;
+    let s = api.ok("/services/web").await;
+    let versions: Vec<u64> = s["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!((versions, s["version"].as_u64()), (vec![1, 2], Some(2)), "{s}");
+    let s = settled(&api, "running", 4).await;
+    let after = live(&s);
+    for t in &new_before {
+        let same = after.iter().find(|a| a["id"] == t["id"]);
+        assert!(
+            same.is_some_and(|a| a["container_id"] == t["container_id"] && a["generation"] == t["generation"]),
+            "a copy of version 2 made before the kill goes on running untouched: {t}"
+        );
+    }
+    // No copy was made twice: exactly four copies of version 2 ever existed.
+    let all = api.ok("/tasks?service=web").await;
+    let v2 = all.as_array().unwrap().iter().filter(|t| t["version"] == 2).count();
+    assert_eq!(v2, 4, "{all}");
+    let v2_containers = mock
+        .containers()
+        .iter()
+        .filter(|c| c.image.starts_with("app:2"))
+        .count();
+    assert_eq!(v2_containers, 4);
+    worker.stop().await;
+}
