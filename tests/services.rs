@@ -82,7 +82,10 @@ fn live(s: &Value) -> Vec<Value> {
         .cloned()
         .unwrap_or_default()
         .into_iter()
-        .filter(|t| t["desired"] == "run" && (t["state"] == "running" || t["state"] == "pending" || t["state"] == "scheduled"))
+        .filter(|t| {
+            t["desired"] == "run"
+                && (t["state"] == "running" || t["state"] == "pending" || t["state"] == "scheduled")
+        })
         .collect()
 }
 
@@ -111,33 +114,54 @@ async fn a_service_of_three_scales_to_five_and_back_to_two_without_restarting_su
     let body = serde_json::to_vec(&web(3, "app:1", 1)).unwrap();
     let (status, created) = api.raw(Method::POST, "/services", Some(body)).await;
     assert_eq!(status, 201, "{created}");
-    assert_eq!((created["name"].as_str(), created["version"].as_u64()), (Some("web"), Some(1)));
+    assert_eq!(
+        (created["name"].as_str(), created["version"].as_u64()),
+        (Some("web"), Some(1))
+    );
     let s = settled(&api, "running", 3).await;
     let first = live(&s);
     assert_eq!(first.len(), 3);
     let filtered = api.ok("/tasks?service=web").await;
     assert_eq!(ids(filtered.as_array().unwrap()), ids(&first));
-    assert!(api.ok("/tasks?service=other").await.as_array().unwrap().is_empty());
+    assert!(api
+        .ok("/tasks?service=other")
+        .await
+        .as_array()
+        .unwrap()
+        .is_empty());
 
     let (status, v) = put(&api, "/services/web", &web(5, "app:1", 1)).await;
     assert_eq!((status, v["version"].as_u64()), (200, Some(2)), "{v}");
     let s = settled(&api, "running", 5).await;
     let five = live(&s);
-    assert!(ids(&first).is_subset(&ids(&five)), "the first three survive scaling up");
+    assert!(
+        ids(&first).is_subset(&ids(&five)),
+        "the first three survive scaling up"
+    );
     for t in &five {
-        assert_eq!(t["version"], 2, "every copy is relabelled to version 2: {t}");
+        assert_eq!(
+            t["version"], 2,
+            "every copy is relabelled to version 2: {t}"
+        );
     }
     let (status, _) = put(&api, "/services/web", &web(2, "app:1", 1)).await;
     assert_eq!(status, 200);
     let s = settled(&api, "running", 2).await;
     let two = live(&s);
     assert_eq!(two.len(), 2);
-    assert!(ids(&two).is_subset(&ids(&first)), "the oldest copies are kept");
+    assert!(
+        ids(&two).is_subset(&ids(&first)),
+        "the oldest copies are kept"
+    );
     for t in &two {
         let before = first.iter().find(|f| f["id"] == t["id"]).unwrap();
         assert_eq!(
             (&t["container_id"], &t["restart_count"], &t["generation"]),
-            (&before["container_id"], &before["restart_count"], &before["generation"]),
+            (
+                &before["container_id"],
+                &before["restart_count"],
+                &before["generation"]
+            ),
             "a survivor was never restarted or moved"
         );
     }
@@ -160,7 +184,11 @@ async fn a_rolling_update_with_max_parallel_one_keeps_count_minus_one_healthy_at
     assert_eq!(status, 201);
     settled(&api, "running", 3).await;
     let (status, v) = put(&api, "/services/web", &web(3, "app:2", 1)).await;
-    assert_eq!((status, v["state"].as_str()), (200, Some("updating")), "{v}");
+    assert_eq!(
+        (status, v["state"].as_str()),
+        (200, Some("updating")),
+        "{v}"
+    );
     let mut samples = Vec::new();
     let start = std::time::Instant::now();
     loop {
@@ -200,7 +228,10 @@ async fn a_version_whose_health_check_never_passes_is_reverted_automatically() {
     let api = Api::new(run.manager_url().unwrap());
     assert_eq!(api.post("/services", &web(3, "app:good", 1)).await.0, 201);
     settled(&api, "running", 3).await;
-    assert_eq!(put(&api, "/services/web", &web(3, "app:bad", 1)).await.0, 200);
+    assert_eq!(
+        put(&api, "/services/web", &web(3, "app:bad", 1)).await.0,
+        200
+    );
     let s = settled(&api, "reverted", 3).await;
     assert_eq!(s["version"], 3, "{s}");
     let causes: Vec<&str> = s["versions"]
@@ -230,10 +261,7 @@ async fn rollback_delete_and_purge_follow_the_contract() {
         .await
         .unwrap();
     assert_eq!(resp.status, 201);
-    assert_eq!(
-        resp.location.as_deref(),
-        Some("/services/web")
-    );
+    assert_eq!(resp.location.as_deref(), Some("/services/web"));
     let (status, v) = api.post("/services", &web(2, "app:1", 1)).await;
     assert_eq!(status, 409, "{v}");
     settled(&api, "running", 2).await;
@@ -249,7 +277,10 @@ async fn rollback_delete_and_purge_follow_the_contract() {
     }
     let listed = api.ok("/services").await;
     assert_eq!(listed[0]["name"], "web");
-    assert!(listed[0].get("tasks").is_none(), "the list leaves tasks out");
+    assert!(
+        listed[0].get("tasks").is_none(),
+        "the list leaves tasks out"
+    );
     // Purging a running service is refused; stopping ends every task; then purge forgets it.
     assert_eq!(api.delete("/services/web?purge=true").await.0, 409);
     let (status, v) = api.delete("/services/web").await;
@@ -267,7 +298,12 @@ async fn rollback_delete_and_purge_follow_the_contract() {
     let (status, v) = api.delete("/services/web?purge=true").await;
     assert_eq!((status, v["purged"].as_str()), (200, Some("web")), "{v}");
     assert_eq!(api.get("/services/web").await.0, 404);
-    assert!(api.ok("/tasks?service=web").await.as_array().unwrap().is_empty());
+    assert!(api
+        .ok("/tasks?service=web")
+        .await
+        .as_array()
+        .unwrap()
+        .is_empty());
     run.stop().await;
 }
 
@@ -279,37 +315,111 @@ async fn bad_service_input_is_a_4xx_naming_the_field_and_changes_nothing() {
     let task = json!({"image": "app:1"});
     // (body, status, a word the error must contain)
     let rows: Vec<(Value, u16, &str)> = vec![
-        (json!({"name": "web", "count": -1, "task": task}), 400, "count"),
-        (json!({"name": "web", "count": 10_001, "task": task}), 400, "count"),
-        (json!({"name": "web", "count": "3", "task": task}), 400, "count"),
+        (
+            json!({"name": "web", "count": -1, "task": task}),
+            400,
+            "count",
+        ),
+        (
+            json!({"name": "web", "count": 10_001, "task": task}),
+            400,
+            "count",
+        ),
+        (
+            json!({"name": "web", "count": "3", "task": task}),
+            400,
+            "count",
+        ),
         (json!({"name": "web", "task": task}), 400, "count"),
-        (json!({"name": "web", "count": 1, "task": task, "update": {"max_parallel": 0}}), 400, "update.max_parallel"),
-        (json!({"name": "web", "count": 1, "task": task, "update": {"paralel": 1}}), 400, "paralel"),
-        (json!({"name": "web", "count": 1, "task": task, "replicas": 3}), 400, "replicas"),
-        (json!({"name": "Web_1", "count": 1, "task": task}), 400, "name"),
-        (json!({"name": "-web", "count": 1, "task": task}), 400, "name"),
+        (
+            json!({"name": "web", "count": 1, "task": task, "update": {"max_parallel": 0}}),
+            400,
+            "update.max_parallel",
+        ),
+        (
+            json!({"name": "web", "count": 1, "task": task, "update": {"paralel": 1}}),
+            400,
+            "paralel",
+        ),
+        (
+            json!({"name": "web", "count": 1, "task": task, "replicas": 3}),
+            400,
+            "replicas",
+        ),
+        (
+            json!({"name": "Web_1", "count": 1, "task": task}),
+            400,
+            "name",
+        ),
+        (
+            json!({"name": "-web", "count": 1, "task": task}),
+            400,
+            "name",
+        ),
         (json!({"name": "web", "count": 1}), 400, "task"),
-        (json!({"name": "web", "count": 1, "task": {"cmd": "x"}}), 400, "task"),
-        (json!({"name": "web", "count": 1, "task": {"image": "app", "memory": "lots"}}), 400, "memory"),
-        (json!({"name": "web", "count": 1, "task": {"image": "app", "id": "21b23589-5d2d-4731-b5c9-a97e9832d021"}}), 400, "task.id"),
-        (json!({"name": "web", "count": 1, "task": task, "constraints": [{"attribute": "node.labels.disk", "operator": "~", "value": "ssd"}]}), 400, "constraints[0].operator"),
-        (json!({"name": "web", "count": 1, "task": task, "constraints": [{"attribute": "node.cpu", "operator": "=", "value": "x"}]}), 400, "constraints[0].attribute"),
-        (json!({"name": "web", "count": 1, "task": task, "publish": [{"port": 0, "target": 80}]}), 400, "publish[0].port"),
-        (json!({"name": "web", "count": 1, "task": task, "publish": [{"port": 80, "target": 80, "mode": "udp"}]}), 400, "publish[0].mode"),
-        (json!({"name": "web", "count": 1, "task": task, "update": {"min_healthy": "10s", "healthy_deadline": "5s"}}), 400, "update.healthy_deadline"),
+        (
+            json!({"name": "web", "count": 1, "task": {"cmd": "x"}}),
+            400,
+            "task",
+        ),
+        (
+            json!({"name": "web", "count": 1, "task": {"image": "app", "memory": "lots"}}),
+            400,
+            "memory",
+        ),
+        (
+            json!({"name": "web", "count": 1, "task": {"image": "app", "id": "21b23589-5d2d-4731-b5c9-a97e9832d021"}}),
+            400,
+            "task.id",
+        ),
+        (
+            json!({"name": "web", "count": 1, "task": task, "constraints": [{"attribute": "node.labels.disk", "operator": "~", "value": "ssd"}]}),
+            400,
+            "constraints[0].operator",
+        ),
+        (
+            json!({"name": "web", "count": 1, "task": task, "constraints": [{"attribute": "node.cpu", "operator": "=", "value": "x"}]}),
+            400,
+            "constraints[0].attribute",
+        ),
+        (
+            json!({"name": "web", "count": 1, "task": task, "publish": [{"port": 0, "target": 80}]}),
+            400,
+            "publish[0].port",
+        ),
+        (
+            json!({"name": "web", "count": 1, "task": task, "publish": [{"port": 80, "target": 80, "mode": "udp"}]}),
+            400,
+            "publish[0].mode",
+        ),
+        (
+            json!({"name": "web", "count": 1, "task": task, "update": {"min_healthy": "10s", "healthy_deadline": "5s"}}),
+            400,
+            "update.healthy_deadline",
+        ),
     ];
     for (body, status, word) in &rows {
         let (got, v) = api.post("/services", body).await;
         let message = v["error"].as_str().unwrap_or_default();
         assert_eq!(got, *status, "{body}: {v}");
-        assert!(message.contains(word), "{body}: {message:?} should name {word}");
+        assert!(
+            message.contains(word),
+            "{body}: {message:?} should name {word}"
+        );
     }
-    assert!(api.ok("/services").await.as_array().unwrap().is_empty(), "nothing was stored");
+    assert!(
+        api.ok("/services").await.as_array().unwrap().is_empty(),
+        "nothing was stored"
+    );
     let ok = json!({"name": "web", "count": 1, "task": task,
         "constraints": [{"attribute": "node.labels.disk", "operator": "=", "value": "ssd"}, {"operator": "distinct_hosts"}],
         "publish": [{"port": 8080, "target": 80, "mode": "tcp"}]});
     // Updates: a missing service, a bad name in the URL, a name that differs from the URL.
-    assert_eq!(put(&api, "/services/nope", &ok).await.0, 400, "the body names web");
+    assert_eq!(
+        put(&api, "/services/nope", &ok).await.0,
+        400,
+        "the body names web"
+    );
     let (status, v) = put(&api, "/services/nope", &json!({"count": 1, "task": task})).await;
     assert_eq!(status, 404, "{v}");
     let (status, v) = put(&api, "/services/BAD", &json!({"count": 1, "task": task})).await;
@@ -320,10 +430,21 @@ async fn bad_service_input_is_a_4xx_naming_the_field_and_changes_nothing() {
     assert_eq!(v["spec"]["constraints"][1]["operator"], "distinct_hosts");
     assert_eq!(v["spec"]["publish"][0]["port"], 8080);
     // A bad update leaves the stored version as it was.
-    let (status, _) = put(&api, "/services/web", &json!({"count": 1, "task": task, "update": {"max_parallel": 0}})).await;
+    let (status, _) = put(
+        &api,
+        "/services/web",
+        &json!({"count": 1, "task": task, "update": {"max_parallel": 0}}),
+    )
+    .await;
     assert_eq!(status, 400);
     let s = api.ok("/services/web").await;
-    assert_eq!((s["version"].as_u64(), s["versions"].as_array().unwrap().len()), (Some(1), 1));
+    assert_eq!(
+        (
+            s["version"].as_u64(),
+            s["versions"].as_array().unwrap().len()
+        ),
+        (Some(1), 1)
+    );
     run.stop().await;
 }
 
@@ -406,7 +527,10 @@ capacity = {{ cpus = 64.0, memory = "64g" }}
     let before = wait_for("the update to be half-way", WAIT, || async {
         let s = api.ok("/services/web").await;
         let tasks = live(&s);
-        let new = tasks.iter().filter(|t| t["version"] == 2 && t["state"] == "running").count();
+        let new = tasks
+            .iter()
+            .filter(|t| t["version"] == 2 && t["state"] == "running")
+            .count();
         let old = tasks.iter().filter(|t| t["version"] == 1).count();
         (new >= 1 && old >= 2).then_some(s)
     })
@@ -427,19 +551,30 @@ capacity = {{ cpus = 64.0, memory = "64g" }}
         .iter()
         .map(|v| v["version"].as_u64().unwrap())
         .collect();
-    assert_eq!((versions, s["version"].as_u64()), (vec![1, 2], Some(2)), "{s}");
+    assert_eq!(
+        (versions, s["version"].as_u64()),
+        (vec![1, 2], Some(2)),
+        "{s}"
+    );
     let s = settled(&api, "running", 4).await;
     let after = live(&s);
     for t in &new_before {
         let same = after.iter().find(|a| a["id"] == t["id"]);
         assert!(
-            same.is_some_and(|a| a["container_id"] == t["container_id"] && a["generation"] == t["generation"]),
+            same.is_some_and(
+                |a| a["container_id"] == t["container_id"] && a["generation"] == t["generation"]
+            ),
             "a copy of version 2 made before the kill goes on running untouched: {t}"
         );
     }
     // No copy was made twice: exactly four copies of version 2 ever existed.
     let all = api.ok("/tasks?service=web").await;
-    let v2 = all.as_array().unwrap().iter().filter(|t| t["version"] == 2).count();
+    let v2 = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["version"] == 2)
+        .count();
     assert_eq!(v2, 4, "{all}");
     let v2_containers = mock
         .containers()
@@ -448,4 +583,57 @@ capacity = {{ cpus = 64.0, memory = "64g" }}
         .count();
     assert_eq!(v2_containers, 4);
     worker.stop().await;
+}
+
+/// The README's services block, read from README.md and run as written with the real binary as
+/// `poseidon`, against a mock cluster whose manager `POSEIDON_MANAGER` names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_services_block_runs_as_written() {
+    const README: &str = include_str!("../README.md");
+    let marker = "<!-- readme-test: services -->";
+    let rest =
+        &README[README.find(marker).expect("README has the services block") + marker.len()..];
+    let open = rest.find("```sh\n").unwrap() + "```sh\n".len();
+    let script = rest[open..open + rest[open..].find("\n```").unwrap()].to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let run = start(&localize(CLUSTER, dir.path(), true)).await;
+    let url = run.manager_url().unwrap();
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_poseidon"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let cwd = dir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("timeout")
+            .args(["120", "bash", "-euo", "pipefail", "-x", "-c", &script])
+            .current_dir(cwd)
+            .env("PATH", path)
+            .env("POSEIDON_MANAGER", url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let log = format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "README services block failed ({}):\n{log}",
+        out.status
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("version 4: 3/3 healthy (running)"),
+        "update shows progress to the end:\n{log}"
+    );
+    assert!(stdout.contains("service web purged"), "{log}");
+    run.stop().await;
 }

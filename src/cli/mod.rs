@@ -1,4 +1,5 @@
-//! The `poseidon` command line: start roles from a config file, or talk to a manager as a client.
+//! The `poseidon` command line: start roles from a config file, or talk to a manager as a client
+//! (`tasks.rs`, `nodes.rs`, `services.rs` for `poseidon service ...`).
 //!
 //! Exit codes: 0 done; 1 the operation failed (refused, unreachable, the task failed); 2 usage or
 //! configuration error. Errors are one line on stderr.
@@ -15,7 +16,10 @@ use crate::http::ClientError;
 
 mod ids;
 mod nodes;
+mod services;
 mod tasks;
+
+pub use services::ServiceCmd;
 
 /// This binary's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -60,6 +64,8 @@ pub enum Command {
     Logs(LogsCmd),
     /// Show the client's and the manager's versions.
     Version(VersionCmd),
+    /// Manage services (run, ls, status, scale, update, rollback, rm).
+    Service(ServiceCmd),
 }
 
 /// Show the version of this binary and of the manager it talks to.
@@ -264,6 +270,7 @@ pub async fn run(args: Args) -> i32 {
         Some(Command::Node(c)) => nodes::node(c).await,
         Some(Command::Logs(c)) => tasks::logs(c).await,
         Some(Command::Version(c)) => nodes::version(c).await,
+        Some(Command::Service(c)) => services::service(c).await,
     };
     match result {
         Ok(()) => 0,

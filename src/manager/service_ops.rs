@@ -271,7 +271,11 @@ impl Manager {
         let _one_writer = self.inner.service_writes.lock().await;
         let (before, staged) = {
             let mut st = lock(&self.inner.state);
-            let svc = st.services.get(name).cloned().ok_or_else(|| missing(name))?;
+            let svc = st
+                .services
+                .get(name)
+                .cloned()
+                .ok_or_else(|| missing(name))?;
             let tasks = tasks_of(&st, name);
             let running = tasks.iter().filter(|t| !t.is_finished()).count();
             if svc.state != ServiceState::Stopped || running > 0 {
@@ -307,9 +311,7 @@ impl Manager {
     /// One service, with its tasks.
     pub fn service(&self, name: &str) -> Option<ServiceView> {
         let st = lock(&self.inner.state);
-        st.services
-            .get(name)
-            .map(|s| view(&st, s, true, now_ms()))
+        st.services.get(name).map(|s| view(&st, s, true, now_ms()))
     }
 
     /// Reconciles every service once: plans, applies the plans with one synced write, then

@@ -110,9 +110,7 @@ pub fn healthy_count(svc: &Service, tasks: &[&Task], now: u64) -> usize {
     let spec = svc.spec();
     tasks
         .iter()
-        .filter(|t| {
-            runs_template(svc, spec, t) && is_healthy(t, spec.update.min_healthy_ms, now)
-        })
+        .filter(|t| runs_template(svc, spec, t) && is_healthy(t, spec.update.min_healthy_ms, now))
         .count()
 }
 
@@ -122,8 +120,10 @@ pub fn plan(svc: &Service, tasks: &[&Task], draining: &HashSet<String>, now: u64
     let spec = svc.spec();
     let count = spec.count as usize;
     let min_healthy = spec.update.min_healthy_ms;
-    let mut p = ServicePlan::default();
-    p.forget = forgettable(tasks);
+    let mut p = ServicePlan {
+        forget: forgettable(tasks),
+        ..ServicePlan::default()
+    };
     let live: Vec<&Task> = tasks.iter().copied().filter(|t| is_live(t)).collect();
     if svc.state == ServiceState::Stopped {
         p.stop = live
@@ -250,11 +250,7 @@ fn recently_ended(tasks: &[&Task], now: u64) -> bool {
 
 /// The finished tasks beyond the newest [`KEEP_FINISHED`].
 fn forgettable(tasks: &[&Task]) -> Vec<TaskId> {
-    let mut done: Vec<&Task> = tasks
-        .iter()
-        .copied()
-        .filter(|t| t.is_finished())
-        .collect();
+    let mut done: Vec<&Task> = tasks.iter().copied().filter(|t| t.is_finished()).collect();
     if done.len() <= KEEP_FINISHED {
         return Vec::new();
     }

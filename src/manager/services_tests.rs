@@ -646,7 +646,11 @@ const ROWS: &[Row] = &[
     Row {
         name: "a drain waits for the moved copy to be healthy",
         svc: SVC,
-        tasks: &[on(starting("x", 1, 1), "n2"), up("b", 1, 8), on(up("c", 1, 7), "n2")],
+        tasks: &[
+            on(starting("x", 1, 1), "n2"),
+            up("b", 1, 8),
+            on(up("c", 1, 7), "n2"),
+        ],
         draining: &["n1"],
         want: NOTHING,
     },

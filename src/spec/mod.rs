@@ -220,7 +220,7 @@ mod json;
 mod service;
 mod tree;
 
-pub use service::{check_service_name, parse_service};
+pub use service::{check_service_name, parse_service, service_body};
 
 #[cfg(test)]
 mod tests;

@@ -7,14 +7,7 @@
 use super::*;
 use crate::service::{Constraint, Publish, ServiceSpec, UpdatePolicy, MAX_COUNT};
 
-const SERVICE_FIELDS: &[&str] = &[
-    "name",
-    "count",
-    "task",
-    "update",
-    "constraints",
-    "publish",
-];
+const SERVICE_FIELDS: &[&str] = &["name", "count", "task", "update", "constraints", "publish"];
 const UPDATE_FIELDS: &[&str] = &[
     "max_parallel",
     "min_healthy",
@@ -262,4 +255,110 @@ fn publish(v: &Json, place: &str) -> Result<Publish, SpecError> {
         ));
     }
     Ok(Publish { port, target, mode })
+}
+
+/// The body that [`parse_service`] reads back into `spec`: what the CLI sends to change one
+/// field of a stored service (`poseidon service scale`), since the stored form (`interval_ms`)
+/// is not the input form (`interval`).
+pub fn service_body(spec: &ServiceSpec) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let ms = |n: u64| Value::from(format!("{n}ms"));
+    let t = &spec.task;
+    let mut task = Map::new();
+    task.insert("image".into(), Value::from(t.image.clone()));
+    if !t.cmd.is_empty() {
+        task.insert("cmd".into(), Value::from(t.cmd.clone()));
+    }
+    if !t.env.is_empty() {
+        task.insert("env".into(), json!(t.env));
+    }
+    if t.cpus != 0.0 {
+        task.insert("cpus".into(), Value::from(t.cpus));
+    }
+    if t.memory != 0 {
+        task.insert("memory".into(), Value::from(t.memory));
+    }
+    if !t.ports.is_empty() {
+        let ports: Vec<Value> = t
+            .ports
+            .iter()
+            .map(|p| {
+                let mut o = json!({"container_port": p.container_port, "protocol": p.protocol});
+                if let Some(h) = p.host_port {
+                    o["host_port"] = Value::from(h);
+                }
+                o
+            })
+            .collect();
+        task.insert("ports".into(), Value::from(ports));
+    }
+    let r = &t.restart_policy;
+    let mut restart = json!({
+        "policy": match r.policy {
+            RestartKind::Never => "never",
+            RestartKind::OnFailure => "on-failure",
+            RestartKind::Always => "always",
+        },
+        "backoff": ms(r.backoff_ms),
+        "max_backoff": ms(r.max_backoff_ms),
+        "reset_after": ms(r.reset_after_ms),
+    });
+    if let Some(n) = r.max_restarts {
+        restart["max_restarts"] = Value::from(n);
+    }
+    task.insert("restart_policy".into(), restart);
+    if let Some(hc) = &t.health_check {
+        let mut h = match &hc.probe {
+            Probe::Http { port, path } => json!({"type": "http", "port": port, "path": path}),
+            Probe::Tcp { port } => json!({"type": "tcp", "port": port}),
+            Probe::Exec { cmd } => json!({"type": "exec", "cmd": cmd}),
+        };
+        h["interval"] = ms(hc.interval_ms);
+        h["timeout"] = ms(hc.timeout_ms);
+        h["retries"] = Value::from(hc.retries);
+        h["start_period"] = ms(hc.start_period_ms);
+        task.insert("health_check".into(), h);
+    }
+    if !t.labels.is_empty() {
+        task.insert("labels".into(), json!(t.labels));
+    }
+    if let Some(n) = t.stop_after_disconnect_ms {
+        task.insert("stop_after_disconnect".into(), ms(n));
+    }
+    let u = &spec.update;
+    json!({
+        "name": spec.name,
+        "count": spec.count,
+        "task": task,
+        "update": {
+            "max_parallel": u.max_parallel,
+            "min_healthy": ms(u.min_healthy_ms),
+            "healthy_deadline": ms(u.healthy_deadline_ms),
+            "auto_revert": u.auto_revert,
+        },
+        "constraints": spec.constraints,
+        "publish": spec.publish,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_service_written_back_as_a_body_parses_to_the_same_spec() {
+        let body = br#"{"name": "web", "count": 3,
+            "task": {"image": "nginx:1.27", "cmd": "nginx -g x", "env": {"A": "1"}, "cpus": 0.5,
+                     "memory": "64m", "ports": ["8080:80", "53/udp"], "labels": {"k": "v"},
+                     "restart_policy": {"policy": "on-failure", "max_restarts": 3, "backoff": "1s"},
+                     "health_check": {"type": "http", "port": 80, "path": "/ok", "interval": "2s"},
+                     "stop_after_disconnect": "500ms"},
+            "update": {"max_parallel": 2, "min_healthy": "1s", "healthy_deadline": "30s", "auto_revert": true},
+            "constraints": [{"attribute": "node.labels.disk", "operator": "=", "value": "ssd"},
+                            {"operator": "distinct_hosts"}],
+            "publish": [{"port": 8080, "target": 80, "mode": "http"}]}"#;
+        let spec = parse_service(body, None).expect("parses");
+        let again = serde_json::to_vec(&service_body(&spec)).expect("encodes");
+        assert_eq!(parse_service(&again, Some("web")), Ok(spec));
+    }
 }

@@ -7,7 +7,7 @@ use crate::spec::{check_service_name, parse_service};
 use crate::wire::ServicePurged;
 
 /// The name in a service URL, checked as a DNS label so a bad one is a 400 naming `name`.
-fn name_of<'a>(name: &'a str) -> Result<&'a str, ApiError> {
+fn name_of(name: &str) -> Result<&str, ApiError> {
     check_service_name(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(name)
 }
@@ -22,8 +22,8 @@ pub(super) async fn route(
     match (meth, path) {
         ("GET", ["services"]) => Ok(json(200, &m.services())),
         ("POST", ["services"]) => {
-            let spec = parse_service(&req.body, None)
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let spec =
+                parse_service(&req.body, None).map_err(|e| ApiError::bad_request(e.to_string()))?;
             let view = m.create_service(spec).await.map_err(|e| status_of(&e))?;
             let mut resp = json(201, &view);
             if let Ok(v) = format!("/services/{}", view.name).parse() {
