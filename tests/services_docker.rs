@@ -49,9 +49,14 @@ async fn settled(api: &Api, version: u64) -> Value {
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter(|t| t["desired"] == "run" && t["state"] == "running" && t["version"] != version)
+                .filter(|t| {
+                    t["desired"] == "run" && t["state"] == "running" && t["version"] != version
+                })
                 .count();
-            (s["version"] == version && s["state"] == "running" && s["healthy"] == 3 && live_old == 0)
+            (s["version"] == version
+                && s["state"] == "running"
+                && s["healthy"] == 3
+                && live_old == 0)
                 .then_some(s)
         },
     )
@@ -60,7 +65,10 @@ async fn settled(api: &Api, version: u64) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_on_docker_replaces_a_killed_container_and_rolls_to_a_new_command() {
-    let Some(rt) = docker_or_skip("a_service_on_docker_replaces_a_killed_container_and_rolls_to_a_new_command").await
+    let Some(rt) = docker_or_skip(
+        "a_service_on_docker_replaces_a_killed_container_and_rolls_to_a_new_command",
+    )
+    .await
     else {
         return;
     };
@@ -115,7 +123,10 @@ async fn a_service_on_docker_replaces_a_killed_container_and_rolls_to_a_new_comm
     .await;
     let replaced = killed.elapsed();
     eprintln!("killed copy replaced (a new one running) in {replaced:?}");
-    assert!(replaced < Duration::from_secs(5), "replacement took {replaced:?}");
+    assert!(
+        replaced < Duration::from_secs(5),
+        "replacement took {replaced:?}"
+    );
     settled(&api, 1).await;
 
     let (status, v) = api
@@ -144,7 +155,10 @@ async fn a_service_on_docker_replaces_a_killed_container_and_rolls_to_a_new_comm
         samples.len(),
         samples.iter().min().unwrap()
     );
-    assert!(samples.iter().all(|n| *n >= 2), "healthy fell below count - 1: {samples:?}");
+    assert!(
+        samples.iter().all(|n| *n >= 2),
+        "healthy fell below count - 1: {samples:?}"
+    );
     for t in s["tasks"].as_array().unwrap() {
         if t["desired"] == "run" && t["state"] == "running" {
             assert_eq!(t["spec"]["cmd"], json!(["sleep", "7200"]), "{t}");
