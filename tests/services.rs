@@ -637,3 +637,108 @@ async fn the_readme_services_block_runs_as_written() {
     assert!(stdout.contains("service web purged"), "{log}");
     run.stop().await;
 }
+
+/// A tiny deterministic generator (xorshift), so a failure replays.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Replaces one value somewhere in `v` with something of another shape.
+fn mutate(v: &mut Value, r: &mut Rng) {
+    let junk = [
+        json!(null),
+        json!(-1),
+        json!(1e300),
+        json!(u64::MAX),
+        json!("x"),
+        json!(""),
+        json!([]),
+        json!({}),
+        json!(true),
+        json!([{"a": 1}]),
+        json!("-1s"),
+        json!("99999999999999999999h"),
+    ];
+    match v {
+        Value::Object(map) if !map.is_empty() && r.below(4) != 0 => {
+            let keys: Vec<String> = map.keys().cloned().collect();
+            let k = &keys[r.below(keys.len())];
+            match r.below(5) {
+                0 => {
+                    map.remove(k);
+                }
+                1 => {
+                    map.insert(format!("{k}_"), json!(1));
+                }
+                _ => mutate(map.get_mut(k).unwrap(), r),
+            }
+        }
+        Value::Array(items) if !items.is_empty() && r.below(4) != 0 => {
+            let i = r.below(items.len());
+            mutate(&mut items[i], r);
+        }
+        other => *other = junk[r.below(junk.len())].clone(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutated_service_bodies_are_answered_with_a_json_4xx_or_a_success_never_a_5xx() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = start(&localize(CLUSTER, dir.path(), true)).await;
+    let api = Api::new(run.manager_url().unwrap());
+    let base = json!({
+        "name": "fz", "count": 1,
+        "task": {"image": "app:1", "cmd": ["sleep", "1"], "ports": ["8080:80"],
+                 "health_check": {"type": "http", "port": 80, "interval": "1s"}},
+        "update": {"max_parallel": 1, "min_healthy": "1s", "healthy_deadline": "10s", "auto_revert": false},
+        "constraints": [{"attribute": "node.name", "operator": "in", "value": "s1,s2"}],
+        "publish": [{"port": 8080, "target": 80, "mode": "http"}]
+    });
+    let mut r = Rng(0x5eed_cafe_f00d_d00d);
+    for i in 0..400 {
+        let mut body = base.clone();
+        for _ in 0..1 + r.below(3) {
+            mutate(&mut body, &mut r);
+        }
+        let mut bytes = serde_json::to_vec(&body).unwrap();
+        if r.below(10) == 0 {
+            let cut = r.below(bytes.len());
+            bytes.truncate(cut);
+        }
+        let (method, path) = match r.below(4) {
+            0 | 1 => (Method::POST, "/services".to_string()),
+            2 => (Method::PUT, "/services/fz".to_string()),
+            _ => (
+                Method::PUT,
+                format!(
+                    "/services/{}",
+                    ["fz", "Fz", "-", "a.b", "x%2Fy"][r.below(5)]
+                ),
+            ),
+        };
+        let (status, v) = api.raw(method.clone(), &path, Some(bytes.clone())).await;
+        assert!(
+            (200..300).contains(&status)
+                || ((400..500).contains(&status) && v["error"].is_string()),
+            "request {i}: {method} {path} {} -> {status} {v}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+    // Still serving, and whatever was stored reads back.
+    assert_eq!(api.get("/health").await.0, 200);
+    for s in api.ok("/services").await.as_array().unwrap() {
+        let name = s["name"].as_str().unwrap();
+        assert_eq!(api.get(&format!("/services/{name}")).await.0, 200);
+    }
+    run.stop().await;
+}
