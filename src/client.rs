@@ -16,7 +16,7 @@ use crate::task::{Task, TaskId};
 use crate::wire::{
     AssignmentBatch, AssignmentReply, DrainReply, EligibilityRequest, Event, EventStreamEnd,
     ExecReply, ExecRequest, Heartbeat, HeartbeatReply, LogsReply, ManagerHealth, NodeView, Purged,
-    Report, WorkerHealth, WorkerStats,
+    Report, ServicePurged, ServiceView, WorkerHealth, WorkerStats,
 };
 
 /// `POST /tasks` answers one task for one submission and an array for an array.
@@ -197,6 +197,59 @@ impl ManagerClient {
     pub async fn drain(&self, node: &str) -> Result<DrainReply, ClientError> {
         let path = format!("/nodes/{}/drain", encode_component(node));
         self.call(Method::POST, &path, Some(Vec::new())).await
+    }
+}
+
+/// The service routes (`/services...`) and the service filter of `/tasks`.
+impl ManagerClient {
+    /// `POST /services` with a service body as the user wrote it: the service stored.
+    pub async fn create_service(&self, body: Vec<u8>) -> Result<ServiceView, ClientError> {
+        self.call(Method::POST, "/services", Some(body)).await
+    }
+
+    /// `GET /services`: every service, without their tasks.
+    pub async fn services(&self) -> Result<Vec<ServiceView>, ClientError> {
+        self.call(Method::GET, "/services", None).await
+    }
+
+    /// `GET /services/{name}`: one service with its tasks.
+    pub async fn service(&self, name: &str) -> Result<ServiceView, ClientError> {
+        let path = format!("/services/{}", encode_component(name));
+        self.call(Method::GET, &path, None).await
+    }
+
+    /// `PUT /services/{name}` with a whole service body: a new version.
+    pub async fn update_service(
+        &self,
+        name: &str,
+        body: Vec<u8>,
+    ) -> Result<ServiceView, ClientError> {
+        let path = format!("/services/{}", encode_component(name));
+        self.call(Method::PUT, &path, Some(body)).await
+    }
+
+    /// `POST /services/{name}/rollback`.
+    pub async fn rollback_service(&self, name: &str) -> Result<ServiceView, ClientError> {
+        let path = format!("/services/{}/rollback", encode_component(name));
+        self.call(Method::POST, &path, None).await
+    }
+
+    /// `DELETE /services/{name}`: stops its tasks.
+    pub async fn stop_service(&self, name: &str) -> Result<ServiceView, ClientError> {
+        let path = format!("/services/{}", encode_component(name));
+        self.call(Method::DELETE, &path, None).await
+    }
+
+    /// `DELETE /services/{name}?purge=true`: forgets a stopped service.
+    pub async fn purge_service(&self, name: &str) -> Result<ServicePurged, ClientError> {
+        let path = format!("/services/{}?purge=true", encode_component(name));
+        self.call(Method::DELETE, &path, None).await
+    }
+
+    /// `GET /tasks?service={name}`: the tasks of one service.
+    pub async fn service_tasks(&self, name: &str) -> Result<Vec<Task>, ClientError> {
+        let path = format!("/tasks?service={}", encode_component(name));
+        self.call(Method::GET, &path, None).await
     }
 }
 

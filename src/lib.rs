@@ -18,6 +18,7 @@
 //! - [`wire`]: every body that crosses HTTP, one type for both sides.
 //! - [`client`]: typed clients of the manager and worker APIs (used by the manager, the CLI, tests and benches).
 //! - [`worker`]: the agent on each host, and its REST API.
+//! - [`service`]: the service model (versioned replicas of one task template).
 //! - [`manager`]: placement, dispatch, node liveness, and its REST API.
 //! - [`cluster`]: starting the roles a config file declares, in one process.
 //! - [`cli`]: the `poseidon` command line.
@@ -32,6 +33,7 @@ pub mod http;
 pub mod logging;
 pub mod manager;
 pub mod placement;
+pub mod service;
 pub mod spec;
 pub mod store;
 pub mod task;

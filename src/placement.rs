@@ -136,10 +136,9 @@ pub fn scheduler_constraints(constraints: &[Constraint]) -> Vec<Rule> {
 
 /// The service a task belongs to, if any.
 ///
-/// Tasks do not carry a service yet; when they do (`task.service`), this is the one place to read
-/// it, so that [`group_key`] and the drain answer's count of plain tasks follow at once.
-pub fn service_of(_task: &Task) -> Option<&str> {
-    None
+/// Read only here, so that [`group_key`] and the drain answer's count of plain tasks agree.
+pub fn service_of(task: &Task) -> Option<&str> {
+    task.service.as_deref()
 }
 
 /// The group a task belongs to for `distinct_hosts`: tasks with the same key that ask for

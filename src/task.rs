@@ -522,6 +522,12 @@ pub struct Task {
     /// The last events, oldest first, at most [`HISTORY_CAP`].
     #[serde(default)]
     pub events: VecDeque<TaskEvent>,
+    /// The service it is a copy of, if any (`GET /tasks?service=NAME` filters on it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The version of its service it runs (with `service`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 impl Task {
@@ -546,6 +552,8 @@ impl Task {
             started_ms: None,
             finished_ms: None,
             events: VecDeque::new(),
+            service: None,
+            version: None,
         };
         task.record(state, "submitted");
         task

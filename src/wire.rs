@@ -478,3 +478,38 @@ pub struct ExecReply {
     /// Its exit code.
     pub exit_code: i64,
 }
+
+/// A service as `GET /services` and `GET /services/{name}` show it (and as the writes answer it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceView {
+    /// Its name.
+    pub name: String,
+    /// The current version.
+    pub version: u64,
+    /// `running`, `updating`, `reverted`, `failed` or `stopped`.
+    pub state: crate::service::ServiceState,
+    /// The copies wanted.
+    pub count: u32,
+    /// The copies of the current version that are healthy now.
+    pub healthy: usize,
+    /// When the current version's rollout began, ms since the epoch.
+    pub since_ms: u64,
+    /// Created, ms since the epoch.
+    pub created_ms: u64,
+    /// Last changed, ms since the epoch.
+    pub updated_ms: u64,
+    /// The current version's spec.
+    pub spec: crate::service::ServiceSpec,
+    /// Every version kept, oldest first.
+    pub versions: Vec<crate::service::ServiceVersion>,
+    /// Its tasks, oldest first (only in `GET /services/{name}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<Task>,
+}
+
+/// The answer to `DELETE /services/{name}?purge=true`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePurged {
+    /// The service forgotten.
+    pub purged: String,
+}

@@ -530,3 +530,68 @@ async fn the_cli_drains_and_reports_an_unknown_node_with_exit_code_1() {
     );
     run.stop().await;
 }
+
+/// The nodes of a service's running copies that it still wants.
+async fn service_nodes(api: &Api, name: &str) -> Vec<String> {
+    let s = api.ok(&format!("/services/{name}")).await;
+    let mut nodes: Vec<String> = s["tasks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|t| t["state"] == "running" && t["desired"] == "run")
+        .map(|t| t["node"].as_str().unwrap_or_default().to_string())
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_keeps_its_constraints_spreads_by_distinct_hosts_and_moves_off_a_drained_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = start(&localize(CLUSTER, dir.path(), true)).await;
+    let api = Api::new(run.manager_url().unwrap());
+    all_up(&api, 3).await;
+    let body = |count: u64| {
+        json!({
+            "name": "db",
+            "count": count,
+            "task": {"image": "busybox", "cmd": ["sleep", "600"]},
+            "update": {"max_parallel": 1, "min_healthy": "100ms", "healthy_deadline": "5s"},
+            "constraints": [
+                {"attribute": "node.labels.disk", "operator": "=", "value": "ssd"},
+                {"operator": "distinct_hosts"}
+            ]
+        })
+    };
+    let (status, v) = api.post("/services", &body(2)).await;
+    assert_eq!(status, 201, "{v}");
+    // Two copies, one on each ssd node (never the hdd node "pb", never both on one node).
+    wait_for("two copies on the two ssd nodes", WAIT, || async {
+        (service_nodes(&api, "db").await == ["pa", "pc"]).then_some(())
+    })
+    .await;
+    // Scale to one, then drain the node that copy runs on: it moves to the other ssd node.
+    let (status, v) = api
+        .raw(
+            hyper::Method::PUT,
+            "/services/db",
+            Some(serde_json::to_vec(&body(1)).unwrap()),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let from = wait_for("one copy left", WAIT, || async {
+        let nodes = service_nodes(&api, "db").await;
+        (nodes.len() == 1).then(|| nodes[0].clone())
+    })
+    .await;
+    let to = if from == "pa" { "pc" } else { "pa" };
+    let (status, v) = api.post(&format!("/nodes/{from}/drain"), &json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["service_tasks_left"], 1, "{v}");
+    wait_for("the copy to move off the drained node", WAIT, || async {
+        (service_nodes(&api, "db").await == [to]).then_some(())
+    })
+    .await;
+    run.stop().await;
+}

@@ -1,4 +1,5 @@
-//! The `poseidon` command line: start roles from a config file, or talk to a manager as a client.
+//! The `poseidon` command line: start roles from a config file, or talk to a manager as a client
+//! (`tasks.rs`, `nodes.rs`, `services.rs` for `poseidon service ...`).
 //!
 //! Exit codes: 0 done; 1 the operation failed (refused, unreachable, the task failed); 2 usage or
 //! configuration error. Errors are one line on stderr.
@@ -17,10 +18,12 @@ mod events;
 mod ids;
 mod nodes;
 mod ops;
+mod services;
 mod tasks;
 
 pub use events::EventsCmd;
 pub use ops::ExecCmd;
+pub use services::ServiceCmd;
 
 /// This binary's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -69,6 +72,8 @@ pub enum Command {
     Events(EventsCmd),
     /// Run a command in a task's container.
     Exec(ExecCmd),
+    /// Manage services (run, ls, status, scale, update, rollback, rm).
+    Service(ServiceCmd),
 }
 
 /// Show the version of this binary and of the manager it talks to.
@@ -293,6 +298,7 @@ pub async fn run(args: Args) -> i32 {
         Some(Command::Version(c)) => nodes::version(c).await,
         Some(Command::Events(c)) => events::events(c).await,
         Some(Command::Exec(c)) => ops::exec(c).await,
+        Some(Command::Service(c)) => services::service(c).await,
     };
     match result {
         Ok(()) => 0,

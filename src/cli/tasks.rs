@@ -221,6 +221,14 @@ fn ports(t: &Task) -> String {
         .join(",")
 }
 
+/// A task's name in the table: `web@v2` for version 2 of service `web`.
+fn display_name(t: &Task) -> String {
+    match (&t.service, t.version) {
+        (Some(s), Some(v)) => format!("{s}@v{v}"),
+        _ => t.spec.name.clone(),
+    }
+}
+
 pub(super) async fn status(c: StatusCmd) -> Result<(), Failure> {
     let manager = manager_client(&c.manager);
     if let Some(id) = &c.id {
@@ -231,6 +239,12 @@ pub(super) async fn status(c: StatusCmd) -> Result<(), Failure> {
         }
         println!("id:        {}", t.id);
         println!("name:      {}", t.spec.name);
+        if let Some(svc) = &t.service {
+            println!(
+                "service:   {svc} (version {})",
+                t.version.map(|v| v.to_string()).unwrap_or_default()
+            );
+        }
         println!("image:     {}", t.spec.image);
         println!("state:     {} (desired: {:?})", t.state, t.desired);
         println!("node:      {}", t.node.as_deref().unwrap_or("-"));
@@ -289,7 +303,7 @@ pub(super) fn table(tasks: &[Task]) -> String {
         out.push_str(&format!(
             "{:<36}  {:<16}  {:<9}  {:<8}  {:<12}  {:>4}  {:>4}  {}",
             t.id,
-            truncate(&t.spec.name, 16),
+            truncate(&display_name(t), 16),
             t.state.as_str(),
             truncate(t.node.as_deref().unwrap_or("-"), 8),
             ports(t),

@@ -9,6 +9,8 @@
 //! - [`dispatch`]: placing queued tasks and sending them, backoff, retrying tasks that did not fit.
 //! - [`liveness`]: marking silent nodes down and moving their tasks.
 //! - [`eligibility`]: node eligibility and drain, kept in the node record.
+//! - [`services`]: the pure service reconciler; [`service_ops`]: the service calls and the step
+//!   that applies its plans.
 //! - [`api`]: the REST API.
 //!
 //! Every change is applied to memory and queued to the store in one critical section (so writes
@@ -35,6 +37,8 @@ pub mod eligibility;
 pub mod events;
 pub mod liveness;
 pub mod reconcile;
+pub mod service_ops;
+pub mod services;
 pub mod state;
 
 pub use state::{Node, NodeRecord, NodeState, State};
@@ -88,6 +92,9 @@ pub enum ManagerError {
     /// A worker could not be reached or refused.
     #[error("{0}")]
     Worker(String),
+    /// No such resource other than a task (a service); the message names it.
+    #[error("{0}")]
+    Missing(String),
 }
 
 /// Counters for `GET /metrics`.
@@ -122,6 +129,10 @@ struct Inner {
     store: Arc<dyn Store>,
     state: Mutex<State>,
     wake_dispatch: Notify,
+    /// Wakes the service loop (a task of a service changed, or a service did).
+    wake_services: Notify,
+    /// Serialises service writes, so that undoing a failed one restores what the store holds.
+    service_writes: tokio::sync::Mutex<()>,
     client: HttpClient,
     metrics: Metrics,
     shutdown: Shutdown,
@@ -201,13 +212,19 @@ impl Manager {
             scheduler = %opts.scheduler,
             "manager loaded its state"
         );
-        let state = State::new(scheduler, tasks, nodes);
+        let services = service_ops::load_services(store.as_ref())?;
+        let mut state = State::new(scheduler, tasks, nodes);
+        for svc in services {
+            state.services.insert(svc.name.clone(), svc);
+        }
         let manager = Manager {
             inner: Arc::new(Inner {
                 opts,
                 store,
                 state: Mutex::new(state),
                 wake_dispatch: Notify::new(),
+                wake_services: Notify::new(),
+                service_writes: tokio::sync::Mutex::new(()),
                 client: HttpClient::new(Duration::from_secs(5)),
                 metrics: Metrics::default(),
                 shutdown,
@@ -216,6 +233,7 @@ impl Manager {
         };
         tokio::spawn(manager.clone().dispatch_loop());
         tokio::spawn(manager.clone().monitor_loop());
+        tokio::spawn(manager.clone().service_loop());
         manager.inner.wake_dispatch.notify_one();
         Ok(manager)
     }
@@ -637,6 +655,9 @@ impl Manager {
             if let Err(e) = st.put(batch, u.task.clone()) {
                 tracing::error!(task = %id, node = %node, error = %e, "cannot encode a task");
                 continue;
+            }
+            if u.task.service.is_some() {
+                self.inner.wake_services.notify_one();
             }
             if u.requeue {
                 tracing::info!(task = %id, node = %node, generation = u.task.generation, "the worker gave the task up; placing it again");

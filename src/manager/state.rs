@@ -17,6 +17,7 @@ use poseidon_schedulers::{Constraint as Rule, Demand, Eligibility, NodeSnapshot,
 use serde::{Deserialize, Serialize};
 
 use crate::placement::{self, group_key, wants_distinct_hosts};
+use crate::service::Service;
 use crate::store::{Op, Pending, Store, StoreError};
 use crate::task::{State as TaskState, Task, TaskId, TaskSpec};
 use crate::wire::{Capacity, NodeStats};
@@ -190,6 +191,10 @@ pub struct State {
     /// holds. Kept by [`State::apply`] for those tasks only, so tasks without the constraint cost
     /// nothing here.
     pub(super) groups: HashMap<String, HashMap<String, u32>>,
+    /// Services by name (see `service_ops.rs`, which writes them).
+    pub(super) services: BTreeMap<String, Service>,
+    /// Task ids by the service they are copies of, kept in step by [`State::apply`].
+    pub(super) by_service: HashMap<String, HashSet<TaskId>>,
     /// Tasks whose latest change is not synced yet.
     unsynced: HashMap<TaskId, Unsynced>,
     /// The event stream of `GET /events`, fed in the same critical section as each change.
@@ -284,6 +289,8 @@ impl State {
             blocked_shape: HashMap::new(),
             attempts: HashMap::new(),
             groups: HashMap::new(),
+            services: BTreeMap::new(),
+            by_service: HashMap::new(),
             unsynced: HashMap::new(),
             events: EventLog::default(),
             write_seq: 0,
@@ -302,6 +309,9 @@ impl State {
                     .or_default()
                     .entry(n.to_string())
                     .or_insert(0) += 1;
+            }
+            if let Some(s) = &t.service {
+                st.by_service.entry(s.clone()).or_default().insert(t.id);
             }
             st.counts[state_index(t.state)] += 1;
             st.tasks.insert(t.id, Box::new(t));
@@ -349,6 +359,13 @@ impl State {
                     }
                 }
             }
+            if let Some(s) = &o.service {
+                if new.is_none_or(|t| t.service.as_ref() != Some(s)) {
+                    if let Some(set) = self.by_service.get_mut(s) {
+                        set.remove(&o.id);
+                    }
+                }
+            }
         }
         if let Some(t) = new {
             self.counts[state_index(t.state)] += 1;
@@ -367,6 +384,9 @@ impl State {
             }
             if let Some(n) = &t.node {
                 self.by_node.entry(n.clone()).or_default().insert(t.id);
+            }
+            if let Some(s) = &t.service {
+                self.by_service.entry(s.clone()).or_default().insert(t.id);
             }
         }
     }

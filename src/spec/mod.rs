@@ -231,8 +231,11 @@ mod checks;
 mod constraints;
 mod go;
 mod json;
+mod service;
 mod tree;
 mod volumes;
+
+pub use service::{check_service_name, parse_service, service_body};
 
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,8 @@
 //! - [`tasks`]: `GET/POST /tasks`, `GET/DELETE /tasks/{id}` (`?purge=true`), `GET /tasks/{id}/logs`;
 //! - [`nodes`]: `GET /nodes`, `POST /nodes/{name}/eligibility` and `/drain`, and the workers'
 //!   `POST /nodes/{name}/heartbeat` and `/reports`;
+//! - [`services`]: `GET/POST /services`, `GET/PUT/DELETE /services/{name}` (`?purge=true`),
+//!   `POST /services/{name}/rollback`;
 //! - [`metrics`]: `GET /metrics` (Prometheus text);
 //! - [`events`]: `GET /events` (`?index=N`), newline-delimited JSON, streamed;
 //! - here: `GET /health`.
@@ -18,12 +20,13 @@ mod events;
 mod metrics;
 mod nodes;
 mod ops;
+mod services;
 mod tasks;
 
 /// Maps manager errors to statuses; the one place that does.
 pub(crate) fn status_of(e: &ManagerError) -> ApiError {
     match e {
-        ManagerError::NotFound(_) | ManagerError::UnknownNode(_) => {
+        ManagerError::NotFound(_) | ManagerError::UnknownNode(_) | ManagerError::Missing(_) => {
             ApiError::not_found(e.to_string())
         }
         ManagerError::Conflict(_) => ApiError::conflict(e.to_string()),
@@ -52,6 +55,7 @@ async fn route(m: &Manager, req: &Req) -> Result<Resp, ApiError> {
         Some("tasks") => tasks::route(m, req, meth, &path).await,
         Some("nodes") => nodes::route(m, req, meth, &path).await,
         Some("events") if path.len() == 1 => events::route(m, req, meth, &path),
+        Some("services") => services::route(m, req, meth, &path).await,
         Some("metrics") if path.len() == 1 => match meth {
             "GET" => Ok(metrics::render(m)),
             _ => Err(not_allowed(meth, &path)),

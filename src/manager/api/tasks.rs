@@ -22,7 +22,11 @@ pub(super) async fn route(
                 .map(|s| s.parse::<State>())
                 .transpose()
                 .map_err(ApiError::bad_request)?;
-            Ok(json(200, &m.tasks(state, req.param("node"))))
+            let mut tasks = m.tasks(state, req.param("node"));
+            if let Some(service) = req.param("service") {
+                tasks.retain(|t| t.service.as_deref() == Some(service));
+            }
+            Ok(json(200, &tasks))
         }
         ("POST", ["tasks"]) => {
             let subs = crate::spec::parse_submissions(&req.body)
