@@ -55,6 +55,9 @@ const WAIT: Duration = Duration::from_secs(90);
 const FAILOVER: Duration = Duration::from_secs(TTL.as_secs() + 25);
 /// The declared capacity of each worker, so that the schedulers have something to choose between.
 const CAPACITIES: [(f64, &str); 3] = [(1.0, "1g"), (2.0, "2g"), (4.0, "4g")];
+
+/// Each worker's `disk` label: the first and the third have ssd.
+const DISKS: [&str; 3] = ["ssd", "hdd", "ssd"];
 /// A task that runs until stopped, and exits at once on SIGTERM (so a stop never waits out the
 /// grace period, which would blur the at-most-one timing).
 const LONG_RUNNING: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
@@ -80,6 +83,7 @@ async fn a_cluster_of_containers_schedules_fails_over_and_survives_a_manager_res
     cluster.restart_manager(Some("round-robin")).await;
     round_robin_spreads_tasks_evenly(&cluster).await;
     health_checks_reach_tasks_over_each_workers_own_network(&cluster).await;
+    constraints_spread_and_a_drain_moves_a_service_between_hosts(&cluster).await;
     a_killed_worker_is_replaced_and_its_stale_copies_stopped(&cluster).await;
     a_cut_off_worker_is_replaced_and_at_most_one_holds(&cluster).await;
     a_manager_restart_loses_and_moves_nothing(&mut cluster).await;
@@ -380,6 +384,90 @@ async fn a_manager_restart_loses_and_moves_nothing(c: &mut Cluster) {
 // Tasks
 /// Each worker probes its own task containers on its own network (the worker container and its
 /// tasks share it; the host and the other workers do not), so HTTP checks pass on every worker.
+/// Labels from each worker's config reach the manager; a constrained `distinct_hosts` pair lands
+/// on the two ssd hosts; a service copy moves off a drained host, and nothing new lands there.
+async fn constraints_spread_and_a_drain_moves_a_service_between_hosts(c: &Cluster) {
+    let ssd: Vec<String> = c
+        .workers
+        .iter()
+        .zip(DISKS)
+        .filter(|(_, d)| *d == "ssd")
+        .map(|(w, _)| w.clone())
+        .collect();
+    let constrained = |name: &str| {
+        serde_json::json!({"name": name, "image": TEST_IMAGE, "cmd": ["sleep", "3600"],
+            "constraints": [{"attribute": "node.labels.disk", "operator": "=", "value": "ssd"},
+                            {"operator": "distinct_hosts"}]})
+    };
+    let ids = c.submit(&[constrained("pair"), constrained("pair")]).await;
+    let tasks = c.wait_all_running(&ids).await;
+    let mut nodes: Vec<String> = tasks
+        .iter()
+        .map(|t| t["node"].as_str().unwrap().to_string())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, ssd, "one of the pair on each ssd host");
+    c.stop_all(&ids).await;
+
+    let service = serde_json::json!({"name": "mh", "count": 1,
+        "task": {"image": TEST_IMAGE, "cmd": ["sleep", "3600"]},
+        "update": {"max_parallel": 1, "min_healthy": "200ms", "healthy_deadline": "30s"},
+        "constraints": [{"attribute": "node.labels.disk", "operator": "=", "value": "ssd"}]});
+    let (s, v) = c
+        .call(Method::POST, "/services", Some(&service))
+        .await
+        .unwrap();
+    assert_eq!(s, 201, "POST /services: {v}");
+    let copy_on = |want: Option<String>| async move {
+        let v = c.try_get("/services/mh").await?;
+        let running: Vec<String> = v["tasks"]
+            .as_array()?
+            .iter()
+            .filter(|t| t["state"] == "running" && t["desired"] == "run")
+            .map(|t| t["node"].as_str().unwrap_or_default().to_string())
+            .collect();
+        match (&running[..], &want) {
+            ([one], None) => Some(one.clone()),
+            ([one], Some(w)) if one == w => Some(one.clone()),
+            _ => None,
+        }
+    };
+    let from = wait_for("the service copy to run", WAIT, || copy_on(None)).await;
+    assert!(ssd.contains(&from), "on an ssd host: {from}");
+    let to = ssd.iter().find(|w| **w != from).unwrap().clone();
+    let (s, v) = c
+        .call(Method::POST, &format!("/nodes/{from}/drain"), None)
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "drain: {v}");
+    wait_for("the copy to move off the drained host", WAIT, || {
+        copy_on(Some(to.clone()))
+    })
+    .await;
+    // Nothing new lands on the drained host.
+    let specs: Vec<Value> = (0..3)
+        .map(|i| long_running(&format!("after-drain-{i}")))
+        .collect();
+    let ids = c.submit(&specs).await;
+    let tasks = c.wait_all_running(&ids).await;
+    assert!(
+        tasks.iter().all(|t| t["node"] != from.as_str()),
+        "nothing lands on a drained host: {tasks:?}"
+    );
+    c.stop_all(&ids).await;
+    let (s, v) = c.call(Method::DELETE, "/services/mh", None).await.unwrap();
+    assert_eq!(s, 200, "DELETE /services/mh: {v}");
+    let (s, v) = c
+        .call(
+            Method::POST,
+            &format!("/nodes/{from}/eligibility"),
+            Some(&serde_json::json!({"eligible": true})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "eligibility: {v}");
+}
+
 async fn health_checks_reach_tasks_over_each_workers_own_network(c: &Cluster) {
     let specs: Vec<Value> = (0..3)
         .map(|i| {
@@ -755,6 +843,7 @@ impl Cluster {
         .await;
         for (i, w) in c.workers.clone().iter().enumerate() {
             let (cpus, memory) = CAPACITIES[i];
+            let disk = DISKS[i];
             let net = format!("{w}-net");
             let toml = format!(
                 "[[worker]]\nname = \"{w}\"\nlisten = \"0.0.0.0:5556\"\n\
@@ -762,7 +851,8 @@ impl Cluster {
                  runtime = \"docker\"\ndocker_host = \"unix:///var/run/docker.sock\"\n\
                  data_dir = \"/var/lib/poseidon/{w}\"\n\
                  capacity = {{ cpus = {cpus:.1}, memory = \"{memory}\" }}\n\
-                 heartbeat_interval = \"{HEARTBEAT}\"\nstop_grace = \"2s\"\nnetwork = \"{net}\"\n",
+                 heartbeat_interval = \"{HEARTBEAT}\"\nstop_grace = \"2s\"\nnetwork = \"{net}\"\n\
+                 labels = {{ disk = \"{disk}\" }}\n",
                 c.manager
             );
             std::fs::write(c.config_path(w), toml).unwrap();
