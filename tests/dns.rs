@@ -8,6 +8,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::process::Command;
 use std::time::Duration;
 
 use common::{localize, start, wait_for, Api};
@@ -213,4 +214,69 @@ async fn dns_listen_off_starts_no_dns_server_and_a_bad_value_names_the_key() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("manager.dns_listen"), "{err}");
+}
+
+/// Whether `dig` can run here; in CI its absence fails the test (`.ci/run` installs dnsutils).
+fn dig_installed() -> bool {
+    let ok = Command::new("dig").arg("-v").output().is_ok();
+    if !ok && std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI: dig (Debian's dnsutils) must be installed by .ci/run");
+    }
+    ok
+}
+
+/// The README's discovery block, read from README.md and run as written with curl and dig, against
+/// a mock cluster whose manager and DNS port `POSEIDON_MANAGER` and `POSEIDON_DNS_PORT` name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_discovery_block_runs_as_written() {
+    if !dig_installed() {
+        eprintln!("skipping the README discovery block: dig is not installed");
+        return;
+    }
+    const README: &str = include_str!("../README.md");
+    let marker = "<!-- readme-test: discovery -->";
+    let rest =
+        &README[README.find(marker).expect("README has the discovery block") + marker.len()..];
+    let open = rest.find("```sh\n").unwrap() + "```sh\n".len();
+    let script = rest[open..open + rest[open..].find("\n```").unwrap()].to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let run = start(&localize(CLUSTER, dir.path(), true)).await;
+    let url = run.manager_url().unwrap();
+    let dns = run.manager.as_ref().unwrap().dns_addr.unwrap();
+    let cwd = dir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("timeout")
+            .args(["60", "bash", "-euo", "pipefail", "-x", "-c", &script])
+            .current_dir(cwd)
+            .env("POSEIDON_MANAGER", url)
+            .env("POSEIDON_DNS_PORT", dns.port().to_string())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let log = format!(
+        "--- stdout\n{stdout}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "README discovery block failed ({}):\n{log}",
+        out.status
+    );
+    assert!(
+        stdout.contains(r#"[{"name":"web","endpoints":2}]"#),
+        "{log}"
+    );
+    assert!(stdout.contains("status: NOERROR"), "{log}");
+    assert!(stdout.contains("ANSWER: 2,"), "two SRV records:\n{log}");
+    // `+short` A: one address, both workers advertise loopback; `+short` SRV: two records.
+    assert!(stdout.lines().any(|l| l == "127.0.0.1"), "{log}");
+    let short_srv = stdout
+        .lines()
+        .filter(|l| l.starts_with("1 1 ") && l.ends_with(".web.service.poseidon."))
+        .count();
+    assert_eq!(short_srv, 2, "{log}");
+    run.stop().await;
 }
