@@ -215,9 +215,17 @@ fn respond(bytes: &[u8], catalog: &dyn Endpoints, limit: Option<usize>) -> Optio
 /// Binds the DNS server's UDP socket and TCP listener on `addr` (the TCP port is the UDP one, so
 /// port 0 gives one ephemeral port for both).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
-    let udp = UdpSocket::bind(addr).await?;
-    let tcp = TcpListener::bind(udp.local_addr()?).await?;
-    Ok((udp, tcp))
+    // An ephemeral UDP port may be taken over TCP by another program: then try another one.
+    let attempts = if addr.port() == 0 { 32 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = UdpSocket::bind(addr).await?;
+        match TcpListener::bind(udp.local_addr()?).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no port")))
 }
 
 /// Answers DNS queries on `udp` and `tcp` until `shutdown` is raised.
