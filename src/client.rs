@@ -14,9 +14,10 @@ use serde::Deserialize;
 use crate::http::{check, encode_component, ClientError, HttpClient, RawResponse, Streaming};
 use crate::task::{Task, TaskId};
 use crate::wire::{
-    AssignmentBatch, AssignmentReply, DrainReply, EligibilityRequest, Event, EventStreamEnd,
-    ExecReply, ExecRequest, Heartbeat, HeartbeatReply, LogsReply, ManagerHealth, NodeView, Purged,
-    Report, ServicePurged, ServiceView, WorkerHealth, WorkerStats,
+    AssignmentBatch, AssignmentReply, CatalogEndpoint, CatalogService, DrainReply,
+    EligibilityRequest, Event, EventStreamEnd, ExecReply, ExecRequest, Heartbeat, HeartbeatReply,
+    LogsReply, ManagerHealth, NodeView, Purged, Report, ServicePurged, ServiceView, WorkerHealth,
+    WorkerStats,
 };
 
 /// `POST /tasks` answers one task for one submission and an array for an array.
@@ -459,6 +460,57 @@ macro_rules! ops_routes {
             }
         }
     };
+}
+
+/// A catalog answer with the index it was taken at (`X-Poseidon-Index`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Indexed<T> {
+    /// The catalog index of the answer: pass it as `after` to wait for the next change.
+    pub index: u64,
+    /// The answer.
+    pub value: T,
+}
+
+impl ManagerClient {
+    /// `GET /catalog/services`: every service with its endpoint count. With `block = Some((n,
+    /// wait))` the manager answers once its index passes `n`, or after `wait`; give this client a
+    /// timeout above `wait`.
+    pub async fn catalog_services(
+        &self,
+        block: Option<(u64, Duration)>,
+    ) -> Result<Indexed<Vec<CatalogService>>, ClientError> {
+        self.catalog_get("/catalog/services".to_string(), block)
+            .await
+    }
+
+    /// `GET /catalog/services/{name}`: a service's endpoints (blocking like
+    /// [`ManagerClient::catalog_services`]).
+    pub async fn catalog_service(
+        &self,
+        name: &str,
+        block: Option<(u64, Duration)>,
+    ) -> Result<Indexed<Vec<CatalogEndpoint>>, ClientError> {
+        let path = format!("/catalog/services/{}", encode_component(name));
+        self.catalog_get(path, block).await
+    }
+
+    async fn catalog_get<T: DeserializeOwned>(
+        &self,
+        path: String,
+        block: Option<(u64, Duration)>,
+    ) -> Result<Indexed<T>, ClientError> {
+        let mut url = format!("{}{path}", self.base);
+        if let Some((after, wait)) = block {
+            url.push_str(&format!("?index={after}&wait={}ms", wait.as_millis()));
+        }
+        let raw = self.http.send(Method::GET, &url, None).await?;
+        let value = decode(&url, &raw)?;
+        let index = raw.index.ok_or_else(|| ClientError::Decode {
+            url: url.clone(),
+            message: "the answer has no X-Poseidon-Index header".into(),
+        })?;
+        Ok(Indexed { index, value })
+    }
 }
 
 ops_routes!(ManagerClient);

@@ -37,6 +37,8 @@ pub struct RunningManager {
     pub manager: Manager,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its DNS server listens (UDP and TCP), unless `dns_listen = "off"`.
+    pub dns_addr: Option<SocketAddr>,
 }
 
 /// A running worker.
@@ -174,8 +176,46 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             heartbeat_ttl = ?mc.heartbeat_ttl,
             "manager listening"
         );
+        let dns_addr = match mc.dns_listen {
+            Some(dns) => {
+                // The default port beside an ephemeral API port (tests, several managers on one
+                // machine) is ephemeral too, so that they do not fight over 8600.
+                let dns = if mc.listen.port() == 0 && dns == crate::config::DEFAULT_DNS_LISTEN {
+                    SocketAddr::new(dns.ip(), 0)
+                } else {
+                    dns
+                };
+                match crate::dns::bind(dns).await {
+                    Ok((udp, tcp)) => {
+                        let bound = udp.local_addr().map_err(|e| format!("manager: DNS: {e}"))?;
+                        let catalog: Arc<dyn crate::dns::Endpoints> = Arc::new(m.clone());
+                        servers.push(tokio::spawn(crate::dns::serve(
+                            udp,
+                            tcp,
+                            catalog,
+                            shutdown.clone(),
+                        )));
+                        tracing::info!(address = %bound, zone = crate::dns::ZONE, "manager DNS listening (UDP and TCP)");
+                        Some(bound)
+                    }
+                    // The default address is a convenience that a second manager on the machine
+                    // cannot have: it runs without DNS and says so. An address the file chose
+                    // is a promise, so failing to bind it stops the start.
+                    Err(e) if dns == crate::config::DEFAULT_DNS_LISTEN => {
+                        tracing::error!(address = %dns, error = %e, "manager: cannot listen for DNS on the default address; running without DNS (set [manager] dns_listen)");
+                        None
+                    }
+                    Err(e) => return Err(format!("manager: cannot listen for DNS on {dns}: {e}")),
+                }
+            }
+            None => None,
+        };
         manager_url = Some(format!("http://{addr}"));
-        running_manager = Some(RunningManager { manager: m, addr });
+        running_manager = Some(RunningManager {
+            manager: m,
+            addr,
+            dns_addr,
+        });
     }
     let mut workers = Vec::new();
     let mut with_manager = Vec::new();

@@ -28,6 +28,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod dns;
 pub mod histogram;
 pub mod http;
 pub mod logging;

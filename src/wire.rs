@@ -513,3 +513,28 @@ pub struct ServicePurged {
     /// The service forgotten.
     pub purged: String,
 }
+
+/// One endpoint of a service in `GET /catalog/services/{name}`: a running task that is healthy (or
+/// has no health check) with a published container port bound on its node.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CatalogEndpoint {
+    /// The task.
+    pub task: TaskId,
+    /// The node it runs on.
+    pub node: String,
+    /// The host of the node's advertised address (an IP address, or the name the worker gave).
+    pub address: String,
+    /// The host port Docker bound for the published container port.
+    pub port: u16,
+    /// True when its health check passes, or it has none.
+    pub healthy: bool,
+}
+
+/// One service in `GET /catalog/services`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogService {
+    /// The service's name.
+    pub name: String,
+    /// How many endpoints it has now.
+    pub endpoints: usize,
+}

@@ -38,6 +38,8 @@ pub const EMBEDDED_SOURCE: &str = "<embedded default>";
 /// Where the manager listens unless the file says otherwise.
 pub const DEFAULT_MANAGER_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5555);
+/// Where the manager's DNS server listens unless the file says otherwise (UDP and TCP).
+pub const DEFAULT_DNS_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8600);
 /// Where a worker listens unless the file says otherwise.
 pub const DEFAULT_WORKER_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5556);
@@ -61,6 +63,7 @@ const MANAGER_KEYS: &[&str] = &[
     "scheduler",
     "heartbeat_ttl",
     "dispatch_backoff",
+    "dns_listen",
 ];
 const WORKER_KEYS: &[&str] = &[
     "name",
@@ -111,6 +114,10 @@ pub struct ManagerConfig {
     pub heartbeat_ttl: Duration,
     /// The first retry delay after a worker could not be reached (default 500 ms).
     pub dispatch_backoff: Duration,
+    /// Where the DNS server for `service.poseidon.` listens, UDP and TCP (default
+    /// `127.0.0.1:8600`; `"off"` in the file: `None`, no DNS server). Left at its default while
+    /// the manager listens on port 0 (as tests do), it takes an ephemeral port too.
+    pub dns_listen: Option<SocketAddr>,
 }
 
 impl Default for ManagerConfig {
@@ -121,6 +128,7 @@ impl Default for ManagerConfig {
             scheduler: DEFAULT_SCHEDULER.to_string(),
             heartbeat_ttl: DEFAULT_HEARTBEAT_TTL,
             dispatch_backoff: DEFAULT_DISPATCH_BACKOFF,
+            dns_listen: Some(DEFAULT_DNS_LISTEN),
         }
     }
 }

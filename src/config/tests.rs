@@ -86,6 +86,7 @@ fn the_embedded_default_is_a_manager_and_one_local_docker_worker() {
             scheduler: "epvm".into(),
             heartbeat_ttl: Duration::from_secs(5),
             dispatch_backoff: Duration::from_millis(500),
+            dns_listen: Some("127.0.0.1:8600".parse().unwrap_or_else(|e| panic!("{e}"))),
         }
     );
     let w = c.worker("local").unwrap_or_else(|| panic!("no worker"));
@@ -156,6 +157,7 @@ fn every_key_is_read_into_the_config() {
             scheduler: "binpack".into(),
             heartbeat_ttl: Duration::from_secs(10),
             dispatch_backoff: Duration::from_millis(250),
+            dns_listen: Some("127.0.0.1:8600".parse().unwrap_or_else(|e| panic!("{e}"))),
         }
     );
     assert_eq!(
@@ -264,7 +266,7 @@ fn bad_files_are_refused_with_the_file_the_key_and_the_valid_choices() {
         ),
         (
             "[manager]\nshceduler = \"epvm\"\n",
-            "cluster.toml: unknown key \"shceduler\" in [manager] (valid: listen, data_dir, scheduler, heartbeat_ttl, dispatch_backoff)",
+            "cluster.toml: unknown key \"shceduler\" in [manager] (valid: listen, data_dir, scheduler, heartbeat_ttl, dispatch_backoff, dns_listen)",
         ),
         (
             "[manager]\nheartbeat_ttl = \"5 parsecs\"\n",
@@ -285,6 +287,10 @@ fn bad_files_are_refused_with_the_file_the_key_and_the_valid_choices() {
         (
             "[manager]\nlisten = \"nowhere\"\n",
             "cluster.toml: manager.listen: invalid address \"nowhere\" (expected an IP address and a port, e.g. 127.0.0.1:5555 or 0.0.0.0:5555)",
+        ),
+        (
+            "[manager]\ndns_listen = \"port 53\"\n",
+            "cluster.toml: manager.dns_listen: invalid address \"port 53\"",
         ),
         (
             "[manager]\nlisten = 5555\n",

@@ -169,6 +169,11 @@ impl Cx<'_> {
         if let Some(b) = self.duration(t, P, "dispatch_backoff", Duration::from_millis(1))? {
             m.dispatch_backoff = b;
         }
+        if self.string(t, P, "dns_listen")? == Some("off") {
+            m.dns_listen = None;
+        } else if let Some(dns) = self.addr(t, P, "dns_listen")? {
+            m.dns_listen = Some(dns);
+        }
         Ok(m)
     }
 

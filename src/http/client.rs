@@ -67,6 +67,8 @@ pub struct RawResponse {
     pub status: u16,
     /// The `Location` header, if any.
     pub location: Option<String>,
+    /// The `X-Poseidon-Index` header (the catalog's index), if any.
+    pub index: Option<u64>,
     /// The body.
     pub body: Bytes,
 }
@@ -123,6 +125,11 @@ impl HttpClient {
                 .get(hyper::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
+            let index = resp
+                .headers()
+                .get("x-poseidon-index")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
             let body = resp
                 .into_body()
                 .collect()
@@ -135,6 +142,7 @@ impl HttpClient {
             Ok(RawResponse {
                 status,
                 location,
+                index,
                 body,
             })
         };
@@ -273,6 +281,7 @@ impl HttpClient {
             let raw = RawResponse {
                 status,
                 location: None,
+                index: None,
                 body,
             };
             check(url, &raw)?;

@@ -32,6 +32,7 @@ use crate::util::now_ms;
 use crate::wire::{Capacity, Heartbeat, HeartbeatReply, LogsReply, TaskStatus};
 
 pub mod api;
+pub mod catalog;
 pub mod dispatch;
 pub mod eligibility;
 pub mod events;
@@ -215,7 +216,9 @@ impl Manager {
         let services = service_ops::load_services(store.as_ref())?;
         let mut state = State::new(scheduler, tasks, nodes);
         for svc in services {
-            state.services.insert(svc.name.clone(), svc);
+            let name = svc.name.clone();
+            state.services.insert(name.clone(), svc);
+            state.refresh_catalog(&name);
         }
         let manager = Manager {
             inner: Arc::new(Inner {

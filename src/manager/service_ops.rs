@@ -147,9 +147,10 @@ impl Manager {
             let mut st = lock(&self.inner.state);
             for (name, old) in before {
                 match old {
-                    Some(svc) => st.services.insert(name, svc),
+                    Some(svc) => st.services.insert(name.clone(), svc),
                     None => st.services.remove(&name),
                 };
+                st.refresh_catalog(&name);
             }
             return Err(e.into());
         }
@@ -172,6 +173,7 @@ impl Manager {
             let mut batch = Batch::default();
             batch.push(put_op(&svc)?);
             st.services.insert(name.to_string(), svc);
+            st.refresh_catalog(name);
             (before, st.stage(batch, self.inner.store.as_ref()))
         };
         self.settle_services(staged, vec![(name.to_string(), before)])
@@ -343,7 +345,8 @@ impl Manager {
                     tracing::error!(service = %name, error = %e, "cannot encode a service change; nothing of this step is written");
                     st.abort(batch);
                     for (name, old) in applied.before {
-                        st.services.insert(name, old);
+                        st.services.insert(name.clone(), old);
+                        st.refresh_catalog(&name);
                     }
                     return Err(e.into());
                 }
@@ -488,6 +491,7 @@ fn apply(
         next.updated_ms = now;
         batch.push(put_op(&next)?);
         st.services.insert(name.clone(), next);
+        st.refresh_catalog(&name);
         applied.before.push((name, svc));
         applied.changes += 1;
     }

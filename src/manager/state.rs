@@ -201,6 +201,8 @@ pub struct State {
     pub(super) events: EventLog,
     /// The sequence number of the last change.
     write_seq: u64,
+    /// The endpoints of every service (`catalog.rs`), kept by [`State::apply`].
+    pub(super) catalog: super::catalog::Catalog,
 }
 
 /// The position of a state in `TaskState::ALL` (and in `State::counts`).
@@ -294,6 +296,7 @@ impl State {
             unsynced: HashMap::new(),
             events: EventLog::default(),
             write_seq: 0,
+            catalog: super::catalog::Catalog::default(),
         };
         let mut pending: Vec<(u64, TaskId)> = Vec::new();
         for t in tasks {
@@ -330,6 +333,7 @@ impl State {
             (Some(t), None) => self.events.publish(|| task_event(t, true)),
             (None, None) => {}
         }
+        self.catalog_apply(old, new);
         if let Some(o) = old {
             let c = &mut self.counts[state_index(o.state)];
             *c = c.saturating_sub(1);

@@ -8,6 +8,7 @@
 //! - [`services`]: `GET/POST /services`, `GET/PUT/DELETE /services/{name}` (`?purge=true`),
 //!   `POST /services/{name}/rollback`;
 //! - [`metrics`]: `GET /metrics` (Prometheus text);
+//! - [`catalog`]: `GET /catalog/services`, `GET /catalog/services/{name}` (`?index=N&wait=D`);
 //! - [`events`]: `GET /events` (`?index=N`), newline-delimited JSON, streamed;
 //! - here: `GET /health`.
 
@@ -16,6 +17,7 @@ use crate::http::{error, json, ApiError, Req, Resp};
 use crate::task::TaskId;
 use crate::wire::ManagerHealth;
 
+mod catalog;
 mod events;
 mod metrics;
 mod nodes;
@@ -56,6 +58,7 @@ async fn route(m: &Manager, req: &Req) -> Result<Resp, ApiError> {
         Some("nodes") => nodes::route(m, req, meth, &path).await,
         Some("events") if path.len() == 1 => events::route(m, req, meth, &path),
         Some("services") => services::route(m, req, meth, &path).await,
+        Some("catalog") => catalog::route(m, req, meth, &path).await,
         Some("metrics") if path.len() == 1 => match meth {
             "GET" => Ok(metrics::render(m)),
             _ => Err(not_allowed(meth, &path)),
