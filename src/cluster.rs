@@ -13,9 +13,10 @@ use poseidon_runtimes::mock::MockRuntime;
 use poseidon_runtimes::Runtime;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, RuntimeKind, WorkerConfig};
+use crate::config::{Config, RuntimeKind, TlsMode, WorkerConfig};
 use crate::http::{self, Shutdown};
 use crate::manager::{self, Manager, ManagerOptions};
+use crate::security::{self, Acl, ManagerSecurity, Policy, WorkerSecurity};
 use crate::store::{RocksStore, Store};
 use crate::worker::{self, Worker, WorkerOptions};
 
@@ -93,6 +94,52 @@ fn fix_port_zero(url: &str, bound: SocketAddr) -> String {
     }
 }
 
+/// A worker's security: with the ACL on, its identity, kept in its data directory or obtained by
+/// joining with the configured join token (`$POSEIDON_JOIN_TOKEN` wins over the file). A worker
+/// started in the same process as its manager joins with a join token made for it on the spot.
+async fn worker_security(
+    cfg: &Config,
+    wc: &WorkerConfig,
+    opts: &WorkerOptions,
+    local_acl: Option<&Acl>,
+) -> Result<WorkerSecurity, String> {
+    if !cfg.security.acl {
+        return Ok(WorkerSecurity::default());
+    }
+    let Some(manager) = &opts.manager else {
+        return Err(format!(
+            "worker {}: acl = true needs a manager (a worker alone has no one to issue its identity)",
+            wc.name
+        ));
+    };
+    let mut join_token = std::env::var("POSEIDON_JOIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| cfg.security.join_token.clone());
+    if join_token.is_none() && security::identity::load(&wc.data_dir)?.is_none() {
+        if let Some(acl) = local_acl {
+            let t = acl
+                .create(Policy::Join, None)
+                .await
+                .map_err(|e| format!("worker {}: {e}", wc.name))?;
+            join_token = Some(t.token);
+        }
+    }
+    let id = security::identity::load_or_join(
+        &wc.data_dir,
+        &wc.name,
+        &opts.advertise,
+        manager,
+        join_token.as_deref(),
+        http::HttpClient::new(Duration::from_secs(10)),
+    )
+    .await?;
+    Ok(WorkerSecurity {
+        node_token: Some(id.node_token),
+        manager_secret: Some(id.manager_secret),
+    })
+}
+
 fn make_runtime(wc: &WorkerConfig) -> Result<(Arc<dyn Runtime>, Option<MockRuntime>), String> {
     match wc.runtime {
         RuntimeKind::Docker => {
@@ -107,9 +154,49 @@ fn make_runtime(wc: &WorkerConfig) -> Result<(Arc<dyn Runtime>, Option<MockRunti
     }
 }
 
+/// Refuses a role whose listen address is not loopback unless ACL and TLS are both on, or the file
+/// says `insecure = true` (then it warns, at every start).
+fn check_exposure(cfg: &Config, roles: &Roles) -> Result<(), String> {
+    let mut exposed = Vec::new();
+    if let (Some(m), Roles::All | Roles::Manager) = (&cfg.manager, roles) {
+        if !m.listen.ip().is_loopback() {
+            exposed.push(format!("manager.listen = {}", m.listen));
+        }
+    }
+    for (i, w) in cfg.workers.iter().enumerate() {
+        let wanted = match roles {
+            Roles::All => true,
+            Roles::Manager => false,
+            Roles::Worker(n) => *n == w.name,
+        };
+        if wanted && !w.listen.ip().is_loopback() {
+            exposed.push(format!("worker[{i}].listen = {}", w.listen));
+        }
+    }
+    if exposed.is_empty() || cfg.security.is_secure() {
+        return Ok(());
+    }
+    if cfg.security.insecure {
+        tracing::warn!(
+            listen = %exposed.join(", "),
+            acl = cfg.security.acl,
+            tls = cfg.security.tls != TlsMode::Off,
+            "INSECURE: listening beyond loopback without ACL and TLS because [security] insecure = true; anyone who can reach these addresses controls the cluster"
+        );
+        return Ok(());
+    }
+    Err(format!(
+        "{}: {} is not a loopback address, and [security] does not have both acl = true and tls = \"auto\" (or tls files); refusing to start an open cluster. Turn both on, or set insecure = true in [security] to accept the risk",
+        cfg.source,
+        exposed.join(", ")
+    ))
+}
+
 /// Starts the chosen roles of `cfg` and returns once they serve.
 pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
+    check_exposure(cfg, &roles)?;
     let shutdown = Shutdown::new();
+    let mut local_acl: Option<Acl> = None;
     let mut servers = Vec::new();
     let mut running_manager = None;
     let mut manager_url: Option<String> = None;
@@ -156,7 +243,17 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             dispatch_backoff: mc.dispatch_backoff,
             known_workers: known,
         };
-        let m = Manager::start(opts, store, shutdown.clone())
+        let mut sec = ManagerSecurity::default();
+        if cfg.security.acl {
+            let acl = Acl::load(store.clone()).map_err(|e| format!("manager: {e}"))?;
+            sec.worker_key = Some(
+                security::keys::load_or_create_key(&mc.data_dir, "acl.key")
+                    .map_err(|e| format!("manager: {e}"))?,
+            );
+            local_acl = Some(acl.clone());
+            sec.acl = Some(acl);
+        }
+        let m = Manager::start_with(opts, sec, store, shutdown.clone())
             .await
             .map_err(|e| format!("manager: {e}"))?;
         let handler_m = m.clone();
@@ -164,7 +261,10 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             listener,
             move |req| manager::api::handle(handler_m.clone(), req),
             shutdown.clone(),
-            http::ServeOptions::with_body_limit(http::manager_body_limit),
+            http::ServeOptions {
+                gate: Some(manager::api::gate(m.clone())),
+                ..http::ServeOptions::with_body_limit(http::manager_body_limit)
+            },
         )));
         tracing::info!(
             url = %format!("http://{addr}"),
@@ -228,7 +328,8 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             network: wc.network.clone(),
         };
         with_manager.push(opts.manager.is_some());
-        let w = Worker::start(opts, runtime, store, shutdown.clone())
+        let sec = worker_security(cfg, wc, &opts, local_acl.as_ref()).await?;
+        let w = Worker::start_with(opts, sec, None, runtime, store, shutdown.clone())
             .await
             .map_err(|e| format!("worker {}: {e}", wc.name))?;
         let handler_w = w.clone();
@@ -236,7 +337,10 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             listener,
             move |req| worker::api::handle(handler_w.clone(), req),
             shutdown.clone(),
-            http::ServeOptions::with_body_limit(http::worker_body_limit),
+            http::ServeOptions {
+                gate: Some(worker::api::gate(w.clone())),
+                ..http::ServeOptions::with_body_limit(http::worker_body_limit)
+            },
         )));
         workers.push(RunningWorker {
             worker: w,

@@ -19,6 +19,7 @@
 //! - [`manager`]: placement, dispatch, node liveness, and its REST API.
 //! - [`cluster`]: starting the roles a config file declares, in one process.
 //! - [`cli`]: the `poseidon` command line.
+//! - [`security`]: ACL tokens, node identities, TLS, key files.
 //! - [`logging`]: structured logs (`RUST_LOG`, `--log-format text|json`) for the binary.
 
 pub mod cli;
@@ -28,6 +29,7 @@ pub mod config;
 pub mod http;
 pub mod logging;
 pub mod manager;
+pub mod security;
 pub mod spec;
 pub mod store;
 pub mod task;

@@ -13,6 +13,7 @@ use crate::cluster::{self, Roles};
 use crate::config;
 use crate::http::ClientError;
 
+mod acl;
 mod ids;
 mod nodes;
 mod tasks;
@@ -35,6 +36,9 @@ pub struct Args {
     /// print the version and exit
     #[argh(switch, short = 'V')]
     pub version: bool,
+    /// ACL token sent to the manager by client commands (default: $POSEIDON_TOKEN)
+    #[argh(option)]
+    pub token: Option<String>,
     #[argh(subcommand)]
     /// what to do (default: start the cluster)
     pub command: Option<Command>,
@@ -60,6 +64,8 @@ pub enum Command {
     Logs(LogsCmd),
     /// Show the client's and the manager's versions.
     Version(VersionCmd),
+    /// Manage ACL tokens.
+    Acl(acl::AclCmd),
 }
 
 /// Show the version of this binary and of the manager it talks to.
@@ -236,6 +242,18 @@ impl From<ClientError> for Failure {
     }
 }
 
+/// The token of the global `--token` flag, set once by [`run`].
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The token client commands send: `--token`, then `$POSEIDON_TOKEN`.
+fn token() -> Option<String> {
+    TOKEN.get().cloned().or_else(|| {
+        std::env::var("POSEIDON_TOKEN")
+            .ok()
+            .filter(|s| !s.is_empty())
+    })
+}
+
 pub(super) fn manager_client(flag: &Option<String>) -> ManagerClient {
     let base = flag
         .clone()
@@ -245,7 +263,7 @@ pub(super) fn manager_client(flag: &Option<String>) -> ManagerClient {
                 .filter(|s| !s.is_empty())
         })
         .unwrap_or_else(|| DEFAULT_MANAGER.to_string());
-    ManagerClient::new(&base, Duration::from_secs(10))
+    ManagerClient::new(&base, Duration::from_secs(10)).with_token(token())
 }
 
 /// Runs the parsed command line; returns the process exit code.
@@ -253,6 +271,10 @@ pub async fn run(args: Args) -> i32 {
     if args.version {
         println!("poseidon {VERSION}");
         return 0;
+    }
+    if let Some(t) = args.token.filter(|t| !t.is_empty()) {
+        // `run` is called once per process, so the cell is empty here.
+        let _ = TOKEN.set(t);
     }
     let result = match args.command {
         None => serve(args.config, Roles::All).await,
@@ -264,6 +286,7 @@ pub async fn run(args: Args) -> i32 {
         Some(Command::Node(c)) => nodes::node(c).await,
         Some(Command::Logs(c)) => tasks::logs(c).await,
         Some(Command::Version(c)) => nodes::version(c).await,
+        Some(Command::Acl(c)) => acl::acl(c).await,
     };
     match result {
         Ok(()) => 0,

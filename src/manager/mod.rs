@@ -114,6 +114,7 @@ struct Inner {
     metrics: Metrics,
     shutdown: Shutdown,
     started: Instant,
+    security: crate::security::ManagerSecurity,
 }
 
 /// A handle to a running manager (cheap to clone).
@@ -166,6 +167,23 @@ impl Manager {
         store: Arc<dyn Store>,
         shutdown: Shutdown,
     ) -> Result<Manager, ManagerError> {
+        Self::start_with(
+            opts,
+            crate::security::ManagerSecurity::default(),
+            store,
+            shutdown,
+        )
+        .await
+    }
+
+    /// [`Manager::start`] with security: ACL tokens, the secrets presented to workers, TLS towards
+    /// them (see [`crate::security`]).
+    pub async fn start_with(
+        opts: ManagerOptions,
+        security: crate::security::ManagerSecurity,
+        store: Arc<dyn Store>,
+        shutdown: Shutdown,
+    ) -> Result<Manager, ManagerError> {
         let scheduler = poseidon_schedulers::by_name(&opts.scheduler)
             .map_err(|e| ManagerError::Invalid(e.to_string()))?;
         let tasks = store::load_tasks(store.as_ref())?;
@@ -200,16 +218,25 @@ impl Manager {
                 store,
                 state: Mutex::new(state),
                 wake_dispatch: Notify::new(),
-                client: HttpClient::new(Duration::from_secs(5)),
+                client: match &security.client_tls {
+                    Some(tls) => HttpClient::with_tls(Duration::from_secs(5), tls.clone()),
+                    None => HttpClient::new(Duration::from_secs(5)),
+                },
                 metrics: Metrics::default(),
                 shutdown,
                 started: now,
+                security,
             }),
         };
         tokio::spawn(manager.clone().dispatch_loop());
         tokio::spawn(manager.clone().monitor_loop());
         manager.inner.wake_dispatch.notify_one();
         Ok(manager)
+    }
+
+    /// The security this manager runs with.
+    pub fn security(&self) -> &crate::security::ManagerSecurity {
+        &self.inner.security
     }
 
     /// The metric counters.
@@ -431,10 +458,10 @@ impl Manager {
 
     /// A client of a node's worker API, sharing the manager's connection pool.
     fn worker(&self, node: &str) -> Option<WorkerClient> {
-        lock(&self.inner.state)
-            .nodes
-            .get(node)
-            .map(|n| WorkerClient::with_http(self.inner.client.clone(), &n.record.address))
+        lock(&self.inner.state).nodes.get(node).map(|n| {
+            WorkerClient::with_http(self.inner.client.clone(), &n.record.address)
+                .with_token(self.inner.security.worker_secret(node))
+        })
     }
 
     /// Tells a worker to stop (or forget) a task, in the background; the heartbeat repairs a loss.
