@@ -14,9 +14,9 @@ use serde::Deserialize;
 use crate::http::{check, encode_component, ClientError, HttpClient, RawResponse};
 use crate::task::{Task, TaskId};
 use crate::wire::{
-    AssignmentBatch, AssignmentReply, CreateToken, Heartbeat, HeartbeatReply, IssuedToken,
-    JoinReply, JoinRequest, LogsReply, ManagerHealth, NodeView, Purged, Report, TokenView,
-    WorkerHealth, WorkerStats,
+    AssignmentBatch, AssignmentReply, CaReply, CreateToken, Heartbeat, HeartbeatReply, IssuedToken,
+    JoinReply, JoinRequest, LogsReply, ManagerHealth, NodeCertificate, NodeView, Purged, Report,
+    TokenView, WorkerHealth, WorkerStats,
 };
 
 /// `POST /tasks` answers one task for one submission and an array for an array.
@@ -226,6 +226,18 @@ impl ManagerClient {
     /// `POST /acl/join-token`: a new token workers join with.
     pub async fn acl_join_token(&self) -> Result<IssuedToken, ClientError> {
         self.call(Method::POST, "/acl/join-token", None).await
+    }
+
+    /// `GET /acl/ca`: the cluster CA and its fingerprint (open).
+    pub async fn acl_ca(&self) -> Result<CaReply, ClientError> {
+        self.call(Method::GET, "/acl/ca", None).await
+    }
+
+    /// `POST /acl/nodes/{name}/certificate` (with the node's token and certificate): a renewed
+    /// node certificate.
+    pub async fn acl_renew(&self, node: &str) -> Result<NodeCertificate, ClientError> {
+        let path = format!("/acl/nodes/{}/certificate", encode_component(node));
+        self.call(Method::POST, &path, None).await
     }
 
     /// `POST /acl/join` (with a join token as this client's token): a worker's identity.

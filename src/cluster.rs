@@ -38,6 +38,8 @@ pub struct RunningManager {
     pub manager: Manager,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Its URL: `https://addr` with TLS, `http://addr` without.
+    pub url: String,
 }
 
 /// A running worker.
@@ -66,7 +68,7 @@ pub struct Running {
 impl Running {
     /// The manager's URL (`http://addr`), if a manager runs here.
     pub fn manager_url(&self) -> Option<String> {
-        self.manager.as_ref().map(|m| format!("http://{}", m.addr))
+        self.manager.as_ref().map(|m| m.url.clone())
     }
 
     /// Stops serving, lets requests in flight finish and flushes the stores. Containers keep running.
@@ -86,25 +88,85 @@ impl Running {
     }
 }
 
-fn fix_port_zero(url: &str, bound: SocketAddr) -> String {
+fn fix_port_zero(url: &str, bound: SocketAddr, scheme: &str) -> String {
     // A URL derived from a `:0` listen address means "wherever we ended up bound".
     match url.strip_suffix(":0") {
-        Some(_) => format!("http://{bound}"),
+        Some(_) => format!("{scheme}://{bound}"),
+        None => with_scheme(url, scheme),
+    }
+}
+
+/// `url` with its scheme set to `scheme`: with TLS on, every cluster URL is `https://`, whatever
+/// the file wrote (the config's defaults are derived as `http://`).
+fn with_scheme(url: &str, scheme: &str) -> String {
+    match url.split_once("://") {
+        Some((_, rest)) => format!("{scheme}://{rest}"),
         None => url.to_string(),
     }
+}
+
+/// The manager's TLS material with `tls = "auto"`: the cluster CA (made on first start), the
+/// manager's certificate (renewed by a loop), and the server and client configurations.
+struct ManagerTls {
+    ca: Arc<security::ca::ClusterCa>,
+    certs: Arc<security::tls::CertStore>,
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+}
+
+fn manager_tls(dir: &std::path::Path) -> Result<ManagerTls, String> {
+    let ca = Arc::new(
+        security::ca::ClusterCa::load_or_create(dir).map_err(|e| format!("manager: {e}"))?,
+    );
+    let certs = security::tls::CertStore::new(&ca.issue_manager()?)?;
+    let server = security::tls::server_config(ca.cert_pem(), certs.clone())?;
+    let client =
+        security::tls::client_config(ca.cert_pem(), security::ca::NODE_NAME, Some(certs.clone()))?;
+    Ok(ManagerTls {
+        ca,
+        certs,
+        server,
+        client,
+    })
+}
+
+/// Renews the manager's own certificate every [`security::ca::RENEW_AFTER`].
+async fn renew_manager_cert(tls: ManagerTls, shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(security::ca::RENEW_AFTER) => {}
+            _ = shutdown.wait() => return,
+        }
+        match tls.ca.issue_manager().and_then(|c| tls.certs.set(&c)) {
+            Ok(()) => tracing::info!("manager certificate renewed"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot renew the manager certificate; it expires 8 h after renewal was due")
+            }
+        }
+    }
+}
+
+/// A worker's TLS material: its certificate (renewed by a loop), and its server and client
+/// configurations.
+struct WorkerTls {
+    certs: Arc<security::tls::CertStore>,
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
 }
 
 /// A worker's security: with the ACL on, its identity, kept in its data directory or obtained by
 /// joining with the configured join token (`$POSEIDON_JOIN_TOKEN` wins over the file). A worker
 /// started in the same process as its manager joins with a join token made for it on the spot.
+/// With TLS, the identity holds its node certificate.
 async fn worker_security(
     cfg: &Config,
     wc: &WorkerConfig,
     opts: &WorkerOptions,
     local_acl: Option<&Acl>,
-) -> Result<WorkerSecurity, String> {
+    local_ca: Option<&security::ca::ClusterCa>,
+) -> Result<(WorkerSecurity, Option<WorkerTls>), String> {
     if !cfg.security.acl {
-        return Ok(WorkerSecurity::default());
+        return Ok((WorkerSecurity::default(), None));
     }
     let Some(manager) = &opts.manager else {
         return Err(format!(
@@ -122,7 +184,10 @@ async fn worker_security(
                 .create(Policy::Join, None)
                 .await
                 .map_err(|e| format!("worker {}: {e}", wc.name))?;
-            join_token = Some(t.token);
+            join_token = Some(match local_ca {
+                Some(ca) => format!("{}.{}", t.token, ca.fingerprint()),
+                None => t.token,
+            });
         }
     }
     let id = security::identity::load_or_join(
@@ -131,13 +196,39 @@ async fn worker_security(
         &opts.advertise,
         manager,
         join_token.as_deref(),
-        http::HttpClient::new(Duration::from_secs(10)),
     )
     .await?;
-    Ok(WorkerSecurity {
-        node_token: Some(id.node_token),
-        manager_secret: Some(id.manager_secret),
-    })
+    let tls_on = cfg.security.tls == TlsMode::Auto;
+    let tls = match (&id.tls, tls_on) {
+        (Some(c), true) => {
+            let certs = security::tls::CertStore::new(c)?;
+            Some(WorkerTls {
+                server: security::tls::server_config(&c.ca, certs.clone())?,
+                client: security::tls::client_config(
+                    &c.ca,
+                    security::ca::MANAGER_NAME,
+                    Some(certs.clone()),
+                )?,
+                certs,
+            })
+        }
+        (None, true) => {
+            return Err(format!(
+                "worker {}: tls = \"auto\" but the identity in {} has no certificate (it was made without TLS); remove it and join again",
+                wc.name,
+                wc.data_dir.display()
+            ))
+        }
+        (_, false) => None,
+    };
+    Ok((
+        WorkerSecurity {
+            node_token: Some(id.node_token),
+            manager_secret: Some(id.manager_secret),
+            manager_cert_required: tls_on,
+        },
+        tls,
+    ))
 }
 
 fn make_runtime(wc: &WorkerConfig) -> Result<(Arc<dyn Runtime>, Option<MockRuntime>), String> {
@@ -195,8 +286,24 @@ fn check_exposure(cfg: &Config, roles: &Roles) -> Result<(), String> {
 /// Starts the chosen roles of `cfg` and returns once they serve.
 pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
     check_exposure(cfg, &roles)?;
+    match &cfg.security.tls {
+        TlsMode::Auto if !cfg.security.acl => return Err(format!(
+            "{}: tls = \"auto\" needs acl = true in [security] (workers join with ACL join tokens)",
+            cfg.source
+        )),
+        TlsMode::Files { .. } => {
+            return Err(format!(
+                "{}: tls = {{ ca, cert, key }} is not supported yet; use tls = \"auto\"",
+                cfg.source
+            ))
+        }
+        _ => {}
+    }
+    let tls_on = cfg.security.tls == TlsMode::Auto;
+    let scheme = if tls_on { "https" } else { "http" };
     let shutdown = Shutdown::new();
     let mut local_acl: Option<Acl> = None;
+    let mut local_ca: Option<Arc<security::ca::ClusterCa>> = None;
     let mut servers = Vec::new();
     let mut running_manager = None;
     let mut manager_url: Option<String> = None;
@@ -244,6 +351,15 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             known_workers: known,
         };
         let mut sec = ManagerSecurity::default();
+        let mut server_tls = None;
+        if tls_on {
+            let tls = manager_tls(&mc.data_dir)?;
+            sec.ca = Some(tls.ca.clone());
+            local_ca = Some(tls.ca.clone());
+            sec.client_tls = Some(tls.client.clone());
+            server_tls = Some(tls.server.clone());
+            tokio::spawn(renew_manager_cert(tls, shutdown.clone()));
+        }
         if cfg.security.acl {
             let acl = Acl::load(store.clone()).map_err(|e| format!("manager: {e}"))?;
             sec.worker_key = Some(
@@ -263,18 +379,25 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             shutdown.clone(),
             http::ServeOptions {
                 gate: Some(manager::api::gate(m.clone())),
+                tls: server_tls,
                 ..http::ServeOptions::with_body_limit(http::manager_body_limit)
             },
         )));
         tracing::info!(
-            url = %format!("http://{addr}"),
+            url = %format!("{scheme}://{addr}"),
+            acl = cfg.security.acl,
+            tls = tls_on,
             scheduler = %mc.scheduler,
             data_dir = %mc.data_dir.display(),
             heartbeat_ttl = ?mc.heartbeat_ttl,
             "manager listening"
         );
-        manager_url = Some(format!("http://{addr}"));
-        running_manager = Some(RunningManager { manager: m, addr });
+        manager_url = Some(format!("{scheme}://{addr}"));
+        running_manager = Some(RunningManager {
+            manager: m,
+            addr,
+            url: format!("{scheme}://{addr}"),
+        });
     }
     let mut workers = Vec::new();
     let mut with_manager = Vec::new();
@@ -299,12 +422,12 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
         })?);
         let manager = match (&wc.manager, &manager_url) {
             (Some(url), Some(bound)) if url.ends_with(":0") => Some(bound.clone()),
-            (Some(url), _) => Some(url.clone()),
+            (Some(url), _) => Some(with_scheme(url, scheme)),
             (None, _) => None,
         };
-        let advertise = fix_port_zero(&wc.advertise, addr);
+        let advertise = fix_port_zero(&wc.advertise, addr, scheme);
         tracing::info!(
-            url = %format!("http://{addr}"),
+            url = %format!("{scheme}://{addr}"),
             worker = %wc.name,
             runtime = %wc.runtime,
             data_dir = %wc.data_dir.display(),
@@ -328,10 +451,36 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             network: wc.network.clone(),
         };
         with_manager.push(opts.manager.is_some());
-        let sec = worker_security(cfg, wc, &opts, local_acl.as_ref()).await?;
-        let w = Worker::start_with(opts, sec, None, runtime, store, shutdown.clone())
-            .await
-            .map_err(|e| format!("worker {}: {e}", wc.name))?;
+        let (sec, tls) =
+            worker_security(cfg, wc, &opts, local_acl.as_ref(), local_ca.as_deref()).await?;
+        let manager_url = opts.manager.clone();
+        let client_tls = tls.as_ref().map(|t| t.client.clone());
+        let server_tls = tls.as_ref().map(|t| t.server.clone());
+        let node_token = sec.node_token.clone();
+        let w = Worker::start_with(
+            opts,
+            sec,
+            client_tls.clone(),
+            runtime,
+            store,
+            shutdown.clone(),
+        )
+        .await
+        .map_err(|e| format!("worker {}: {e}", wc.name))?;
+        if let (Some(t), Some(manager)) = (tls, &manager_url) {
+            let client = crate::client::ManagerClient::with_http(
+                http::HttpClient::with_tls(Duration::from_secs(10), t.client.clone()),
+                manager,
+            )
+            .with_token(node_token);
+            tokio::spawn(security::identity::renew_loop(
+                client,
+                wc.name.clone(),
+                wc.data_dir.clone(),
+                t.certs,
+                shutdown.clone(),
+            ));
+        }
         let handler_w = w.clone();
         servers.push(tokio::spawn(http::serve_with(
             listener,
@@ -339,6 +488,7 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             shutdown.clone(),
             http::ServeOptions {
                 gate: Some(worker::api::gate(w.clone())),
+                tls: server_tls,
                 ..http::ServeOptions::with_body_limit(http::worker_body_limit)
             },
         )));

@@ -421,3 +421,13 @@ impl std::fmt::Debug for NodeCertificate {
         f.debug_struct("NodeCertificate").finish_non_exhaustive()
     }
 }
+
+/// The answer of `GET /acl/ca` (open): the cluster CA, which a joining worker checks against the
+/// fingerprint in its join token before it trusts it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaReply {
+    /// The CA certificate (PEM).
+    pub ca: String,
+    /// SHA-256 of its DER, hex.
+    pub fingerprint: String,
+}

@@ -4,16 +4,22 @@
 //! neither refuses to start.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client::ManagerClient;
-use crate::http::HttpClient;
+use crate::http::{HttpClient, Shutdown};
 use crate::wire::{JoinReply, JoinRequest};
 
-use super::keys::{read_private, replace_private};
+use super::ca::{MANAGER_NAME, RENEW_AFTER};
+use super::keys::{read_private, replace_private, sha256_hex};
+use super::tls::{certs_from_pem, client_config, first_contact_client, CertStore};
 
 /// The file name of a worker's identity in its data directory.
 pub const IDENTITY_FILE: &str = "identity.json";
+
+/// How long a failed renewal waits before it is tried again.
+const RENEW_RETRY: Duration = Duration::from_secs(60);
 
 /// Reads the identity kept in `data_dir`, if there is one.
 pub fn load(data_dir: &Path) -> Result<Option<JoinReply>, String> {
@@ -37,14 +43,15 @@ pub fn save(data_dir: &Path, identity: &JoinReply) -> Result<(), String> {
 }
 
 /// The worker's identity: the one kept in `data_dir`, or a new one from joining `manager` with
-/// `join_token` (kept at once). `http` must trust the manager when it speaks TLS.
+/// `join_token` (kept at once). A join token made with TLS ends with the CA's fingerprint: the CA
+/// is fetched first, checked against it, and only then is the token sent, over TLS verified with
+/// that CA.
 pub async fn load_or_join(
     data_dir: &Path,
     name: &str,
     advertise: &str,
     manager: &str,
     join_token: Option<&str>,
-    http: HttpClient,
 ) -> Result<JoinReply, String> {
     if let Some(id) = load(data_dir)? {
         return Ok(id);
@@ -55,8 +62,8 @@ pub async fn load_or_join(
             data_dir.display()
         ));
     };
-    let client = ManagerClient::with_http(http.with_timeout(Duration::from_secs(10)), manager)
-        .with_token(Some(token.to_string()));
+    let http = join_client(manager, token).await?;
+    let client = ManagerClient::with_http(http, manager).with_token(Some(token.to_string()));
     let reply = client
         .acl_join(&JoinRequest {
             name: name.to_string(),
@@ -67,4 +74,78 @@ pub async fn load_or_join(
     save(data_dir, &reply)?;
     tracing::info!(worker = %name, manager = %manager, "joined the cluster; identity kept in the data directory");
     Ok(reply)
+}
+
+/// The client a worker joins with: plain, or (for a join token with a CA fingerprint) TLS that
+/// trusts the CA the manager shows only if its fingerprint is the token's.
+async fn join_client(manager: &str, token: &str) -> Result<HttpClient, String> {
+    let timeout = Duration::from_secs(10);
+    let Some(fingerprint) = token.splitn(3, '.').nth(2) else {
+        return Ok(HttpClient::new(timeout));
+    };
+    let first = ManagerClient::with_http(
+        HttpClient::with_tls(timeout, first_contact_client()),
+        manager,
+    );
+    let ca = first
+        .acl_ca()
+        .await
+        .map_err(|e| format!("cannot fetch the cluster CA from {manager}: {e}"))?;
+    let der = certs_from_pem(&ca.ca)?
+        .into_iter()
+        .next()
+        .ok_or("the manager's CA answer holds no certificate")?;
+    if !super::constant_time_eq(sha256_hex(&der).as_bytes(), fingerprint.as_bytes()) {
+        return Err(format!(
+            "the CA shown by {manager} does not match the join token's fingerprint; refusing to join"
+        ));
+    }
+    Ok(HttpClient::with_tls(
+        timeout,
+        client_config(&ca.ca, MANAGER_NAME, None)?,
+    ))
+}
+
+/// Renews this worker's certificate now and then every [`RENEW_AFTER`] (retrying every minute
+/// on failure), swapping it into `certs` (so listeners and clients use it from their next
+/// handshake) and into the identity file. `client` speaks for the node (its token and mTLS).
+pub async fn renew_loop(
+    client: ManagerClient,
+    name: String,
+    data_dir: std::path::PathBuf,
+    certs: Arc<CertStore>,
+    shutdown: Shutdown,
+) {
+    let mut wait = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait() => return,
+        }
+        wait = match renew_once(&client, &name, &data_dir, &certs).await {
+            Ok(()) => {
+                tracing::info!(worker = %name, next_in = ?RENEW_AFTER, "node certificate renewed");
+                RENEW_AFTER
+            }
+            Err(e) => {
+                tracing::warn!(worker = %name, error = %e, retry_in = ?RENEW_RETRY, "cannot renew the node certificate");
+                RENEW_RETRY
+            }
+        };
+    }
+}
+
+async fn renew_once(
+    client: &ManagerClient,
+    name: &str,
+    data_dir: &Path,
+    certs: &CertStore,
+) -> Result<(), String> {
+    let cert = client.acl_renew(name).await.map_err(|e| e.to_string())?;
+    certs.set(&cert)?;
+    if let Some(mut id) = load(data_dir)? {
+        id.tls = Some(cert);
+        save(data_dir, &id)?;
+    }
+    Ok(())
 }

@@ -7,6 +7,11 @@
 //! - [`limiter`]: failed authentications counted per peer address ([`FailureLimiter`]);
 //! - [`keys`]: 32-byte keys kept in a data directory (mode 0600) and the HMAC that derives the
 //!   secret the manager presents to each worker;
+//! - [`identity`]: a worker's identity (node token, manager secret, node certificate), kept in
+//!   its data directory, obtained by joining with a join token;
+//! - [`ca`]: the cluster CA of `tls = "auto"`, certificate names and lifetimes;
+//! - [`tls`]: rustls configurations, swappable certificates, the role-name verifier;
+//! - [`secrets`]: task secrets encrypted at rest (ChaCha20-Poly1305, key in the data directory).
 //!
 //! Where the checks happen: the manager's router (`manager::api::gate`) authenticates every request
 //! but `GET /health` before its body is read, picks the scope of the route, and only then picks the
@@ -17,6 +22,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub mod ca;
 pub mod identity;
 pub mod keys;
 pub mod limiter;
@@ -141,6 +147,10 @@ pub struct ManagerSecurity {
     pub worker_key: Option<[u8; 32]>,
     /// The client TLS configuration used towards workers (the manager's certificate, the CA).
     pub client_tls: Option<Arc<rustls::ClientConfig>>,
+    /// The cluster CA (`tls = "auto"`): signs node certificates at join and renewal; its
+    /// fingerprint goes into join tokens. With it, heartbeats and reports must come with the
+    /// node's own certificate.
+    pub ca: Option<Arc<ca::ClusterCa>>,
 }
 
 impl ManagerSecurity {
@@ -160,6 +170,8 @@ pub struct WorkerSecurity {
     /// The secret the manager presents to this worker; when set, only the manager is admitted
     /// (every route but `GET /health`) and direct `POST /tasks` is refused.
     pub manager_secret: Option<String>,
+    /// With TLS: the manager must also present the manager's certificate (mutual TLS).
+    pub manager_cert_required: bool,
 }
 
 /// Compares two byte strings in time that depends on their lengths only.

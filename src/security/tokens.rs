@@ -203,7 +203,10 @@ impl Acl {
 
     /// The record of a presented token, if it is one of ours; `None` for anything else.
     pub fn authenticate(&self, token: &str) -> Option<TokenRecord> {
-        let (accessor, secret) = token.split_once('.').unwrap_or((token, ""));
+        // A join token made with TLS carries the CA's fingerprint as a third part.
+        let mut parts = token.splitn(3, '.');
+        let accessor = parts.next().unwrap_or_default();
+        let secret = parts.next().unwrap_or_default();
         let presented = sha256_hex(secret.as_bytes());
         let found = self.lock().tokens.get(accessor).cloned();
         let stored = found.as_ref().map_or(DUMMY_HASH, |r| r.hash.as_str());

@@ -74,6 +74,16 @@ fn admit(w: &Worker, head: &Head<'_>) -> Result<Admitted, ApiError> {
             "too many failed authentications; wait a few seconds",
         ));
     }
+    if w.security().manager_cert_required
+        && !head.peer_cert.is_some_and(|c| {
+            crate::security::tls::cert_has_name(c, crate::security::ca::MANAGER_NAME)
+        })
+    {
+        return Err(ApiError::new(
+            403,
+            "this worker takes requests only from its manager's certificate",
+        ));
+    }
     match head.bearer {
         Some(t) if constant_time_eq(t.as_bytes(), secret.as_bytes()) => Ok(Admitted {
             limit,

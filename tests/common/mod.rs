@@ -71,6 +71,15 @@ impl Api {
         }
     }
 
+    /// An API reached through `client` (a TLS client for clusters with `tls = "auto"`).
+    pub fn with_http(base: impl Into<String>, client: HttpClient) -> Self {
+        Api {
+            base: base.into(),
+            client,
+            token: None,
+        }
+    }
+
     /// The same API with `token` sent as `Authorization: Bearer` (for clusters with `acl = true`).
     pub fn with_token(&self, token: &str) -> Self {
         Api {

@@ -7,7 +7,7 @@ use super::{no_route, not_allowed};
 use crate::http::{json, ApiError, Req, Resp};
 use crate::manager::Manager;
 use crate::security::{Acl, AclError, Policy};
-use crate::wire::{CreateToken, JoinReply, JoinRequest};
+use crate::wire::{CaReply, CreateToken, JoinReply, JoinRequest};
 
 /// Routes `/acl...`; `path` still starts with `acl`.
 pub(super) async fn route(
@@ -31,12 +31,48 @@ pub(super) async fn route(
             let view = acl.revoke(accessor).await.map_err(|e| status(&e))?;
             Ok(json(200, &view))
         }
-        ("POST", ["acl", "join-token"]) => issued(acl.create(Policy::Join, None).await),
+        ("POST", ["acl", "join-token"]) => {
+            let mut t = acl
+                .create(Policy::Join, None)
+                .await
+                .map_err(|e| status(&e))?;
+            // With TLS the token also carries the CA's fingerprint, so that a joining worker can
+            // check the CA it is given before it sends anything secret.
+            if let Some(ca) = &m.security().ca {
+                t.token = format!("{}.{}", t.token, ca.fingerprint());
+            }
+            Ok(json(201, &t))
+        }
         ("POST", ["acl", "join"]) => join(m, &acl, req).await,
-        (_, ["acl", "bootstrap" | "tokens" | "join-token" | "join"])
-        | (_, ["acl", "tokens", _]) => Err(not_allowed(meth, path)),
+        ("GET", ["acl", "ca"]) => {
+            let ca = cluster_ca(m)?;
+            Ok(json(
+                200,
+                &CaReply {
+                    ca: ca.cert_pem().to_string(),
+                    fingerprint: ca.fingerprint(),
+                },
+            ))
+        }
+        ("POST", ["acl", "nodes", name, "certificate"]) => {
+            let cert = cluster_ca(m)?
+                .issue_node(name)
+                .map_err(ApiError::internal)?;
+            tracing::info!(node = %name, "renewed a node certificate");
+            Ok(json(200, &cert))
+        }
+        (_, ["acl", "bootstrap" | "tokens" | "join-token" | "join" | "ca"])
+        | (_, ["acl", "tokens", _])
+        | (_, ["acl", "nodes", _, "certificate"]) => Err(not_allowed(meth, path)),
         _ => Err(no_route(meth, path)),
     }
+}
+
+fn cluster_ca(m: &Manager) -> Result<std::sync::Arc<crate::security::ca::ClusterCa>, ApiError> {
+    m.security()
+        .ca
+        .clone()
+        .ok_or_else(|| ApiError::not_found("this manager has no cluster CA (tls is not \"auto\")"))
 }
 
 fn status(e: &AclError) -> ApiError {
@@ -66,6 +102,10 @@ async fn join(m: &Manager, acl: &Acl, req: &Req) -> Result<Resp, ApiError> {
         .security()
         .worker_secret(&body.name)
         .ok_or_else(|| ApiError::unavailable("this manager has no worker key"))?;
+    let tls = match &m.security().ca {
+        Some(ca) => Some(ca.issue_node(&body.name).map_err(ApiError::internal)?),
+        None => None,
+    };
     let token = acl
         .create(Policy::Node, Some(body.name.clone()))
         .await
@@ -76,7 +116,7 @@ async fn join(m: &Manager, acl: &Acl, req: &Req) -> Result<Resp, ApiError> {
         &JoinReply {
             node_token: token.token,
             manager_secret: secret,
-            tls: None,
+            tls,
         },
     ))
 }

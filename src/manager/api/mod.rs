@@ -95,13 +95,22 @@ pub(crate) fn no_route(meth: &str, path: &[&str]) -> ApiError {
 /// services needs `manage`; writes to tasks and services need `submit`; any other `GET`, `read`.
 pub fn scope_of(method: &Method, path: &[&str]) -> Scope {
     match (method.as_str(), path) {
-        ("GET", ["health"]) | ("POST", ["acl", "bootstrap"]) => Scope::Open,
+        ("GET", ["health"] | ["acl", "ca"]) | ("POST", ["acl", "bootstrap"]) => Scope::Open,
         ("POST", ["acl", "join"]) => Scope::Join,
-        ("POST", ["nodes", _, "heartbeat" | "reports"]) => Scope::Node,
+        ("POST", ["nodes", _, "heartbeat" | "reports"])
+        | ("POST", ["acl", "nodes", _, "certificate"]) => Scope::Node,
         (_, ["acl", ..]) => Scope::Manage,
         ("GET" | "HEAD", _) => Scope::Read,
         (_, ["tasks" | "services", ..]) => Scope::Submit,
         _ => Scope::Manage,
+    }
+}
+
+/// The node a node-scoped route speaks for: `/nodes/{name}/...` or `/acl/nodes/{name}/...`.
+fn node_of<'a>(path: &[&'a str]) -> &'a str {
+    match path {
+        ["acl", "nodes", name, ..] | ["nodes", name, ..] => name,
+        _ => "",
     }
 }
 
@@ -166,7 +175,7 @@ fn admit(m: &Manager, head: &Head<'_>) -> Result<Admitted, ApiError> {
         ));
     }
     if scope == Scope::Node {
-        let name = path.get(1).copied().unwrap_or_default();
+        let name = node_of(&path);
         if rec.node.as_deref() != Some(name) {
             return Err(ApiError::new(
                 403,
@@ -174,6 +183,19 @@ fn admit(m: &Manager, head: &Head<'_>) -> Result<Admitted, ApiError> {
                     "node {name} is registered to another identity; this token speaks for {}",
                     rec.node.as_deref().unwrap_or("no node")
                 ),
+            ));
+        }
+    }
+    if scope == Scope::Node && security.ca.is_some() {
+        let name = node_of(&path);
+        let wanted = crate::security::ca::node_name(name);
+        if !head
+            .peer_cert
+            .is_some_and(|c| crate::security::tls::cert_has_name(c, &wanted))
+        {
+            return Err(ApiError::new(
+                403,
+                format!("requests for node {name} must come with node {name}'s certificate"),
             ));
         }
     }
@@ -203,6 +225,8 @@ mod tests {
             (Method::POST, "acl/join-token", Scope::Manage),
             (Method::POST, "nodes/w1/heartbeat", Scope::Node),
             (Method::POST, "nodes/w1/reports", Scope::Node),
+            (Method::POST, "acl/nodes/w1/certificate", Scope::Node),
+            (Method::GET, "acl/ca", Scope::Open),
             (Method::GET, "nodes", Scope::Read),
             (Method::POST, "nodes/w1/drain", Scope::Manage),
             (Method::POST, "nodes/w1/eligibility", Scope::Manage),
