@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, RuntimeKind, TlsMode, WorkerConfig};
 use crate::http::{self, Shutdown};
 use crate::manager::{self, Manager, ManagerOptions};
+use crate::security::secrets::SecretsKey;
 use crate::security::{self, Acl, ManagerSecurity, Policy, WorkerSecurity};
 use crate::store::{RocksStore, Store};
 use crate::worker::{self, Worker, WorkerOptions};
@@ -226,6 +227,12 @@ async fn worker_security(
             node_token: Some(id.node_token),
             manager_secret: Some(id.manager_secret),
             manager_cert_required: tls_on,
+            secrets: match &id.secrets_key {
+                Some(hex) => Some(Arc::new(
+                    SecretsKey::from_hex(hex).map_err(|e| format!("worker {}: {e}", wc.name))?,
+                )),
+                None => None,
+            },
         },
         tls,
     ))
@@ -287,10 +294,12 @@ fn check_exposure(cfg: &Config, roles: &Roles) -> Result<(), String> {
 pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
     check_exposure(cfg, &roles)?;
     match &cfg.security.tls {
-        TlsMode::Auto if !cfg.security.acl => return Err(format!(
+        TlsMode::Auto if !cfg.security.acl => {
+            return Err(format!(
             "{}: tls = \"auto\" needs acl = true in [security] (workers join with ACL join tokens)",
             cfg.source
-        )),
+        ))
+        }
         TlsMode::Files { .. } => {
             return Err(format!(
                 "{}: tls = {{ ca, cert, key }} is not supported yet; use tls = \"auto\"",
@@ -304,6 +313,7 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
     let shutdown = Shutdown::new();
     let mut local_acl: Option<Acl> = None;
     let mut local_ca: Option<Arc<security::ca::ClusterCa>> = None;
+    let mut local_secrets: Option<Arc<SecretsKey>> = None;
     let mut servers = Vec::new();
     let mut running_manager = None;
     let mut manager_url: Option<String> = None;
@@ -351,6 +361,11 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             known_workers: known,
         };
         let mut sec = ManagerSecurity::default();
+        let secrets = Arc::new(
+            SecretsKey::load_or_create(&mc.data_dir).map_err(|e| format!("manager: {e}"))?,
+        );
+        local_secrets = Some(secrets.clone());
+        sec.secrets = Some(secrets);
         let mut server_tls = None;
         if tls_on {
             let tls = manager_tls(&mc.data_dir)?;
@@ -451,8 +466,21 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             network: wc.network.clone(),
         };
         with_manager.push(opts.manager.is_some());
-        let (sec, tls) =
+        let (mut sec, tls) =
             worker_security(cfg, wc, &opts, local_acl.as_ref(), local_ca.as_deref()).await?;
+        if sec.secrets.is_none() {
+            // Without the ACL there is no join to hand the key over: a worker beside its manager
+            // shares the manager's, a worker alone keeps its own; any other has none (and says so
+            // when a task with secrets reaches it).
+            sec.secrets = match (&opts.manager, &local_secrets) {
+                (Some(_), Some(k)) => Some(k.clone()),
+                (Some(_), None) => None,
+                (None, _) => Some(Arc::new(
+                    SecretsKey::load_or_create(&wc.data_dir)
+                        .map_err(|e| format!("worker {}: {e}", wc.name))?,
+                )),
+            };
+        }
         let manager_url = opts.manager.clone();
         let client_tls = tls.as_ref().map(|t| t.client.clone());
         let server_tls = tls.as_ref().map(|t| t.server.clone());

@@ -393,7 +393,7 @@ pub struct JoinRequest {
 }
 
 /// The answer of `POST /acl/join`: the worker's identity, kept in its data directory (0600).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinReply {
     /// The node token for heartbeats and reports.
     pub node_token: String,
@@ -402,6 +402,16 @@ pub struct JoinReply {
     /// With TLS: the cluster CA, and this node's certificate and private key (PEM).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<NodeCertificate>,
+    /// The cluster's secrets key (hex), with which the worker opens task secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_key: Option<String>,
+}
+
+impl std::fmt::Debug for JoinReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field is a secret: none may reach a log line through a `{:?}`.
+        f.debug_struct("JoinReply").finish_non_exhaustive()
+    }
 }
 
 /// A node's certificate as the manager issues it (PEM).

@@ -275,8 +275,20 @@ impl Manager {
     /// Stores new tasks durably and queues them for placement; answers once they are synced.
     pub async fn submit(
         &self,
-        subs: Vec<(Option<TaskId>, TaskSpec)>,
+        mut subs: Vec<(Option<TaskId>, TaskSpec)>,
     ) -> Result<Vec<Task>, ManagerError> {
+        // Secrets are sealed before anything else sees the spec: the store, the answer, the logs.
+        for (_, spec) in &mut subs {
+            if spec.secrets.is_empty() {
+                continue;
+            }
+            let key = self.inner.security.secrets.as_ref().ok_or_else(|| {
+                ManagerError::Invalid(
+                    "this manager has no secrets key, so it cannot take secrets".into(),
+                )
+            })?;
+            key.seal_spec(spec).map_err(ManagerError::Invalid)?;
+        }
         let ttl = self.inner.opts.heartbeat_ttl;
         for (_, spec) in &subs {
             check_at_most_one(spec, ttl)?;

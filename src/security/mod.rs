@@ -26,6 +26,7 @@ pub mod ca;
 pub mod identity;
 pub mod keys;
 pub mod limiter;
+pub mod secrets;
 pub mod tls;
 pub mod tokens;
 
@@ -151,6 +152,8 @@ pub struct ManagerSecurity {
     /// fingerprint goes into join tokens. With it, heartbeats and reports must come with the
     /// node's own certificate.
     pub ca: Option<Arc<ca::ClusterCa>>,
+    /// The key task secrets are sealed with (`secrets.key` in the data directory).
+    pub secrets: Option<Arc<secrets::SecretsKey>>,
 }
 
 impl ManagerSecurity {
@@ -172,6 +175,9 @@ pub struct WorkerSecurity {
     pub manager_secret: Option<String>,
     /// With TLS: the manager must also present the manager's certificate (mutual TLS).
     pub manager_cert_required: bool,
+    /// The cluster's secrets key, to open task secrets for containers (and to seal those of
+    /// tasks submitted to a worker alone).
+    pub secrets: Option<Arc<secrets::SecretsKey>>,
 }
 
 /// Compares two byte strings in time that depends on their lengths only.

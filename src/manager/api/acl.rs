@@ -117,6 +117,7 @@ async fn join(m: &Manager, acl: &Acl, req: &Req) -> Result<Resp, ApiError> {
             node_token: token.token,
             manager_secret: secret,
             tls,
+            secrets_key: m.security().secrets.as_ref().map(|k| k.to_hex()),
         },
     ))
 }
