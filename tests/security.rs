@@ -391,3 +391,52 @@ fn the_binary_exits_2_with_a_clear_message_on_an_open_non_loopback_listen() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is not a loopback address"), "{stderr}");
 }
+
+/// The README's "Security" block, run verbatim by bash with the binary on `PATH`, in a temporary
+/// directory (it uses the fixed ports 5655 and 5656).
+#[test]
+fn the_readme_security_example_bootstraps_a_secure_cluster() {
+    const README: &str = include_str!("../README.md");
+    let marker = "<!-- readme-test: security -->";
+    let start = README.find(marker).expect("README.md has the security block");
+    let rest = &README[start + marker.len()..];
+    let open = rest.find("```sh\n").unwrap() + "```sh\n".len();
+    let close = rest[open..].find("\n```\n").unwrap();
+    let script = &rest[open..open + close];
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_poseidon"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("timeout")
+        .args(["120", "bash", "-euo", "pipefail", "-c", script])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env_remove("POSEIDON_TOKEN")
+        .env_remove("POSEIDON_MANAGER")
+        .env_remove("POSEIDON_JOIN_TOKEN")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    for line in [
+        "a second bootstrap is refused",
+        "read cannot submit",
+        "a revoked token is refused",
+    ] {
+        assert!(
+            stdout.contains(line),
+            "{line}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+        );
+    }
+    assert!(stdout.contains("w1"), "{stdout}");
+}

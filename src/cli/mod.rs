@@ -36,7 +36,8 @@ pub struct Args {
     /// print the version and exit
     #[argh(switch, short = 'V')]
     pub version: bool,
-    /// ACL token sent to the manager by client commands (default: $POSEIDON_TOKEN)
+    /// ACL token sent to the manager by client commands (default: $POSEIDON_TOKEN; with TLS,
+    /// $POSEIDON_CA names the cluster CA to trust)
     #[argh(option)]
     pub token: Option<String>,
     #[argh(subcommand)]
@@ -263,7 +264,25 @@ pub(super) fn manager_client(flag: &Option<String>) -> ManagerClient {
                 .filter(|s| !s.is_empty())
         })
         .unwrap_or_else(|| DEFAULT_MANAGER.to_string());
-    ManagerClient::new(&base, Duration::from_secs(10)).with_token(token())
+    let timeout = Duration::from_secs(10);
+    let http = match std::env::var("POSEIDON_CA").ok().filter(|s| !s.is_empty()) {
+        None => crate::http::HttpClient::new(timeout),
+        Some(path) => match cluster_ca_client(&path) {
+            Ok(tls) => crate::http::HttpClient::with_tls(timeout, tls),
+            Err(e) => {
+                eprintln!("poseidon: POSEIDON_CA: {e}; https:// will not be trusted");
+                crate::http::HttpClient::new(timeout)
+            }
+        },
+    };
+    ManagerClient::with_http(http, &base).with_token(token())
+}
+
+/// A TLS client that trusts the cluster CA in the PEM file at `path` (`$POSEIDON_CA`; with
+/// `tls = "auto"` it is `ca.pem` in the manager's data directory) and expects the manager's name.
+fn cluster_ca_client(path: &str) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    crate::security::tls::client_config(&pem, crate::security::ca::MANAGER_NAME, None)
 }
 
 /// Runs the parsed command line; returns the process exit code.
