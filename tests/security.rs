@@ -398,7 +398,9 @@ fn the_binary_exits_2_with_a_clear_message_on_an_open_non_loopback_listen() {
 fn the_readme_security_example_bootstraps_a_secure_cluster() {
     const README: &str = include_str!("../README.md");
     let marker = "<!-- readme-test: security -->";
-    let start = README.find(marker).expect("README.md has the security block");
+    let start = README
+        .find(marker)
+        .expect("README.md has the security block");
     let rest = &README[start + marker.len()..];
     let open = rest.find("```sh\n").unwrap() + "```sh\n".len();
     let close = rest[open..].find("\n```\n").unwrap();
