@@ -14,8 +14,10 @@
 //!   and from then until all its tasks run on the other worker (the mock runtime, in this process).
 //!
 //! - `events`: the `submit` load at 64 clients with 0 and 100 `GET /events` subscribers, ABAB.
+//! - `submit-secure`: the same submissions against a cluster started from a config file, with
+//!   `[security] acl = true, tls = "auto"` beside the same cluster with security off.
 //!
-//! `cargo bench --bench cluster [-- submit|events|docker|failover]`; `POSEIDON_BENCH_SECS` (default 5) per submit
+//! `cargo bench --bench cluster [-- submit|submit-secure|events|docker|failover]`; `POSEIDON_BENCH_SECS` (default 5) per submit
 //! level, `POSEIDON_BENCH_CYCLES` (default 30) per docker side.
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -288,6 +290,135 @@ async fn bench_submit() {
     }
 }
 
+/// One level of the security comparison: the cluster of a config file (a manager with RocksDB and
+/// three mock workers in this process), with ACL and automatic mutual TLS on or off, `clients`
+/// keep-alive clients submitting for `secs`: (submissions/s, p50 ms, p99 ms, submissions).
+async fn secure_submit_level(secure: bool, clients: usize, secs: u64) -> (f64, f64, f64, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = format!(
+        "[manager]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{d}/manager\"\nheartbeat_ttl = \"30s\"\n",
+        d = dir.path().display()
+    );
+    for i in 1..=3 {
+        text += &format!(
+            "[[worker]]\nname = \"m{i}\"\nlisten = \"127.0.0.1:0\"\nruntime = \"mock\"\ndata_dir = \"{d}/m{i}\"\ncapacity = {{ cpus = 64.0, memory = \"256g\" }}\n",
+            d = dir.path().display()
+        );
+    }
+    if secure {
+        text += "[security]\nacl = true\ntls = \"auto\"\n";
+    }
+    let cfg = config::parse(&text, "bench.toml").unwrap();
+    let run = cluster::start(&cfg, Roles::All).await.unwrap();
+    let url = run.manager_url().unwrap();
+    let http = if secure {
+        let ca = std::fs::read_to_string(dir.path().join("manager").join("ca.pem")).unwrap();
+        HttpClient::with_tls(
+            Duration::from_secs(30),
+            poseidon::security::tls::client_config(&ca, poseidon::security::ca::MANAGER_NAME, None)
+                .unwrap(),
+        )
+    } else {
+        HttpClient::new(Duration::from_secs(30))
+    };
+    let token = if secure {
+        let r = http
+            .send(Method::POST, &format!("{url}/acl/bootstrap"), None)
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        Some(v["token"].as_str().unwrap().to_string())
+    } else {
+        None
+    };
+    for i in 0..50 {
+        let body =
+            serde_json::to_vec(&json!({"name": format!("warm{i}"), "image": "busybox"})).unwrap();
+        let r = http
+            .send_auth(
+                Method::POST,
+                &format!("{url}/tasks"),
+                Some(body),
+                token.as_deref(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let mut handles = Vec::new();
+    for c in 0..clients {
+        let url = format!("{url}/tasks");
+        let stop = stop.clone();
+        // Each client has its own connection pool, so each pays its own TLS handshake once.
+        let client = if secure {
+            let ca = std::fs::read_to_string(dir.path().join("manager").join("ca.pem")).unwrap();
+            HttpClient::with_tls(
+                Duration::from_secs(30),
+                poseidon::security::tls::client_config(
+                    &ca,
+                    poseidon::security::ca::MANAGER_NAME,
+                    None,
+                )
+                .unwrap(),
+            )
+        } else {
+            HttpClient::new(Duration::from_secs(30))
+        };
+        let token = token.clone();
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let body =
+                    serde_json::to_vec(&json!({"name": format!("c{c}-{i}"), "image": "busybox"}))
+                        .unwrap();
+                let s = Instant::now();
+                let r = client
+                    .send_auth(Method::POST, &url, Some(body), token.as_deref())
+                    .await
+                    .unwrap();
+                assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+                lat.push(s.elapsed().as_secs_f64() * 1000.0);
+                i += 1;
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = Vec::new();
+    for h in handles {
+        lat.extend(h.await.unwrap());
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = lat.len();
+    run.stop().await;
+    (n as f64 / elapsed, pct(&lat, 0.5), pct(&lat, 0.99), n)
+}
+
+/// `submit-secure`: the same durable submissions with ACL and mutual TLS on, beside off, in one
+/// run, levels interleaved (off, on) so that load from elsewhere on the machine hits both alike.
+async fn bench_submit_secure() {
+    let secs = env_u64("POSEIDON_BENCH_SECS", 5);
+    println!(
+        "## submit-secure: durable POST /tasks with ACL + TLS on and off, {secs} s per level, 3 mock workers (RocksDB) in the process"
+    );
+    println!("| security | clients | submissions/s | p50 ms | p99 ms | submissions |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for clients in [1usize, 16, 64] {
+        for secure in [false, true] {
+            let (rate, p50, p99, n) = secure_submit_level(secure, clients, secs).await;
+            println!(
+                "| {} | {clients} | {rate:.0} | {p50:.2} | {p99:.2} | {n} |",
+                if secure { "ACL + mutual TLS" } else { "off" }
+            );
+        }
+    }
+}
+
 /// Milliseconds since the epoch of an RFC 3339 UTC time as Docker writes it.
 fn rfc3339_ms(s: &str) -> Option<f64> {
     let (date, time) = s.split_once('T')?;
@@ -523,6 +654,9 @@ fn main() {
         }
         if want("events") {
             bench_events().await;
+        }
+        if want("submit-secure") {
+            bench_submit_secure().await;
         }
         if want("docker") {
             bench_docker().await;

@@ -14,10 +14,10 @@ use serde::Deserialize;
 use crate::http::{check, encode_component, ClientError, HttpClient, RawResponse, Streaming};
 use crate::task::{Task, TaskId};
 use crate::wire::{
-    AssignmentBatch, AssignmentReply, CatalogEndpoint, CatalogService, DrainReply,
-    EligibilityRequest, Event, EventStreamEnd, ExecReply, ExecRequest, Heartbeat, HeartbeatReply,
-    LogsReply, ManagerHealth, NodeView, Purged, Report, ServicePurged, ServiceView, WorkerHealth,
-    WorkerStats,
+    AssignmentBatch, AssignmentReply, CaReply, CatalogEndpoint, CatalogService, CreateToken,
+    DrainReply, EligibilityRequest, Event, EventStreamEnd, ExecReply, ExecRequest, Heartbeat,
+    HeartbeatReply, IssuedToken, JoinReply, JoinRequest, LogsReply, ManagerHealth, NodeCertificate,
+    NodeView, Purged, Report, ServicePurged, ServiceView, TokenView, WorkerHealth, WorkerStats,
 };
 
 /// `POST /tasks` answers one task for one submission and an array for an array.
@@ -57,6 +57,7 @@ fn encode<T: serde::Serialize>(url: &str, body: &T) -> Result<Vec<u8>, ClientErr
 pub struct ManagerClient {
     http: HttpClient,
     base: String,
+    token: Option<String>,
 }
 
 impl ManagerClient {
@@ -70,6 +71,7 @@ impl ManagerClient {
         ManagerClient {
             http,
             base: base.trim_end_matches('/').to_string(),
+            token: None,
         }
     }
 
@@ -78,11 +80,18 @@ impl ManagerClient {
         &self.base
     }
 
+    /// The same client sending `Authorization: Bearer TOKEN` with every call (none for `None`).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
     /// The same client with another timeout per call.
     pub fn with_timeout(&self, timeout: Duration) -> Self {
         ManagerClient {
             http: self.http.with_timeout(timeout),
             base: self.base.clone(),
+            token: self.token.clone(),
         }
     }
 
@@ -93,7 +102,10 @@ impl ManagerClient {
         body: Option<Vec<u8>>,
     ) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
-        let raw = self.http.send(method, &url, body).await?;
+        let raw = self
+            .http
+            .send_auth(method, &url, body, self.token.as_deref())
+            .await?;
         decode(&url, &raw)
     }
 
@@ -164,7 +176,10 @@ impl ManagerClient {
     /// `GET /metrics`: the Prometheus text.
     pub async fn metrics(&self) -> Result<String, ClientError> {
         let url = format!("{}/metrics", self.base);
-        let raw = self.http.send(Method::GET, &url, None).await?;
+        let raw = self
+            .http
+            .send_auth(Method::GET, &url, None, self.token.as_deref())
+            .await?;
         check(&url, &raw)?;
         Ok(String::from_utf8_lossy(&raw.body).into_owned())
     }
@@ -254,11 +269,65 @@ impl ManagerClient {
     }
 }
 
+/// The ACL routes (`/acl/...`).
+impl ManagerClient {
+    /// `POST /acl/bootstrap`: the first management token; refused (409) once done.
+    pub async fn acl_bootstrap(&self) -> Result<IssuedToken, ClientError> {
+        self.call(Method::POST, "/acl/bootstrap", None).await
+    }
+
+    /// `POST /acl/tokens`: a new token of `policy` (`read`, `submit`, `manage`).
+    pub async fn acl_create_token(&self, policy: &str) -> Result<IssuedToken, ClientError> {
+        let body = encode(
+            "/acl/tokens",
+            &CreateToken {
+                policy: policy.to_string(),
+            },
+        )?;
+        self.call(Method::POST, "/acl/tokens", Some(body)).await
+    }
+
+    /// `GET /acl/tokens`: every token, without secrets.
+    pub async fn acl_tokens(&self) -> Result<Vec<TokenView>, ClientError> {
+        self.call(Method::GET, "/acl/tokens", None).await
+    }
+
+    /// `DELETE /acl/tokens/{accessor}`: revokes a token.
+    pub async fn acl_revoke(&self, accessor: &str) -> Result<TokenView, ClientError> {
+        let path = format!("/acl/tokens/{}", encode_component(accessor));
+        self.call(Method::DELETE, &path, None).await
+    }
+
+    /// `POST /acl/join-token`: a new token workers join with.
+    pub async fn acl_join_token(&self) -> Result<IssuedToken, ClientError> {
+        self.call(Method::POST, "/acl/join-token", None).await
+    }
+
+    /// `GET /acl/ca`: the cluster CA and its fingerprint (open).
+    pub async fn acl_ca(&self) -> Result<CaReply, ClientError> {
+        self.call(Method::GET, "/acl/ca", None).await
+    }
+
+    /// `POST /acl/nodes/{name}/certificate` (with the node's token and certificate): a renewed
+    /// node certificate.
+    pub async fn acl_renew(&self, node: &str) -> Result<NodeCertificate, ClientError> {
+        let path = format!("/acl/nodes/{}/certificate", encode_component(node));
+        self.call(Method::POST, &path, None).await
+    }
+
+    /// `POST /acl/join` (with a join token as this client's token): a worker's identity.
+    pub async fn acl_join(&self, req: &JoinRequest) -> Result<JoinReply, ClientError> {
+        let body = encode("/acl/join", req)?;
+        self.call(Method::POST, "/acl/join", Some(body)).await
+    }
+}
+
 /// A client of one worker's API.
 #[derive(Debug, Clone)]
 pub struct WorkerClient {
     http: HttpClient,
     base: String,
+    token: Option<String>,
 }
 
 impl WorkerClient {
@@ -272,6 +341,7 @@ impl WorkerClient {
         WorkerClient {
             http,
             base: base.trim_end_matches('/').to_string(),
+            token: None,
         }
     }
 
@@ -280,11 +350,18 @@ impl WorkerClient {
         &self.base
     }
 
+    /// The same client sending `Authorization: Bearer TOKEN` with every call (none for `None`).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
     /// The same client with another timeout per call.
     pub fn with_timeout(&self, timeout: Duration) -> Self {
         WorkerClient {
             http: self.http.with_timeout(timeout),
             base: self.base.clone(),
+            token: self.token.clone(),
         }
     }
 
@@ -295,7 +372,10 @@ impl WorkerClient {
         body: Option<Vec<u8>>,
     ) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
-        let raw = self.http.send(method, &url, body).await?;
+        let raw = self
+            .http
+            .send_auth(method, &url, body, self.token.as_deref())
+            .await?;
         decode(&url, &raw)
     }
 

@@ -13,9 +13,11 @@ use poseidon_runtimes::mock::MockRuntime;
 use poseidon_runtimes::Runtime;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, RuntimeKind, WorkerConfig};
+use crate::config::{Config, RuntimeKind, TlsMode, WorkerConfig};
 use crate::http::{self, Shutdown};
 use crate::manager::{self, Manager, ManagerOptions};
+use crate::security::secrets::SecretsKey;
+use crate::security::{self, Acl, ManagerSecurity, Policy, WorkerSecurity};
 use crate::store::{RocksStore, Store};
 use crate::worker::{self, Worker, WorkerOptions};
 
@@ -39,6 +41,8 @@ pub struct RunningManager {
     pub addr: SocketAddr,
     /// Where its DNS server listens (UDP and TCP), unless `dns_listen = "off"`.
     pub dns_addr: Option<SocketAddr>,
+    /// Its URL: `https://addr` with TLS, `http://addr` without.
+    pub url: String,
 }
 
 /// A running worker.
@@ -67,7 +71,7 @@ pub struct Running {
 impl Running {
     /// The manager's URL (`http://addr`), if a manager runs here.
     pub fn manager_url(&self) -> Option<String> {
-        self.manager.as_ref().map(|m| format!("http://{}", m.addr))
+        self.manager.as_ref().map(|m| m.url.clone())
     }
 
     /// Stops serving, lets requests in flight finish and flushes the stores. Containers keep running.
@@ -87,12 +91,153 @@ impl Running {
     }
 }
 
-fn fix_port_zero(url: &str, bound: SocketAddr) -> String {
+fn fix_port_zero(url: &str, bound: SocketAddr, scheme: &str) -> String {
     // A URL derived from a `:0` listen address means "wherever we ended up bound".
     match url.strip_suffix(":0") {
-        Some(_) => format!("http://{bound}"),
+        Some(_) => format!("{scheme}://{bound}"),
+        None => with_scheme(url, scheme),
+    }
+}
+
+/// `url` with its scheme set to `scheme`: with TLS on, every cluster URL is `https://`, whatever
+/// the file wrote (the config's defaults are derived as `http://`).
+fn with_scheme(url: &str, scheme: &str) -> String {
+    match url.split_once("://") {
+        Some((_, rest)) => format!("{scheme}://{rest}"),
         None => url.to_string(),
     }
+}
+
+/// The manager's TLS material with `tls = "auto"`: the cluster CA (made on first start), the
+/// manager's certificate (renewed by a loop), and the server and client configurations.
+struct ManagerTls {
+    ca: Arc<security::ca::ClusterCa>,
+    certs: Arc<security::tls::CertStore>,
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+}
+
+fn manager_tls(dir: &std::path::Path) -> Result<ManagerTls, String> {
+    let ca = Arc::new(
+        security::ca::ClusterCa::load_or_create(dir).map_err(|e| format!("manager: {e}"))?,
+    );
+    let certs = security::tls::CertStore::new(&ca.issue_manager()?)?;
+    let server = security::tls::server_config(ca.cert_pem(), certs.clone())?;
+    let client =
+        security::tls::client_config(ca.cert_pem(), security::ca::NODE_NAME, Some(certs.clone()))?;
+    Ok(ManagerTls {
+        ca,
+        certs,
+        server,
+        client,
+    })
+}
+
+/// Renews the manager's own certificate every [`security::ca::RENEW_AFTER`].
+async fn renew_manager_cert(tls: ManagerTls, shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(security::ca::RENEW_AFTER) => {}
+            _ = shutdown.wait() => return,
+        }
+        match tls.ca.issue_manager().and_then(|c| tls.certs.set(&c)) {
+            Ok(()) => tracing::info!("manager certificate renewed"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot renew the manager certificate; it expires 8 h after renewal was due")
+            }
+        }
+    }
+}
+
+/// A worker's TLS material: its certificate (renewed by a loop), and its server and client
+/// configurations.
+struct WorkerTls {
+    certs: Arc<security::tls::CertStore>,
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+}
+
+/// A worker's security: with the ACL on, its identity, kept in its data directory or obtained by
+/// joining with the configured join token (`$POSEIDON_JOIN_TOKEN` wins over the file). A worker
+/// started in the same process as its manager joins with a join token made for it on the spot.
+/// With TLS, the identity holds its node certificate.
+async fn worker_security(
+    cfg: &Config,
+    wc: &WorkerConfig,
+    opts: &WorkerOptions,
+    local_acl: Option<&Acl>,
+    local_ca: Option<&security::ca::ClusterCa>,
+) -> Result<(WorkerSecurity, Option<WorkerTls>), String> {
+    if !cfg.security.acl {
+        return Ok((WorkerSecurity::default(), None));
+    }
+    let Some(manager) = &opts.manager else {
+        return Err(format!(
+            "worker {}: acl = true needs a manager (a worker alone has no one to issue its identity)",
+            wc.name
+        ));
+    };
+    let mut join_token = std::env::var("POSEIDON_JOIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| cfg.security.join_token.clone());
+    if join_token.is_none() && security::identity::load(&wc.data_dir)?.is_none() {
+        if let Some(acl) = local_acl {
+            let t = acl
+                .create(Policy::Join, None)
+                .await
+                .map_err(|e| format!("worker {}: {e}", wc.name))?;
+            join_token = Some(match local_ca {
+                Some(ca) => format!("{}.{}", t.token, ca.fingerprint()),
+                None => t.token,
+            });
+        }
+    }
+    let id = security::identity::load_or_join(
+        &wc.data_dir,
+        &wc.name,
+        &opts.advertise,
+        manager,
+        join_token.as_deref(),
+    )
+    .await?;
+    let tls_on = cfg.security.tls == TlsMode::Auto;
+    let tls = match (&id.tls, tls_on) {
+        (Some(c), true) => {
+            let certs = security::tls::CertStore::new(c)?;
+            Some(WorkerTls {
+                server: security::tls::server_config(&c.ca, certs.clone())?,
+                client: security::tls::client_config(
+                    &c.ca,
+                    security::ca::MANAGER_NAME,
+                    Some(certs.clone()),
+                )?,
+                certs,
+            })
+        }
+        (None, true) => {
+            return Err(format!(
+                "worker {}: tls = \"auto\" but the identity in {} has no certificate (it was made without TLS); remove it and join again",
+                wc.name,
+                wc.data_dir.display()
+            ))
+        }
+        (_, false) => None,
+    };
+    Ok((
+        WorkerSecurity {
+            node_token: Some(id.node_token),
+            manager_secret: Some(id.manager_secret),
+            manager_cert_required: tls_on,
+            secrets: match &id.secrets_key {
+                Some(hex) => Some(Arc::new(
+                    SecretsKey::from_hex(hex).map_err(|e| format!("worker {}: {e}", wc.name))?,
+                )),
+                None => None,
+            },
+        },
+        tls,
+    ))
 }
 
 fn make_runtime(wc: &WorkerConfig) -> Result<(Arc<dyn Runtime>, Option<MockRuntime>), String> {
@@ -110,9 +255,68 @@ fn make_runtime(wc: &WorkerConfig) -> Result<(Arc<dyn Runtime>, Option<MockRunti
     }
 }
 
+/// Refuses a role whose listen address is not loopback unless ACL and TLS are both on, or the file
+/// says `insecure = true` (then it warns, at every start).
+fn check_exposure(cfg: &Config, roles: &Roles) -> Result<(), String> {
+    let mut exposed = Vec::new();
+    if let (Some(m), Roles::All | Roles::Manager) = (&cfg.manager, roles) {
+        if !m.listen.ip().is_loopback() {
+            exposed.push(format!("manager.listen = {}", m.listen));
+        }
+    }
+    for (i, w) in cfg.workers.iter().enumerate() {
+        let wanted = match roles {
+            Roles::All => true,
+            Roles::Manager => false,
+            Roles::Worker(n) => *n == w.name,
+        };
+        if wanted && !w.listen.ip().is_loopback() {
+            exposed.push(format!("worker[{i}].listen = {}", w.listen));
+        }
+    }
+    if exposed.is_empty() || cfg.security.is_secure() {
+        return Ok(());
+    }
+    if cfg.security.insecure {
+        tracing::warn!(
+            listen = %exposed.join(", "),
+            acl = cfg.security.acl,
+            tls = cfg.security.tls != TlsMode::Off,
+            "INSECURE: listening beyond loopback without ACL and TLS because [security] insecure = true; anyone who can reach these addresses controls the cluster"
+        );
+        return Ok(());
+    }
+    Err(format!(
+        "{}: {} is not a loopback address, and [security] does not have both acl = true and tls = \"auto\" (or tls files); refusing to start an open cluster. Turn both on, or set insecure = true in [security] to accept the risk",
+        cfg.source,
+        exposed.join(", ")
+    ))
+}
+
 /// Starts the chosen roles of `cfg` and returns once they serve.
 pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
+    check_exposure(cfg, &roles)?;
+    match &cfg.security.tls {
+        TlsMode::Auto if !cfg.security.acl => {
+            return Err(format!(
+            "{}: tls = \"auto\" needs acl = true in [security] (workers join with ACL join tokens)",
+            cfg.source
+        ))
+        }
+        TlsMode::Files { .. } => {
+            return Err(format!(
+                "{}: tls = {{ ca, cert, key }} is not supported yet; use tls = \"auto\"",
+                cfg.source
+            ))
+        }
+        _ => {}
+    }
+    let tls_on = cfg.security.tls == TlsMode::Auto;
+    let scheme = if tls_on { "https" } else { "http" };
     let shutdown = Shutdown::new();
+    let mut local_acl: Option<Acl> = None;
+    let mut local_ca: Option<Arc<security::ca::ClusterCa>> = None;
+    let mut local_secrets: Option<Arc<SecretsKey>> = None;
     let mut servers = Vec::new();
     let mut running_manager = None;
     let mut manager_url: Option<String> = None;
@@ -159,7 +363,31 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             dispatch_backoff: mc.dispatch_backoff,
             known_workers: known,
         };
-        let m = Manager::start(opts, store, shutdown.clone())
+        let mut sec = ManagerSecurity::default();
+        let secrets = Arc::new(
+            SecretsKey::load_or_create(&mc.data_dir).map_err(|e| format!("manager: {e}"))?,
+        );
+        local_secrets = Some(secrets.clone());
+        sec.secrets = Some(secrets);
+        let mut server_tls = None;
+        if tls_on {
+            let tls = manager_tls(&mc.data_dir)?;
+            sec.ca = Some(tls.ca.clone());
+            local_ca = Some(tls.ca.clone());
+            sec.client_tls = Some(tls.client.clone());
+            server_tls = Some(tls.server.clone());
+            tokio::spawn(renew_manager_cert(tls, shutdown.clone()));
+        }
+        if cfg.security.acl {
+            let acl = Acl::load(store.clone()).map_err(|e| format!("manager: {e}"))?;
+            sec.worker_key = Some(
+                security::keys::load_or_create_key(&mc.data_dir, "acl.key")
+                    .map_err(|e| format!("manager: {e}"))?,
+            );
+            local_acl = Some(acl.clone());
+            sec.acl = Some(acl);
+        }
+        let m = Manager::start_with(opts, sec, store, shutdown.clone())
             .await
             .map_err(|e| format!("manager: {e}"))?;
         let handler_m = m.clone();
@@ -167,10 +395,16 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             listener,
             move |req| manager::api::handle(handler_m.clone(), req),
             shutdown.clone(),
-            http::ServeOptions::with_body_limit(http::manager_body_limit),
+            http::ServeOptions {
+                gate: Some(manager::api::gate(m.clone())),
+                tls: server_tls,
+                ..http::ServeOptions::with_body_limit(http::manager_body_limit)
+            },
         )));
         tracing::info!(
-            url = %format!("http://{addr}"),
+            url = %format!("{scheme}://{addr}"),
+            acl = cfg.security.acl,
+            tls = tls_on,
             scheduler = %mc.scheduler,
             data_dir = %mc.data_dir.display(),
             heartbeat_ttl = ?mc.heartbeat_ttl,
@@ -210,10 +444,11 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             }
             None => None,
         };
-        manager_url = Some(format!("http://{addr}"));
+        manager_url = Some(format!("{scheme}://{addr}"));
         running_manager = Some(RunningManager {
             manager: m,
             addr,
+            url: format!("{scheme}://{addr}"),
             dns_addr,
         });
     }
@@ -240,12 +475,12 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
         })?);
         let manager = match (&wc.manager, &manager_url) {
             (Some(url), Some(bound)) if url.ends_with(":0") => Some(bound.clone()),
-            (Some(url), _) => Some(url.clone()),
+            (Some(url), _) => Some(with_scheme(url, scheme)),
             (None, _) => None,
         };
-        let advertise = fix_port_zero(&wc.advertise, addr);
+        let advertise = fix_port_zero(&wc.advertise, addr, scheme);
         tracing::info!(
-            url = %format!("http://{addr}"),
+            url = %format!("{scheme}://{addr}"),
             worker = %wc.name,
             runtime = %wc.runtime,
             data_dir = %wc.data_dir.display(),
@@ -273,15 +508,59 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             labels: wc.labels.clone(),
         };
         with_manager.push(opts.manager.is_some());
-        let w = Worker::start(opts, runtime, store, shutdown.clone())
-            .await
-            .map_err(|e| format!("worker {}: {e}", wc.name))?;
+        let (mut sec, tls) =
+            worker_security(cfg, wc, &opts, local_acl.as_ref(), local_ca.as_deref()).await?;
+        if sec.secrets.is_none() {
+            // Without the ACL there is no join to hand the key over: a worker beside its manager
+            // shares the manager's, a worker alone keeps its own; any other has none (and says so
+            // when a task with secrets reaches it).
+            sec.secrets = match (&opts.manager, &local_secrets) {
+                (Some(_), Some(k)) => Some(k.clone()),
+                (Some(_), None) => None,
+                (None, _) => Some(Arc::new(
+                    SecretsKey::load_or_create(&wc.data_dir)
+                        .map_err(|e| format!("worker {}: {e}", wc.name))?,
+                )),
+            };
+        }
+        let manager_url = opts.manager.clone();
+        let client_tls = tls.as_ref().map(|t| t.client.clone());
+        let server_tls = tls.as_ref().map(|t| t.server.clone());
+        let node_token = sec.node_token.clone();
+        let w = Worker::start_with(
+            opts,
+            sec,
+            client_tls.clone(),
+            runtime,
+            store,
+            shutdown.clone(),
+        )
+        .await
+        .map_err(|e| format!("worker {}: {e}", wc.name))?;
+        if let (Some(t), Some(manager)) = (tls, &manager_url) {
+            let client = crate::client::ManagerClient::with_http(
+                http::HttpClient::with_tls(Duration::from_secs(10), t.client.clone()),
+                manager,
+            )
+            .with_token(node_token);
+            tokio::spawn(security::identity::renew_loop(
+                client,
+                wc.name.clone(),
+                wc.data_dir.clone(),
+                t.certs,
+                shutdown.clone(),
+            ));
+        }
         let handler_w = w.clone();
         servers.push(tokio::spawn(http::serve_with(
             listener,
             move |req| worker::api::handle(handler_w.clone(), req),
             shutdown.clone(),
-            http::ServeOptions::with_body_limit(http::worker_body_limit),
+            http::ServeOptions {
+                gate: Some(worker::api::gate(w.clone())),
+                tls: server_tls,
+                ..http::ServeOptions::with_body_limit(http::worker_body_limit)
+            },
         )));
         workers.push(RunningWorker {
             worker: w,

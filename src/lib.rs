@@ -22,6 +22,7 @@
 //! - [`manager`]: placement, dispatch, node liveness, and its REST API.
 //! - [`cluster`]: starting the roles a config file declares, in one process.
 //! - [`cli`]: the `poseidon` command line.
+//! - [`security`]: ACL tokens, node identities, TLS, key files.
 //! - [`logging`]: structured logs (`RUST_LOG`, `--log-format text|json`) for the binary.
 
 pub mod cli;
@@ -34,6 +35,7 @@ pub mod http;
 pub mod logging;
 pub mod manager;
 pub mod placement;
+pub mod security;
 pub mod service;
 pub mod spec;
 pub mod store;

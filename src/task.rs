@@ -351,6 +351,10 @@ pub struct TaskSpec {
     /// Environment variables.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Secret environment variables: plain text only between parsing and acceptance, then
+    /// sealed (see `security::secrets`), and opened only to build the container's environment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
     /// CPU cores reserved and enforced as a limit (0 = none).
     #[serde(default)]
     pub cpus: f64,

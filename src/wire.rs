@@ -538,3 +538,101 @@ pub struct CatalogService {
     /// How many endpoints it has now.
     pub endpoints: usize,
 }
+
+/// A token as made by `POST /acl/bootstrap`, `POST /acl/tokens` or `POST /acl/join-token`: the only
+/// answer that ever holds its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedToken {
+    /// The token's public name (for `poseidon acl token revoke`).
+    pub accessor: String,
+    /// The token to send as `Authorization: Bearer TOKEN`; shown once.
+    pub token: String,
+    /// Its policy (`read`, `submit`, `manage`, `node`, `join`).
+    pub policy: String,
+    /// For a node token, the node name it is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+/// A token as `GET /acl/tokens` lists it: never its secret or hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenView {
+    /// The token's public name.
+    pub accessor: String,
+    /// Its policy.
+    pub policy: String,
+    /// For a node token, the node name it is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// When it was made (ms since the epoch).
+    pub created_ms: u64,
+}
+
+/// The body of `POST /acl/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// `read`, `submit` or `manage`.
+    pub policy: String,
+}
+
+/// The body of `POST /acl/join` (sent with a join token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    /// The node name the worker will use.
+    pub name: String,
+    /// Where the manager will reach it (`http://` or `https://HOST:PORT`); with TLS, its host goes
+    /// into the node certificate.
+    pub advertise: String,
+}
+
+/// The answer of `POST /acl/join`: the worker's identity, kept in its data directory (0600).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinReply {
+    /// The node token for heartbeats and reports.
+    pub node_token: String,
+    /// What the manager presents to this worker (`Authorization: Bearer`).
+    pub manager_secret: String,
+    /// With TLS: the cluster CA, and this node's certificate and private key (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<NodeCertificate>,
+    /// The cluster's secrets key (hex), with which the worker opens task secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_key: Option<String>,
+}
+
+impl std::fmt::Debug for JoinReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field is a secret: none may reach a log line through a `{:?}`.
+        f.debug_struct("JoinReply").finish_non_exhaustive()
+    }
+}
+
+/// A node's certificate as the manager issues it (PEM).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCertificate {
+    /// The cluster CA's certificate.
+    pub ca: String,
+    /// The node's certificate, signed by the CA.
+    pub cert: String,
+    /// The node's private key.
+    pub key: String,
+}
+
+impl std::fmt::Debug for NodeCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The private key must not reach a log line through a `{:?}`.
+        f.debug_struct("NodeCertificate").finish_non_exhaustive()
+    }
+}
+
+/// The answer of `GET /acl/ca` (open): the cluster CA, which a joining worker checks against the
+/// fingerprint in its join token before it trusts it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaReply {
+    /// The CA certificate (PEM).
+    pub ca: String,
+    /// SHA-256 of its DER, hex.
+    pub fingerprint: String,
+}

@@ -534,6 +534,72 @@ async fn mutated_requests_to_every_manager_route_get_clear_answers_and_no_panic(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutated_requests_to_a_manager_with_acl_with_and_without_tokens_get_no_5xx_and_no_panic() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    install_panic_counter();
+    let panics_before = PANICS.load(Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = localize(
+        "[manager]\nheartbeat_ttl = \"30s\"\n[[worker]]\nname = \"w1\"\nruntime = \"mock\"\ncapacity = { cpus = 100000.0, memory = \"100000g\" }\n[security]\nacl = true\n",
+        dir.path(),
+        false,
+    );
+    let run = start(&cfg).await;
+    let open = Api::new(run.manager_url().unwrap());
+    let (s, boot) = open.post("/acl/bootstrap", &Value::Null).await;
+    assert_eq!(s, 201, "{boot}");
+    let manage = open.with_token(boot["token"].as_str().unwrap());
+    let mut apis = vec![open.clone(), manage.clone()];
+    for policy in ["read", "submit"] {
+        let (s, t) = manage
+            .post("/acl/tokens", &json!({ "policy": policy }))
+            .await;
+        assert_eq!(s, 201, "{t}");
+        apis.push(open.with_token(t["token"].as_str().unwrap()));
+    }
+    let identity: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("w1").join("identity.json")).unwrap(),
+    )
+    .unwrap();
+    apis.push(open.with_token(identity["node_token"].as_str().unwrap()));
+    let (seed, cases) = seed_and_cases();
+    let mut r = Rng(seed ^ 0xac1);
+    let tasks = seeds();
+    let beat = serde_json::to_value(run.workers[0].worker.heartbeat()).unwrap();
+    let beats = vec![beat.clone()];
+    let reports = vec![json!({"tasks": []})];
+    let mut statuses = BTreeMap::new();
+    for case in 0..cases / 2 {
+        let request = manager_request(&mut r, &tasks, &beats, &reports);
+        let api = r.pick(&apis).clone();
+        send(&api, seed, case, &request, &mut statuses).await;
+    }
+    // Wrong tokens last: they soon trip the rate limit on failed authentication (429), which
+    // would otherwise hide every other answer from this address.
+    let bogus = open.with_token("0123456789abcdef.00");
+    for case in 0..200 {
+        let request = manager_request(&mut r, &tasks, &beats, &reports);
+        send(&bogus, seed, case, &request, &mut statuses).await;
+    }
+    eprintln!(
+        "manager with ACL: {} cases, statuses {statuses:?}",
+        cases / 2 + 200
+    );
+    assert_eq!(
+        PANICS.load(Ordering::SeqCst) - panics_before,
+        0,
+        "panics in the process"
+    );
+    for (status, at_least) in [(200, 100), (401, 100), (403, 100), (429, 1)] {
+        assert!(
+            statuses.get(&status).copied().unwrap_or(0) >= at_least,
+            "the fuzzer should reach {status} at least {at_least} times: {statuses:?}"
+        );
+    }
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutated_requests_to_every_worker_route_get_clear_answers_and_no_panic() {
     let _alone = ONE_AT_A_TIME.lock().await;
     install_panic_counter();

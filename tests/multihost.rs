@@ -852,7 +852,8 @@ impl Cluster {
                  data_dir = \"/var/lib/poseidon/{w}\"\n\
                  capacity = {{ cpus = {cpus:.1}, memory = \"{memory}\" }}\n\
                  heartbeat_interval = \"{HEARTBEAT}\"\nstop_grace = \"2s\"\nnetwork = \"{net}\"\n\
-                 labels = {{ disk = \"{disk}\" }}\n",
+                 labels = {{ disk = \"{disk}\" }}\n\
+                 [security]\ninsecure = true\n",
                 c.manager
             );
             std::fs::write(c.config_path(w), toml).unwrap();
@@ -894,7 +895,9 @@ impl Cluster {
     fn write_manager_config(&self, scheduler: &str) {
         let toml = format!(
             "[manager]\nlisten = \"0.0.0.0:5555\"\ndata_dir = \"/var/lib/poseidon/manager\"\n\
-             scheduler = \"{scheduler}\"\nheartbeat_ttl = \"{}ms\"\ndispatch_backoff = \"200ms\"\n",
+             scheduler = \"{scheduler}\"\nheartbeat_ttl = \"{}ms\"\ndispatch_backoff = \"200ms\"\n\
+             [security]\n# A private test network; ACL and TLS on several hosts are tests/security_tls.rs's.\n\
+             insecure = true\n",
             TTL.as_millis()
         );
         std::fs::write(self.config_path("manager"), toml).unwrap();

@@ -14,6 +14,7 @@ use crate::cluster::{self, Roles};
 use crate::config;
 use crate::http::ClientError;
 
+mod acl;
 mod events;
 mod ids;
 mod nodes;
@@ -43,6 +44,10 @@ pub struct Args {
     /// print the version and exit
     #[argh(switch, short = 'V')]
     pub version: bool,
+    /// ACL token sent to the manager by client commands (default: $POSEIDON_TOKEN; with TLS,
+    /// $POSEIDON_CA names the cluster CA to trust)
+    #[argh(option)]
+    pub token: Option<String>,
     #[argh(subcommand)]
     /// what to do (default: start the cluster)
     pub command: Option<Command>,
@@ -74,6 +79,8 @@ pub enum Command {
     Exec(ExecCmd),
     /// Manage services (run, ls, status, scale, update, rollback, rm).
     Service(ServiceCmd),
+    /// Manage ACL tokens.
+    Acl(acl::AclCmd),
 }
 
 /// Show the version of this binary and of the manager it talks to.
@@ -268,6 +275,18 @@ impl From<ClientError> for Failure {
     }
 }
 
+/// The token of the global `--token` flag, set once by [`run`].
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The token client commands send: `--token`, then `$POSEIDON_TOKEN`.
+fn token() -> Option<String> {
+    TOKEN.get().cloned().or_else(|| {
+        std::env::var("POSEIDON_TOKEN")
+            .ok()
+            .filter(|s| !s.is_empty())
+    })
+}
+
 pub(super) fn manager_client(flag: &Option<String>) -> ManagerClient {
     let base = flag
         .clone()
@@ -277,7 +296,25 @@ pub(super) fn manager_client(flag: &Option<String>) -> ManagerClient {
                 .filter(|s| !s.is_empty())
         })
         .unwrap_or_else(|| DEFAULT_MANAGER.to_string());
-    ManagerClient::new(&base, Duration::from_secs(10))
+    let timeout = Duration::from_secs(10);
+    let http = match std::env::var("POSEIDON_CA").ok().filter(|s| !s.is_empty()) {
+        None => crate::http::HttpClient::new(timeout),
+        Some(path) => match cluster_ca_client(&path) {
+            Ok(tls) => crate::http::HttpClient::with_tls(timeout, tls),
+            Err(e) => {
+                eprintln!("poseidon: POSEIDON_CA: {e}; https:// will not be trusted");
+                crate::http::HttpClient::new(timeout)
+            }
+        },
+    };
+    ManagerClient::with_http(http, &base).with_token(token())
+}
+
+/// A TLS client that trusts the cluster CA in the PEM file at `path` (`$POSEIDON_CA`; with
+/// `tls = "auto"` it is `ca.pem` in the manager's data directory) and expects the manager's name.
+fn cluster_ca_client(path: &str) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    crate::security::tls::client_config(&pem, crate::security::ca::MANAGER_NAME, None)
 }
 
 /// Runs the parsed command line; returns the process exit code.
@@ -285,6 +322,10 @@ pub async fn run(args: Args) -> i32 {
     if args.version {
         println!("poseidon {VERSION}");
         return 0;
+    }
+    if let Some(t) = args.token.filter(|t| !t.is_empty()) {
+        // `run` is called once per process, so the cell is empty here.
+        let _ = TOKEN.set(t);
     }
     let result = match args.command {
         None => serve(args.config, Roles::All).await,
@@ -299,6 +340,7 @@ pub async fn run(args: Args) -> i32 {
         Some(Command::Events(c)) => events::events(c).await,
         Some(Command::Exec(c)) => ops::exec(c).await,
         Some(Command::Service(c)) => services::service(c).await,
+        Some(Command::Acl(c)) => acl::acl(c).await,
     };
     match result {
         Ok(()) => 0,

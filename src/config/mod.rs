@@ -56,7 +56,9 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// The directory under which the default data directories live.
 pub const DEFAULT_DATA_ROOT: &str = "poseidon-data";
 
-const TOP_KEYS: &[&str] = &["manager", "worker"];
+const TOP_KEYS: &[&str] = &["manager", "worker", "security"];
+const SECURITY_KEYS: &[&str] = &["acl", "tls", "insecure", "join_token"];
+const TLS_KEYS: &[&str] = &["ca", "cert", "key"];
 const MANAGER_KEYS: &[&str] = &[
     "listen",
     "data_dir",
@@ -90,8 +92,52 @@ pub struct Config {
     pub manager: Option<ManagerConfig>,
     /// The workers, one per `[[worker]]` table, in file order.
     pub workers: Vec<WorkerConfig>,
+    /// The `[security]` table (every role of the file shares it).
+    pub security: SecurityConfig,
     /// The file it came from, or [`EMBEDDED_SOURCE`].
     pub source: String,
+}
+
+/// The `[security]` table: `acl = true|false`, `tls = "off" | "auto" | { ca, cert, key }`,
+/// `insecure = true` to allow a non-loopback listen address without both, and `join_token` (or
+/// `$POSEIDON_JOIN_TOKEN`) for a worker that has no identity yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecurityConfig {
+    /// Whether every route but `GET /health` needs a token.
+    pub acl: bool,
+    /// TLS on every listener and client.
+    pub tls: TlsMode,
+    /// Start on a non-loopback address without ACL and TLS (warned about at every start).
+    pub insecure: bool,
+    /// The token a worker joins with when it has no identity in its data directory.
+    pub join_token: Option<String>,
+}
+
+impl SecurityConfig {
+    /// Whether both ACL and TLS are on.
+    pub fn is_secure(&self) -> bool {
+        self.acl && self.tls != TlsMode::Off
+    }
+}
+
+/// How TLS is set up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain HTTP.
+    #[default]
+    Off,
+    /// The manager makes a cluster CA in its data directory; workers get certificates at join.
+    Auto,
+    /// Files the operator provides (PEM): the CA that signs every node, and this process's
+    /// certificate and key.
+    Files {
+        /// The CA certificate.
+        ca: PathBuf,
+        /// This process's certificate.
+        cert: PathBuf,
+        /// Its private key.
+        key: PathBuf,
+    },
 }
 
 impl Config {
@@ -367,9 +413,20 @@ pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
         });
     }
     cx.check_cluster(manager.as_ref(), &workers)?;
+    let security = match table.get("security") {
+        None => SecurityConfig::default(),
+        Some(Value::Table(t)) => cx.security(t)?,
+        Some(other) => {
+            return Err(cx.invalid(
+                "security",
+                format!("must be a table ([security]), got {}", other.type_str()),
+            ))
+        }
+    };
     Ok(Config {
         manager,
         workers,
+        security,
         source: source.to_string(),
     })
 }
@@ -382,6 +439,7 @@ pub fn embedded_default() -> Config {
     Config {
         manager: Some(manager),
         workers: vec![worker],
+        security: SecurityConfig::default(),
         source: EMBEDDED_SOURCE.to_string(),
     }
 }

@@ -314,7 +314,23 @@ fn bad_files_are_refused_with_the_file_the_key_and_the_valid_choices() {
         ),
         (
             "[managr]\n",
-            "cluster.toml: unknown key \"managr\" at the top level (valid: manager, worker)",
+            "cluster.toml: unknown key \"managr\" at the top level (valid: manager, worker, security)",
+        ),
+        (
+            "[manager]\n[security]\nacl = \"yes\"\n",
+            "cluster.toml: security.acl: must be true or false, got string",
+        ),
+        (
+            "[manager]\n[security]\ntls = \"on\"\n",
+            "cluster.toml: security.tls: must be \"off\", \"auto\" or { ca = \"...\", cert = \"...\", key = \"...\" }, got \"on\"",
+        ),
+        (
+            "[manager]\n[security]\ntls = { ca = \"ca.pem\", cert = \"c.pem\" }\n",
+            "cluster.toml: security.tls.key: missing (tls = { ca, cert, key } needs all three PEM files)",
+        ),
+        (
+            "[manager]\n[security]\nacls = true\n",
+            "cluster.toml: unknown key \"acls\" in [security] (valid: acl, tls, insecure, join_token)",
         ),
         ("# nothing\n", "cluster.toml: no [manager] and no [[worker]] table, so there is nothing to run"),
         ("", "cluster.toml: no [manager] and no [[worker]] table, so there is nothing to run"),
@@ -526,4 +542,32 @@ fn bad_host_volumes_and_registry_auth_are_refused_naming_the_key_and_never_the_p
             }
         }
     }
+}
+
+#[test]
+fn the_security_table_reads_acl_tls_and_insecure() {
+    let c = parse_ok("[manager]\n[security]\nacl = true\ntls = \"auto\"\n");
+    assert_eq!(
+        c.security,
+        SecurityConfig {
+            acl: true,
+            tls: TlsMode::Auto,
+            insecure: false,
+            join_token: None,
+        }
+    );
+    assert!(c.security.is_secure());
+    let c = parse_ok(
+        "[manager]\n[security]\ninsecure = true\ntls = { ca = \"a\", cert = \"b\", key = \"c\" }\n",
+    );
+    assert_eq!(
+        c.security.tls,
+        TlsMode::Files {
+            ca: "a".into(),
+            cert: "b".into(),
+            key: "c".into()
+        }
+    );
+    assert!(c.security.insecure && !c.security.is_secure());
+    assert_eq!(parse_ok("[manager]\n").security, SecurityConfig::default());
 }

@@ -373,6 +373,61 @@ impl Cx<'_> {
         Ok(Capacity { cpus, memory })
     }
 
+    /// The `[security]` table.
+    pub(super) fn security(&self, t: &Table) -> Result<SecurityConfig, ConfigError> {
+        const P: &str = "security";
+        self.deny_unknown(t, "[security]", SECURITY_KEYS)?;
+        let mut s = SecurityConfig::default();
+        for (key, slot) in [("acl", &mut s.acl), ("insecure", &mut s.insecure)] {
+            match t.get(key) {
+                None => {}
+                Some(Value::Boolean(b)) => *slot = *b,
+                Some(other) => {
+                    return Err(self.invalid(
+                        &format!("{P}.{key}"),
+                        format!("must be true or false, got {}", other.type_str()),
+                    ))
+                }
+            }
+        }
+        s.tls = match t.get("tls") {
+            None => TlsMode::Off,
+            Some(Value::String(v)) if v == "off" => TlsMode::Off,
+            Some(Value::String(v)) if v == "auto" => TlsMode::Auto,
+            Some(Value::Table(files)) => {
+                self.deny_unknown(files, "security.tls", TLS_KEYS)?;
+                let path = |key: &str| -> Result<PathBuf, ConfigError> {
+                    match self.string(files, "security.tls", key)? {
+                        Some(p) if !p.trim().is_empty() => Ok(PathBuf::from(p)),
+                        _ => Err(self.invalid(
+                            &format!("security.tls.{key}"),
+                            "missing (tls = { ca, cert, key } needs all three PEM files)",
+                        )),
+                    }
+                };
+                TlsMode::Files {
+                    ca: path("ca")?,
+                    cert: path("cert")?,
+                    key: path("key")?,
+                }
+            }
+            Some(other) => {
+                return Err(self.invalid(
+                    "security.tls",
+                    format!(
+                        "must be \"off\", \"auto\" or {{ ca = \"...\", cert = \"...\", key = \"...\" }}, got {}",
+                        match other {
+                            Value::String(v) => format!("{v:?}"),
+                            o => o.type_str().to_string(),
+                        }
+                    ),
+                ))
+            }
+        };
+        s.join_token = self.string(t, P, "join_token")?.map(str::to_string);
+        Ok(s)
+    }
+
     /// Checks that involve more than one role.
     pub(super) fn check_cluster(
         &self,

@@ -2,6 +2,7 @@
 //! keep-alive, a timeout on every call, and server errors turned into [`ClientError::Status`] with the
 //! server's own `{"error": ...}` message.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -53,11 +54,30 @@ pub enum ClientError {
     },
 }
 
-/// A small HTTP/1.1 JSON client with keep-alive and a timeout on every call.
+/// The connector: plain HTTP, or HTTPS with the client's TLS configuration.
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// A small HTTP/1.1 JSON client with keep-alive and a timeout on every call; `https://` URLs are
+/// reached with TLS when the client was made with [`HttpClient::with_tls`].
 #[derive(Clone, Debug)]
 pub struct HttpClient {
-    inner: Client<HttpConnector, Full<Bytes>>,
+    inner: Client<Connector, Full<Bytes>>,
     timeout: Duration,
+}
+
+/// The TLS configuration of a client made without one: it trusts no certificate at all, so an
+/// `https://` URL fails instead of being trusted by accident.
+fn no_trust() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            Arc::new(
+                crate::security::tls::client_builder()
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+            )
+        })
+        .clone()
 }
 
 /// A raw answer: status, headers of interest and body.
@@ -76,9 +96,21 @@ pub struct RawResponse {
 impl HttpClient {
     /// A client whose calls time out after `timeout`.
     pub fn new(timeout: Duration) -> Self {
+        Self::with_tls(timeout, no_trust())
+    }
+
+    /// A client that reaches `https://` URLs with `tls` (its roots, and its client certificate
+    /// for mutual TLS), and `http://` URLs in plain text.
+    pub fn with_tls(timeout: Duration, tls: Arc<rustls::ClientConfig>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout));
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(CLIENT_IDLE_TIMEOUT)
             .build(connector);
@@ -100,7 +132,21 @@ impl HttpClient {
         url: &str,
         body: Option<Vec<u8>>,
     ) -> Result<RawResponse, ClientError> {
+        self.send_auth(method, url, body, None).await
+    }
+
+    /// [`HttpClient::send`] with `Authorization: Bearer TOKEN` when a token is given.
+    pub async fn send_auth(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+        token: Option<&str>,
+    ) -> Result<RawResponse, ClientError> {
         let mut builder = Request::builder().method(method).uri(url);
+        if let Some(t) = token {
+            builder = builder.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
         if body.is_some() {
             builder = builder.header(CONTENT_TYPE, "application/json");
         }

@@ -27,6 +27,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 mod body;
+use crate::security::Principal;
+
 mod client;
 
 pub use body::{Body, BodySender};
@@ -158,7 +160,7 @@ pub fn error(e: &ApiError) -> Resp {
     json(e.status, &serde_json::json!({ "error": e.message }))
 }
 
-/// A parsed request as API modules see it: method, path segments, query pairs and body.
+/// A parsed request as API modules see it: method, path segments, query pairs, body, and who sent it.
 #[derive(Debug)]
 pub struct Req {
     /// The method.
@@ -169,7 +171,40 @@ pub struct Req {
     pub query: Vec<(String, String)>,
     /// The body (empty for GET).
     pub body: Bytes,
+    /// Who sent it, as the server's [`Gate`] decided before the body was read
+    /// ([`Principal::Open`] on a server without a gate).
+    pub principal: Principal,
 }
+
+/// What a [`Gate`] sees of a request: everything but the body, which is not read yet.
+#[derive(Debug)]
+pub struct Head<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The path segments, percent-decoded.
+    pub path: &'a [String],
+    /// The token of an `Authorization: Bearer` header.
+    pub bearer: Option<&'a str>,
+    /// The peer's address, when known.
+    pub peer: Option<SocketAddr>,
+    /// The DER certificate the peer presented in the TLS handshake (already verified against the
+    /// server's CA), if any.
+    pub peer_cert: Option<&'a [u8]>,
+}
+
+/// A gate's decision to read a request: how large its body may be, and who sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    /// The body limit for this request.
+    pub limit: usize,
+    /// Who sent it.
+    pub principal: Principal,
+}
+
+/// Decides, before the body is read, whether a request may go on and with what body limit
+/// (authentication first, so that a stranger only ever gets the small limit). An error is answered
+/// at once, and the body is never read.
+pub type Gate = Arc<dyn Fn(&Head<'_>) -> Result<Admitted, ApiError> + Send + Sync>;
 
 impl Req {
     /// The value of a query parameter.
@@ -229,6 +264,18 @@ fn decode_query(s: &str) -> String {
 /// declared `Content-Length` above it is refused before any of the body is read, and a body that
 /// turns out longer (chunked) is cut off at the limit.
 pub async fn read(req: Request<Incoming>, limits: BodyLimit) -> Result<Req, ApiError> {
+    read_gated(req, None, None, None, limits).await
+}
+
+/// [`read`] behind a [`Gate`]: the gate sees the head of the request (and the peer's address and
+/// certificate) and decides the body limit, or refuses, before a byte of the body is read.
+pub async fn read_gated(
+    req: Request<Incoming>,
+    gate: Option<&Gate>,
+    peer: Option<SocketAddr>,
+    peer_cert: Option<&[u8]>,
+    limits: BodyLimit,
+) -> Result<Req, ApiError> {
     let (parts, body) = req.into_parts();
     let path: Vec<String> = parts
         .uri
@@ -248,7 +295,27 @@ pub async fn read(req: Request<Incoming>, limits: BodyLimit) -> Result<Req, ApiE
             None => (decode_query(pair), String::new()),
         })
         .collect();
-    let limit = limits(&parts.method, &path);
+    let admitted = match gate {
+        Some(gate) => {
+            let bearer = parts
+                .headers
+                .get(hyper::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::security::bearer);
+            gate(&Head {
+                method: &parts.method,
+                path: &path,
+                bearer,
+                peer,
+                peer_cert,
+            })?
+        }
+        None => Admitted {
+            limit: limits(&parts.method, &path),
+            principal: Principal::Open,
+        },
+    };
+    let limit = admitted.limit;
     let too_large = || ApiError::new(413, format!("request body larger than {limit} bytes"));
     // hyper has already refused a malformed Content-Length, so a value that does not parse as a
     // number here cannot occur; it would be left to the streaming limit below.
@@ -276,6 +343,7 @@ pub async fn read(req: Request<Incoming>, limits: BodyLimit) -> Result<Req, ApiE
         path,
         query,
         body,
+        principal: admitted.principal,
     })
 }
 
@@ -325,13 +393,28 @@ impl Shutdown {
 }
 
 /// Settings of the server loop.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct ServeOptions {
     /// A client that has not sent a request's complete headers after this long is disconnected
     /// (this also closes a keep-alive connection idle for this long).
     pub header_read_timeout: Duration,
-    /// The body limit of each route.
+    /// The body limit of each route (used when there is no gate).
     pub body_limit: BodyLimit,
+    /// Authentication and per-route body limits, decided before the body is read.
+    pub gate: Option<Gate>,
+    /// TLS: every connection must complete a handshake with this configuration first (plain HTTP
+    /// is refused), and the peer's verified client certificate is passed to the gate.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("gate", &self.gate.is_some())
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl Default for ServeOptions {
@@ -339,6 +422,8 @@ impl Default for ServeOptions {
         ServeOptions {
             header_read_timeout: HEADER_READ_TIMEOUT,
             body_limit,
+            gate: None,
+            tls: None,
         }
     }
 }
@@ -397,37 +482,44 @@ pub async fn serve_with<H, F>(
             tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
         let handler = handler.clone();
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let handler = handler.clone();
-            async move {
-                let method = req.method().clone();
-                let uri = req.uri().path().to_string();
-                let resp = match read(req, options.body_limit).await {
-                    // The handler runs as its own task: a client that hangs up must not cancel it
-                    // halfway (between a synced write and the in-memory change that follows it),
-                    // and a panic in it becomes a 500 instead of a dropped connection.
-                    Ok(r) => match tokio::spawn(handler(r)).await {
-                        Ok(resp) => resp,
-                        Err(e) => {
-                            tracing::error!(%method, path = %uri, error = %e, "a request handler failed");
-                            error(&ApiError::internal(format!("the request failed: {e}")))
-                        }
-                    },
-                    Err(e) => {
-                        tracing::debug!(%method, path = %uri, status = e.status, error = %e.message, "refused a request");
-                        error(&e)
-                    }
-                };
-                Ok::<_, Infallible>(resp)
-            }
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let fut = graceful.watch(conn);
+        let options = options.clone();
+        let builder = builder.clone();
+        let graceful_watch = graceful.watcher();
         tokio::spawn(async move {
-            // Clients hanging up, and the header-read timeout, end connections with an error;
-            // both are routine, so they are logged for debugging only.
-            if let Err(e) = fut.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            match options.tls.clone() {
+                None => {
+                    let conn = connection(&builder, stream, peer, None, handler, &options);
+                    finish(graceful_watch.watch(conn), peer).await;
+                }
+                Some(tls) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                    // The handshake shares the header-read timeout: a client that opens a
+                    // connection and says nothing is dropped just as in plain HTTP.
+                    let stream = match tokio::time::timeout(
+                        options.header_read_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake refused");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let cert = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| Arc::new(c.as_ref().to_vec()));
+                    let conn = connection(&builder, stream, peer, cert, handler, &options);
+                    finish(graceful_watch.watch(conn), peer).await;
+                }
             }
         });
     }
@@ -439,6 +531,71 @@ pub async fn serve_with<H, F>(
     {
         tracing::warn!(listen = ?local, "requests still in flight 5 s after shutdown; leaving them");
     }
+}
+
+/// Clients hanging up, and the header-read timeout, end connections with an error; both are
+/// routine, so they are logged for debugging only.
+async fn finish<F, E>(conn: F, peer: SocketAddr)
+where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// One HTTP/1.1 connection over `io` (plain TCP or TLS): every request goes through the gate, is
+/// read within its limit, and is handled as its own task.
+fn connection<IO, H, F>(
+    builder: &hyper::server::conn::http1::Builder,
+    io: IO,
+    peer: SocketAddr,
+    cert: Option<Arc<Vec<u8>>>,
+    handler: H,
+    options: &ServeOptions,
+) -> impl hyper_util::server::graceful::GracefulConnection<Error = hyper::Error>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Req) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Resp> + Send + 'static,
+{
+    let gate = options.gate.clone();
+    let limits = options.body_limit;
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let handler = handler.clone();
+        let gate = gate.clone();
+        let cert = cert.clone();
+        async move {
+            let method = req.method().clone();
+            let uri = req.uri().path().to_string();
+            let read = read_gated(
+                req,
+                gate.as_ref(),
+                Some(peer),
+                cert.as_deref().map(Vec::as_slice),
+                limits,
+            );
+            let resp = match read.await {
+                // The handler runs as its own task: a client that hangs up must not cancel it
+                // halfway (between a synced write and the in-memory change that follows it),
+                // and a panic in it becomes a 500 instead of a dropped connection.
+                Ok(r) => match tokio::spawn(handler(r)).await {
+                    Ok(resp) => resp,
+                    Err(e) => {
+                        tracing::error!(%method, path = %uri, error = %e, "a request handler failed");
+                        error(&ApiError::internal(format!("the request failed: {e}")))
+                    }
+                },
+                Err(e) => {
+                    tracing::debug!(%method, path = %uri, status = e.status, error = %e.message, "refused a request");
+                    error(&e)
+                }
+            };
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    builder.serve_connection(TokioIo::new(io), service)
 }
 
 /// Binds a TCP listener, with a message that names the address on failure.

@@ -27,6 +27,7 @@ fn spec(checked: bool) -> TaskSpec {
         }),
         labels: Default::default(),
         stop_after_disconnect_ms: None,
+        secrets: Default::default(),
         constraints: Vec::new(),
         volumes: Vec::new(),
         pull: Default::default(),

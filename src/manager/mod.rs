@@ -138,6 +138,7 @@ struct Inner {
     metrics: Metrics,
     shutdown: Shutdown,
     started: Instant,
+    security: crate::security::ManagerSecurity,
 }
 
 /// A handle to a running manager (cheap to clone).
@@ -190,6 +191,23 @@ impl Manager {
         store: Arc<dyn Store>,
         shutdown: Shutdown,
     ) -> Result<Manager, ManagerError> {
+        Self::start_with(
+            opts,
+            crate::security::ManagerSecurity::default(),
+            store,
+            shutdown,
+        )
+        .await
+    }
+
+    /// [`Manager::start`] with security: ACL tokens, the secrets presented to workers, TLS towards
+    /// them (see [`crate::security`]).
+    pub async fn start_with(
+        opts: ManagerOptions,
+        security: crate::security::ManagerSecurity,
+        store: Arc<dyn Store>,
+        shutdown: Shutdown,
+    ) -> Result<Manager, ManagerError> {
         let scheduler = poseidon_schedulers::by_name(&opts.scheduler)
             .map_err(|e| ManagerError::Invalid(e.to_string()))?;
         let tasks = store::load_tasks(store.as_ref())?;
@@ -228,10 +246,14 @@ impl Manager {
                 wake_dispatch: Notify::new(),
                 wake_services: Notify::new(),
                 service_writes: tokio::sync::Mutex::new(()),
-                client: HttpClient::new(Duration::from_secs(5)),
+                client: match &security.client_tls {
+                    Some(tls) => HttpClient::with_tls(Duration::from_secs(5), tls.clone()),
+                    None => HttpClient::new(Duration::from_secs(5)),
+                },
                 metrics: Metrics::default(),
                 shutdown,
                 started: now,
+                security,
             }),
         };
         tokio::spawn(manager.clone().dispatch_loop());
@@ -239,6 +261,11 @@ impl Manager {
         tokio::spawn(manager.clone().service_loop());
         manager.inner.wake_dispatch.notify_one();
         Ok(manager)
+    }
+
+    /// The security this manager runs with.
+    pub fn security(&self) -> &crate::security::ManagerSecurity {
+        &self.inner.security
     }
 
     /// The metric counters.
@@ -274,11 +301,44 @@ impl Manager {
         result
     }
 
+    /// Seals a spec's secrets with the cluster's key. A secret whose plain value is the one `keep`
+    /// (a service's current template) already holds sealed keeps that sealed value, and so does a
+    /// sealed value sent back as it was (`poseidon service scale` echoes the template), so that
+    /// an update changing only `count` does not look like a new template (sealing is randomised).
+    pub(crate) fn seal_secrets(
+        &self,
+        spec: &mut TaskSpec,
+        keep: Option<&TaskSpec>,
+    ) -> Result<(), ManagerError> {
+        if spec.secrets.is_empty() {
+            return Ok(());
+        }
+        let key = self.inner.security.secrets.as_ref().ok_or_else(|| {
+            ManagerError::Invalid(
+                "this manager has no secrets key, so it cannot take secrets".into(),
+            )
+        })?;
+        for (name, value) in spec.secrets.iter_mut() {
+            let kept = keep.and_then(|k| k.secrets.get(name)).filter(|sealed| {
+                *sealed == value || key.open(name, sealed).ok().as_deref() == Some(value.as_str())
+            });
+            *value = match kept {
+                Some(sealed) => sealed.clone(),
+                None => key.seal(name, value).map_err(ManagerError::Invalid)?,
+            };
+        }
+        Ok(())
+    }
+
     /// Stores new tasks durably and queues them for placement; answers once they are synced.
     pub async fn submit(
         &self,
-        subs: Vec<(Option<TaskId>, TaskSpec)>,
+        mut subs: Vec<(Option<TaskId>, TaskSpec)>,
     ) -> Result<Vec<Task>, ManagerError> {
+        // Secrets are sealed before anything else sees the spec: the store, the answer, the logs.
+        for (_, spec) in &mut subs {
+            self.seal_secrets(spec, None)?;
+        }
         let ttl = self.inner.opts.heartbeat_ttl;
         for (_, spec) in &subs {
             check_at_most_one(spec, ttl)?;
@@ -463,10 +523,10 @@ impl Manager {
 
     /// A client of a node's worker API, sharing the manager's connection pool.
     fn worker(&self, node: &str) -> Option<WorkerClient> {
-        lock(&self.inner.state)
-            .nodes
-            .get(node)
-            .map(|n| WorkerClient::with_http(self.inner.client.clone(), &n.record.address))
+        lock(&self.inner.state).nodes.get(node).map(|n| {
+            WorkerClient::with_http(self.inner.client.clone(), &n.record.address)
+                .with_token(self.inner.security.worker_secret(node))
+        })
     }
 
     /// Tells a worker to stop (or forget) a task, in the background; the heartbeat repairs a loss.

@@ -185,8 +185,9 @@ impl Manager {
     }
 
     /// `POST /services`: stores a new service (409 if the name is taken); its tasks follow.
-    pub async fn create_service(&self, spec: ServiceSpec) -> Result<ServiceView, ManagerError> {
+    pub async fn create_service(&self, mut spec: ServiceSpec) -> Result<ServiceView, ManagerError> {
         check_at_most_one(&spec.task, self.inner.opts.heartbeat_ttl)?;
+        self.seal_secrets(&mut spec.task, None)?;
         let name = spec.name.clone();
         let view = self
             .write_service(&name, |st| {
@@ -208,9 +209,14 @@ impl Manager {
     pub async fn update_service(
         &self,
         name: &str,
-        spec: ServiceSpec,
+        mut spec: ServiceSpec,
     ) -> Result<ServiceView, ManagerError> {
         check_at_most_one(&spec.task, self.inner.opts.heartbeat_ttl)?;
+        let current = lock(&self.inner.state)
+            .services
+            .get(name)
+            .map(|s| s.spec().task.clone());
+        self.seal_secrets(&mut spec.task, current.as_ref())?;
         let view = self
             .write_service(name, |st| {
                 let Some(mut svc) = st.services.get(name).cloned() else {

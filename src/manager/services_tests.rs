@@ -158,6 +158,7 @@ fn template(image: &str, checked: bool) -> TaskSpec {
         }),
         labels: Default::default(),
         stop_after_disconnect_ms: None,
+        secrets: Default::default(),
         constraints: Vec::new(),
         volumes: Vec::new(),
         pull: Default::default(),

@@ -207,6 +207,7 @@ pub(super) fn go_task(f: &Fields<'_>, mut notes: Vec<String>) -> Result<Submissi
         image,
         cmd,
         env,
+        secrets: BTreeMap::new(),
         cpus,
         memory,
         ports,

@@ -8,6 +8,7 @@ pub(super) const FIELDS: &[&str] = &[
     "image",
     "cmd",
     "env",
+    "secrets",
     "cpus",
     "memory",
     "ports",
@@ -68,6 +69,11 @@ pub(super) fn poseidon_submission(f: &Fields<'_>) -> Result<Submission, SpecErro
         .map(|v| string_map(v, "env", true))
         .transpose()?
         .unwrap_or_default();
+    let secrets = f
+        .get("secrets")
+        .map(|v| string_map(v, "secrets", false))
+        .transpose()?
+        .unwrap_or_default();
     let labels = f
         .get("labels")
         .map(|v| string_map(v, "labels", false))
@@ -99,6 +105,7 @@ pub(super) fn poseidon_submission(f: &Fields<'_>) -> Result<Submission, SpecErro
         image,
         cmd,
         env,
+        secrets,
         cpus,
         memory,
         ports,

@@ -211,6 +211,15 @@ pub fn validate(spec: &TaskSpec) -> Result<(), SpecError> {
     for key in spec.env.keys() {
         check_env_key(key)?;
     }
+    for key in spec.secrets.keys() {
+        check_env_key(key)?;
+        if spec.env.contains_key(key) {
+            return Err(invalid(
+                "secrets",
+                format!("{key:?} is both in env and in secrets; keep it in secrets only"),
+            ));
+        }
+    }
     for key in spec.labels.keys() {
         check_label_key(key)?;
     }

@@ -269,6 +269,10 @@ pub fn service_body(spec: &ServiceSpec) -> serde_json::Value {
     if !t.constraints.is_empty() {
         task.insert("constraints".into(), json!(t.constraints));
     }
+    if !t.secrets.is_empty() {
+        // Sealed values: the manager recognises them and keeps them as they are.
+        task.insert("secrets".into(), json!(t.secrets));
+    }
     if !t.volumes.is_empty() {
         task.insert("volumes".into(), json!(t.volumes));
     }

@@ -8,6 +8,7 @@ fn spec(name: &str, image: &str) -> TaskSpec {
         image: image.into(),
         cmd: vec![],
         env: BTreeMap::new(),
+        secrets: BTreeMap::new(),
         cpus: 0.0,
         memory: 0,
         ports: vec![],
@@ -316,6 +317,10 @@ fn bad_poseidon_specs_are_refused_with_a_clear_message() {
         (r#"{"image": "busybox", "ports": ["80"], "health_check": {"type": "http", "port": 80, "every": "1s"}}"#, "unknown field \"every\" in health_check (valid: type, port, path, cmd, interval, timeout, retries, start_period)"),
         (r#"{"image": "busybox", "stop_after_disconnect": "10ms"}"#, "stop_after_disconnect must be at least 100ms, got 10ms"),
         (r#"{"image": "busybox", "stop_after_disconnect": "soon"}"#, "invalid stop_after_disconnect \"soon\""),
+        (r#"{"image": "busybox", "secrets": {"": "x"}}"#, "env keys must not be empty"),
+        (r#"{"image": "busybox", "secrets": {"A": 1}}"#, "secrets.A must be a string"),
+        (r#"{"image": "busybox", "secrets": ["A=x"]}"#, "secrets must be an object"),
+        (r#"{"image": "busybox", "env": {"A": "1"}, "secrets": {"A": "x"}}"#, "\"A\" is both in env and in secrets; keep it in secrets only"),
     ];
     for (body, fragment) in cases {
         let message = error(body);

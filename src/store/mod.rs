@@ -37,11 +37,13 @@ pub enum Space {
     Nodes,
     /// Small facts such as counters.
     Meta,
+    /// ACL tokens by accessor, hashed (manager only; see `security::tokens`).
+    Acl,
 }
 
 impl Space {
     /// All spaces.
-    pub const ALL: [Space; 3] = [Space::Tasks, Space::Nodes, Space::Meta];
+    pub const ALL: [Space; 4] = [Space::Tasks, Space::Nodes, Space::Meta, Space::Acl];
 
     /// The column family name.
     pub fn name(self) -> &'static str {
@@ -49,6 +51,7 @@ impl Space {
             Space::Tasks => "tasks",
             Space::Nodes => "nodes",
             Space::Meta => "meta",
+            Space::Acl => "acl",
         }
     }
 }

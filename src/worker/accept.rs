@@ -44,7 +44,19 @@ enum Checked {
 
 impl Worker {
     /// Accepts a task submitted directly to this worker (generation 1).
-    pub async fn submit(&self, id: Option<TaskId>, spec: TaskSpec) -> Result<Task, WorkerError> {
+    pub async fn submit(
+        &self,
+        id: Option<TaskId>,
+        mut spec: TaskSpec,
+    ) -> Result<Task, WorkerError> {
+        if !spec.secrets.is_empty() {
+            let key = self.inner.security.secrets.as_ref().ok_or_else(|| {
+                WorkerError::Invalid(
+                    "this worker has no secrets key, so it cannot take secrets".into(),
+                )
+            })?;
+            key.seal_spec(&mut spec).map_err(WorkerError::Invalid)?;
+        }
         let id = id.unwrap_or_default();
         if lock(&self.inner.tasks).contains_key(&id) {
             return Err(WorkerError::Conflict(format!(

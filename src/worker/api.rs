@@ -5,10 +5,18 @@
 //! `GET /tasks/{id}/logs` (`?tail=N`, `follow`, `since`, `timestamps`, `previous`; streamed as
 //! newline-delimited JSON when following), `POST /tasks/{id}/exec`, `GET /metrics`, and the
 //! manager's `POST /assignments`.
+//!
+//! With security on ([`crate::security::WorkerSecurity::manager_secret`] set), [`gate`] admits only
+//! the manager to every route but `GET /health`, and refuses direct `POST /tasks` to anyone: a worker
+//! that has a manager takes work from it alone.
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use super::ops::{self, LogQuery};
 use super::{Worker, WorkerError};
-use crate::http::{error, json, text, ApiError, Req, Resp};
+use crate::http::{error, json, text, Admitted, ApiError, Gate, Head, Req, Resp, MAX_BODY};
+use crate::security::{constant_time_eq, Principal};
 use crate::task::TaskId;
 use crate::wire::{AssignmentBatch, ExecReply, ExecRequest, LogsReply, Purged, WorkerHealth};
 
@@ -41,6 +49,75 @@ fn status_of(e: &WorkerError) -> ApiError {
 
 pub(crate) fn parse_id(s: &str) -> Result<TaskId, ApiError> {
     s.parse::<TaskId>().map_err(ApiError::bad_request)
+}
+
+/// The worker's [`Gate`]: without a manager secret every route is open; with one, only the
+/// manager is admitted (every route but `GET /health`), and direct `POST /tasks` is refused.
+pub fn gate(w: Worker) -> Gate {
+    Arc::new(move |head: &Head<'_>| admit(&w, head))
+}
+
+fn admit(w: &Worker, head: &Head<'_>) -> Result<Admitted, ApiError> {
+    let path: Vec<&str> = head.path.iter().map(String::as_str).collect();
+    let limit = crate::http::worker_body_limit(head.method, head.path);
+    let Some(secret) = &w.security().manager_secret else {
+        return Ok(Admitted {
+            limit,
+            principal: Principal::Open,
+        });
+    };
+    match (head.method.as_str(), path.as_slice()) {
+        ("GET", ["health"]) => {
+            return Ok(Admitted {
+                limit: MAX_BODY,
+                principal: Principal::Anonymous,
+            })
+        }
+        ("POST", ["tasks"]) => {
+            return Err(ApiError::new(
+                403,
+                format!(
+                    "worker {} has a manager and takes tasks only from it; submit to the manager",
+                    w.name()
+                ),
+            ))
+        }
+        _ => {}
+    }
+    let now = Instant::now();
+    let ip = head.peer.map(|p| p.ip());
+    if ip.is_some_and(|ip| w.inner.limiter.blocked(ip, now)) {
+        return Err(ApiError::new(
+            429,
+            "too many failed authentications; wait a few seconds",
+        ));
+    }
+    if w.security().manager_cert_required
+        && !head.peer_cert.is_some_and(|c| {
+            crate::security::tls::cert_has_name(c, crate::security::ca::MANAGER_NAME)
+        })
+    {
+        return Err(ApiError::new(
+            403,
+            "this worker takes requests only from its manager's certificate",
+        ));
+    }
+    match head.bearer {
+        Some(t) if constant_time_eq(t.as_bytes(), secret.as_bytes()) => Ok(Admitted {
+            limit,
+            principal: Principal::Manager,
+        }),
+        Some(_) => {
+            if let Some(ip) = ip {
+                w.inner.limiter.fail(ip, now);
+            }
+            Err(ApiError::new(401, "only this worker's manager is admitted"))
+        }
+        None => Err(ApiError::new(
+            401,
+            "this worker admits only its manager (send requests to the manager)",
+        )),
+    }
 }
 
 /// Handles one request.

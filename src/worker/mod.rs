@@ -142,6 +142,9 @@ pub(crate) struct Inner {
     shutdown: Shutdown,
     /// Logs of the runs before restarts, exec and the worker's `/metrics` figures.
     ops: ops::Ops,
+    security: crate::security::WorkerSecurity,
+    /// Failed authentications per peer address (when only the manager is admitted).
+    limiter: crate::security::FailureLimiter,
 }
 
 /// A handle to a running worker (cheap to clone).
@@ -173,15 +176,32 @@ impl Worker {
         store: Arc<dyn Store>,
         shutdown: Shutdown,
     ) -> Result<Worker, WorkerError> {
+        let security = crate::security::WorkerSecurity::default();
+        Self::start_with(opts, security, None, runtime, store, shutdown).await
+    }
+
+    /// [`Worker::start`] with security: the node token sent to the manager, the secret only the
+    /// manager may present, and the TLS client configuration towards the manager.
+    pub async fn start_with(
+        opts: WorkerOptions,
+        security: crate::security::WorkerSecurity,
+        client_tls: Option<Arc<rustls::ClientConfig>>,
+        runtime: Arc<dyn Runtime>,
+        store: Arc<dyn Store>,
+        shutdown: Shutdown,
+    ) -> Result<Worker, WorkerError> {
         let tasks = store::load_tasks(store.as_ref())?;
         let map = tasks
             .into_iter()
             .map(|task| (task.id, Entry::new(task, false)))
             .collect();
-        let manager = opts
-            .manager
-            .as_deref()
-            .map(|m| ManagerClient::new(m, Duration::from_secs(5)));
+        let manager = opts.manager.as_deref().map(|m| {
+            let http = match &client_tls {
+                Some(tls) => crate::http::HttpClient::with_tls(Duration::from_secs(5), tls.clone()),
+                None => crate::http::HttpClient::new(Duration::from_secs(5)),
+            };
+            ManagerClient::with_http(http, m).with_token(security.node_token.clone())
+        });
         let inner = Arc::new(Inner {
             opts,
             runtime,
@@ -203,6 +223,8 @@ impl Worker {
             sys: stats::SysSampler::new(),
             shutdown,
             ops: ops::Ops::default(),
+            security,
+            limiter: crate::security::FailureLimiter::default(),
         });
         let worker = Worker { inner };
         adopt::adopt_or_retry(&worker).await;
@@ -224,6 +246,11 @@ impl Worker {
     /// more can happen (no restart, no late container) instead of sleeping and hoping.
     pub fn supervisors(&self) -> u64 {
         self.inner.supervisors.load(Ordering::SeqCst)
+    }
+
+    /// The security this worker runs with.
+    pub fn security(&self) -> &crate::security::WorkerSecurity {
+        &self.inner.security
     }
 
     /// The node name.

@@ -339,6 +339,33 @@ fn mounts(w: &Worker, task: &Task) -> Result<Vec<MountSpec>, String> {
         .collect()
 }
 
+/// The task's environment with its secrets opened. A secret that cannot be opened (no key, or
+/// sealed with another cluster's key) is left out and logged by name, never by value.
+fn env_with_secrets(w: &Worker, task: &Task) -> BTreeMap<String, String> {
+    let mut env = task.spec.env.clone();
+    if task.spec.secrets.is_empty() {
+        return env;
+    }
+    match &w.inner.security.secrets {
+        Some(key) => {
+            for (name, sealed) in &task.spec.secrets {
+                match key.open(name, sealed) {
+                    Ok(value) => {
+                        env.insert(name.clone(), value);
+                    }
+                    Err(e) => {
+                        tracing::error!(task = %task.id, secret = %name, error = %e, "cannot open a secret; the container starts without it")
+                    }
+                }
+            }
+        }
+        None => {
+            tracing::error!(task = %task.id, "the task has secrets but this worker has no secrets key (it gets one when it joins with acl = true); the container starts without them")
+        }
+    }
+    env
+}
+
 /// The container spec for a task.
 fn container_spec(w: &Worker, task: &Task) -> Result<ContainerSpec, String> {
     let mut labels_map: BTreeMap<String, String> = task.spec.labels.clone();
@@ -355,7 +382,7 @@ fn container_spec(w: &Worker, task: &Task) -> Result<ContainerSpec, String> {
             },
         image: task.spec.image.clone(),
         cmd: task.spec.cmd.clone(),
-        env: task.spec.env.clone(),
+        env: env_with_secrets(w, task),
         labels: labels_map,
         cpus: (task.spec.cpus > 0.0).then_some(task.spec.cpus),
         memory: (task.spec.memory > 0).then_some(task.spec.memory),

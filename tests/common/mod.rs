@@ -58,6 +58,8 @@ pub async fn start(cfg: &Config) -> Running {
 pub struct Api {
     pub base: String,
     client: HttpClient,
+    /// Sent as `Authorization: Bearer` with every call, when set.
+    pub token: Option<String>,
 }
 
 impl Api {
@@ -65,6 +67,24 @@ impl Api {
         Api {
             base: base.into(),
             client: HttpClient::new(Duration::from_secs(30)),
+            token: None,
+        }
+    }
+
+    /// An API reached through `client` (a TLS client for clusters with `tls = "auto"`).
+    pub fn with_http(base: impl Into<String>, client: HttpClient) -> Self {
+        Api {
+            base: base.into(),
+            client,
+            token: None,
+        }
+    }
+
+    /// The same API with `token` sent as `Authorization: Bearer` (for clusters with `acl = true`).
+    pub fn with_token(&self, token: &str) -> Self {
+        Api {
+            token: Some(token.to_string()),
+            ..self.clone()
         }
     }
 
@@ -72,7 +92,7 @@ impl Api {
         let url = format!("{}{}", self.base, path);
         let r = self
             .client
-            .send(method, &url, body)
+            .send_auth(method, &url, body, self.token.as_deref())
             .await
             .unwrap_or_else(|e| panic!("{url}: {e}"));
         let v = if r.body.is_empty() {

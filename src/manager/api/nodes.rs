@@ -61,12 +61,13 @@ pub(super) async fn route(
 fn check_address(address: &str) -> Result<(), ApiError> {
     let bad = |why: &str| {
         ApiError::bad_request(format!(
-            "address {address:?} {why} (expected http://HOST:PORT)"
+            "address {address:?} {why} (expected http://HOST:PORT or https://HOST:PORT)"
         ))
     };
     let uri: hyper::Uri = address.parse().map_err(|_| bad("is not a URL"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(bad("does not start with http://"));
+    // https:// is the address of a worker that serves TLS (`tls = "auto"` or files).
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(bad("does not start with http:// or https://"));
     }
     match uri.authority() {
         Some(a) if !a.host().is_empty() && a.port_u16().is_some() => {}
