@@ -231,7 +231,7 @@ fn bad_poseidon_specs_are_refused_with_a_clear_message() {
         (r#"{"image": "a", "image": "b"}"#, "malformed JSON: duplicate field \"image\""),
         ("[1]", "the body must be a JSON object"),
         ("42", "the body must be a JSON object (POST an array to /tasks to submit several), got a number"),
-        (r#"{"imgae": "busybox"}"#, "unknown field \"imgae\" (valid: id, name, image, cmd, env, cpus, memory, ports, restart_policy, health_check, labels, stop_after_disconnect, volumes, pull, constraints)"),
+        (r#"{"imgae": "busybox"}"#, "unknown field \"imgae\" (valid: id, name, image, cmd, env, secrets, cpus, memory, ports, restart_policy, health_check, labels, stop_after_disconnect, volumes, pull, constraints)"),
         (r#"{"name": "x"}"#, "image is required"),
         (r#"{"image": null}"#, "image is required"),
         (r#"{"image": 7}"#, "image must be a string, got a number"),
