@@ -13,6 +13,7 @@ use crate::cluster::{self, Roles};
 use crate::config;
 use crate::http::ClientError;
 
+pub mod completions;
 mod events;
 mod ids;
 mod nodes;
@@ -69,6 +70,8 @@ pub enum Command {
     Events(EventsCmd),
     /// Run a command in a task's container.
     Exec(ExecCmd),
+    /// Print a shell completion script.
+    Completions(completions::CompletionsCmd),
 }
 
 /// Show the version of this binary and of the manager it talks to.
@@ -293,6 +296,7 @@ pub async fn run(args: Args) -> i32 {
         Some(Command::Version(c)) => nodes::version(c).await,
         Some(Command::Events(c)) => events::events(c).await,
         Some(Command::Exec(c)) => ops::exec(c).await,
+        Some(Command::Completions(c)) => completions::completions(c),
     };
     match result {
         Ok(()) => 0,
