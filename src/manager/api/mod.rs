@@ -7,6 +7,7 @@
 //!   `POST /nodes/{name}/heartbeat` and `/reports`;
 //! - [`metrics`]: `GET /metrics` (Prometheus text);
 //! - [`events`]: `GET /events` (`?index=N`), newline-delimited JSON, streamed;
+//! - [`docs`]: `GET /openapi.json` (the OpenAPI 3.1 document) and the dashboard, `GET /ui`;
 //! - here: `GET /health`.
 
 use super::{Manager, ManagerError};
@@ -14,6 +15,7 @@ use crate::http::{error, json, ApiError, Req, Resp};
 use crate::task::TaskId;
 use crate::wire::ManagerHealth;
 
+mod docs;
 mod events;
 mod metrics;
 mod nodes;
@@ -68,6 +70,9 @@ async fn route(m: &Manager, req: &Req) -> Result<Resp, ApiError> {
             )),
             _ => Err(not_allowed(meth, &path)),
         },
+        Some("openapi.json" | "ui") => {
+            docs::route(meth, &path).unwrap_or_else(|| Err(no_route(meth, &path)))
+        }
         _ => Err(no_route(meth, &path)),
     }
 }
