@@ -145,6 +145,7 @@ function apply(ev) {
       exit_code: ev.exit_code, restart_count: ev.restart_count, generation: ev.generation, updated_ms: ev.at_ms });
     tasks.set(ev.id, t);
     renderTasks();
+    refreshNodesSoon(); // their reservations and task counts follow task changes
   } else if (ev.kind === "node") {
     const n = nodes.get(ev.name);
     if (n) { n.state = ev.state; n.problem = ev.problem; renderNodes(); }
@@ -152,6 +153,21 @@ function apply(ev) {
   } else if (ev.kind === "service") {
     loadServices();
   }
+}
+
+// Reloads the nodes at most once a second while task events arrive.
+let nodesTimer = null;
+function refreshNodesSoon() {
+  if (nodesTimer) return;
+  nodesTimer = setTimeout(async () => {
+    try {
+      for (const n of await api("GET", "/nodes")) nodes.set(n.name, n);
+      renderNodes();
+    } catch (e) {
+      say(`nodes: ${e.message}`);
+    }
+    nodesTimer = null;
+  }, 1000);
 }
 
 function setLive(on, text) {
@@ -210,7 +226,12 @@ async function stopTask(id) {
   say("");
   try {
     const t = await api("DELETE", `/tasks/${id}`);
-    if (t && t.id) { tasks.set(t.id, Object.assign(tasks.get(t.id) || {}, t)); renderTasks(); }
+    // The answer may be older than events that already arrived: keep the newer of the two.
+    const seen = tasks.get(id);
+    if (t && t.id && (!seen || !seen.updated_ms || t.updated_ms >= seen.updated_ms)) {
+      tasks.set(t.id, Object.assign(seen || {}, t));
+      renderTasks();
+    }
   } catch (e) {
     say(`stop: ${e.message}`);
   }
