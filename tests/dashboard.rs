@@ -76,3 +76,47 @@ async fn the_dashboard_shows_a_submitted_task_live_and_its_stop_button_stops_it(
     eprintln!("dashboard screenshot: {}", shot.display());
     running.stop().await;
 }
+
+/// The README's `dashboard` block, run against a mock cluster (its fixed address replaced by this
+/// test's manager).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_dashboard_block_runs() {
+    let readme = include_str!("../README.md");
+    let marker = "<!-- readme-test: dashboard -->";
+    let rest = &readme[readme.find(marker).expect("the README has the block") + marker.len()..];
+    let open = rest.find("```sh\n").unwrap() + "```sh\n".len();
+    let block = &rest[open..open + rest[open..].find("\n```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::localize(
+        include_str!("../config/mock-cluster.toml"),
+        dir.path(),
+        true,
+    );
+    let running = common::start(&cfg).await;
+    let script = block.replace("http://127.0.0.1:5555", &running.manager_url().unwrap());
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_poseidon"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = tokio::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .env("PATH", path)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the README block failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("complete -o default -F _poseidon poseidon")
+    );
+    running.stop().await;
+}
