@@ -47,6 +47,8 @@ struct Answer {
     status: u16,
     content_type: String,
     body: Vec<u8>,
+    /// The `Allow` header, if any.
+    allow: Option<String>,
 }
 
 impl Answer {
@@ -75,7 +77,8 @@ fn call(base: &str, method: &str, path: &str, body: Option<&Value>, max: f64) ->
         &max.to_string(),
     ])
     .args(["-o", out_file.to_str().unwrap()])
-    .args(["-w", "%{http_code} %{content_type}"]);
+    .args(["-w", "%{http_code} %{content_type}"])
+    .args(["-D", dir.path().join("headers").to_str().unwrap()]);
     if let Some(b) = body {
         cmd.args(["-H", "Content-Type: application/json", "--data-binary"])
             .arg(b.to_string());
@@ -83,10 +86,19 @@ fn call(base: &str, method: &str, path: &str, body: Option<&Value>, max: f64) ->
     let out = cmd.arg(format!("{base}{path}")).output().unwrap();
     let meta = String::from_utf8_lossy(&out.stdout).into_owned();
     let (status, content_type) = meta.split_once(' ').unwrap_or((&meta, ""));
+    let headers = std::fs::read_to_string(dir.path().join("headers")).unwrap_or_default();
+    let allow = headers
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("allow: ")
+                .or_else(|| l.strip_prefix("Allow: "))
+        })
+        .map(|v| v.trim().to_string());
     Answer {
         status: status.parse().unwrap_or(0),
         content_type: content_type.to_string(),
         body: std::fs::read(&out_file).unwrap_or_default(),
+        allow,
     }
 }
 
@@ -239,6 +251,18 @@ async fn every_route_answers_as_the_openapi_document_says() {
                 );
                 let error = json!({"$ref": "#/components/schemas/Error"});
                 doc.validate(&error, &a.json(), &format!("{method} {path} -> 405"));
+                // RFC 9110: a 405 names the methods the path has (found by schemathesis).
+                let mut want: Vec<String> = ops
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .map(|m| m.to_uppercase())
+                    .collect();
+                want.sort();
+                let allow = a.allow.clone().unwrap_or_default();
+                let mut got: Vec<&str> = allow.split(", ").collect();
+                got.sort();
+                assert_eq!(got, want, "{method} {path}: the Allow header");
             }
         }
     }

@@ -12,11 +12,12 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-/// The checks that matter here: server errors and conformance to the document. (Checks such as
+/// The checks that matter here: server errors, conformance to the document, and a 405 with `Allow`
+/// for a method a path does not have. (Checks such as
 /// positive-data acceptance judge how strict the schemas of free-form task specs are, not the
 /// server's behaviour.)
-const CHECKS: &str =
-    "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance";
+const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
+                      response_schema_conformance,unsupported_method";
 /// Examples per operation and phase.
 const MAX_EXAMPLES: &str = "40";
 /// The whole run is stopped after this long (it takes about 15 s on the CI machine).

@@ -43,7 +43,13 @@ pub(crate) fn parse_id(s: &str) -> Result<TaskId, ApiError> {
 pub async fn handle(m: Manager, req: Req) -> Resp {
     match route(&m, &req).await {
         Ok(r) => r,
-        Err(e) => error(&e),
+        Err(e) => {
+            let mut resp = error(&e);
+            if e.status == 405 {
+                docs::add_allow(&mut resp, &req.path);
+            }
+            resp
+        }
     }
 }
 
