@@ -16,8 +16,10 @@
 //! - `events`: the `submit` load at 64 clients with 0 and 100 `GET /events` subscribers, ABAB.
 //! - `submit-secure`: the same submissions against a cluster started from a config file, with
 //!   `[security] acl = true, tls = "auto"` beside the same cluster with security off.
+//! - `dashboard`: the `submit` load at 64 clients with and without one idle dashboard (what the
+//!   page at `GET /ui` asks of the manager while nobody touches it), ABAB.
 //!
-//! `cargo bench --bench cluster [-- submit|submit-secure|events|docker|failover]`; `POSEIDON_BENCH_SECS` (default 5) per submit
+//! `cargo bench --bench cluster [-- submit|submit-secure|events|dashboard|docker|failover]`; `POSEIDON_BENCH_SECS` (default 5) per submit
 //! level, `POSEIDON_BENCH_CYCLES` (default 30) per docker side.
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -160,17 +162,19 @@ async fn start_cluster(mode: GroupCommit) -> Bench {
 }
 
 async fn submit_level(mode: GroupCommit, clients: usize, secs: u64) -> (f64, f64, f64, f64, usize) {
-    let (out, _) = submit_with_subscribers(mode, clients, secs, 0).await;
+    let (out, _) = submit_with_subscribers(mode, clients, secs, 0, false).await;
     out
 }
 
 /// [`submit_level`] with `subscribers` clients following `GET /events` the whole time (reading
-/// every line); also returns the lines the subscriber that got the fewest received.
+/// every line), and with `dashboard` one idle dashboard ([`idle_dashboard`]); also returns the
+/// lines the subscriber that got the fewest received.
 async fn submit_with_subscribers(
     mode: GroupCommit,
     clients: usize,
     secs: u64,
     subscribers: usize,
+    dashboard: bool,
 ) -> ((f64, f64, f64, f64, usize), u64) {
     let b = start_cluster(mode).await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -191,6 +195,7 @@ async fn submit_with_subscribers(
         }));
     }
     assert_eq!(b.manager.event_subscribers(), subscribers);
+    let page = dashboard.then(|| tokio::spawn(idle_dashboard(b.url.clone(), stop.clone())));
     // Warm up the connections and the store.
     let warm = HttpClient::new(Duration::from_secs(30));
     for i in 0..50 {
@@ -242,6 +247,12 @@ async fn submit_with_subscribers(
         syncs as f64 / elapsed,
         n,
     );
+    if let Some(page) = page {
+        let (lines, node_loads) = page.await.unwrap();
+        println!(
+            "<!-- the dashboard read {lines} event lines and loaded /nodes {node_loads} times -->"
+        );
+    }
     b.shutdown.trigger();
     drop(b.workers);
     b.manager.close().await;
@@ -261,8 +272,72 @@ async fn bench_events() {
     println!("| ---: | ---: | ---: | ---: | ---: |");
     for subscribers in [0usize, 100, 0, 100] {
         let ((rate, p50, p99, _, _), events) =
-            submit_with_subscribers(GroupCommit::On, 64, secs, subscribers).await;
+            submit_with_subscribers(GroupCommit::On, 64, secs, subscribers, false).await;
         println!("| {subscribers} | {rate:.0} | {p50:.2} | {p99:.2} | {events} |");
+    }
+}
+
+/// What the dashboard page (`GET /ui`, `src/manager/api/ui.js`) asks of the manager while nobody
+/// touches it: the page, its script and the first loads, then it follows `GET /events` and, while
+/// task events arrive, reloads `GET /nodes` at most once a second. (Drawing is the browser's cost,
+/// not the manager's.) Returns the event lines read and the node reloads done.
+async fn idle_dashboard(base: String, stop: Arc<AtomicBool>) -> (u64, u64) {
+    let client = HttpClient::new(Duration::from_secs(30));
+    for path in [
+        "/ui",
+        "/ui/app.js",
+        "/tasks",
+        "/nodes",
+        "/health",
+        "/services",
+    ] {
+        let r = client
+            .send(Method::GET, &format!("{base}{path}"), None)
+            .await
+            .unwrap();
+        assert!(
+            r.status == 200 || path == "/services",
+            "{path}: {}",
+            r.status
+        );
+    }
+    let mut stream = client
+        .open(Method::GET, &format!("{base}/events"), None)
+        .await
+        .unwrap();
+    let (mut lines, mut reloads) = (0u64, 0u64);
+    let mut next_reload = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let chunk = tokio::time::timeout(Duration::from_millis(200), stream.chunk()).await;
+        let Ok(Ok(Some(chunk))) = chunk else {
+            continue;
+        };
+        lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        if Instant::now() >= next_reload {
+            let r = client
+                .send(Method::GET, &format!("{base}/nodes"), None)
+                .await
+                .unwrap();
+            assert_eq!(r.status, 200);
+            reloads += 1;
+            next_reload = Instant::now() + Duration::from_secs(1);
+        }
+    }
+    (lines, reloads)
+}
+
+async fn bench_dashboard() {
+    let secs = env_u64("POSEIDON_BENCH_SECS", 5);
+    println!(
+        "## dashboard: durable POST /tasks with 64 clients, {secs} s per level, with no dashboard or one idle dashboard (ABABAB)"
+    );
+    println!("| dashboard | submissions/s | p50 ms | p99 ms |");
+    println!("| --- | ---: | ---: | ---: |");
+    for dashboard in [false, true, false, true, false, true] {
+        let ((rate, p50, p99, _, _), _) =
+            submit_with_subscribers(GroupCommit::On, 64, secs, 0, dashboard).await;
+        let label = if dashboard { "one, idle" } else { "none" };
+        println!("| {label} | {rate:.0} | {p50:.2} | {p99:.2} |");
     }
 }
 
@@ -657,6 +732,9 @@ fn main() {
         }
         if want("submit-secure") {
             bench_submit_secure().await;
+        }
+        if want("dashboard") {
+            bench_dashboard().await;
         }
         if want("docker") {
             bench_docker().await;

@@ -15,6 +15,7 @@ use crate::config;
 use crate::http::ClientError;
 
 mod acl;
+pub mod completions;
 mod events;
 mod ids;
 mod nodes;
@@ -81,6 +82,8 @@ pub enum Command {
     Service(ServiceCmd),
     /// Manage ACL tokens.
     Acl(acl::AclCmd),
+    /// Print a shell completion script.
+    Completions(completions::CompletionsCmd),
 }
 
 /// Show the version of this binary and of the manager it talks to.
@@ -341,6 +344,7 @@ pub async fn run(args: Args) -> i32 {
         Some(Command::Exec(c)) => ops::exec(c).await,
         Some(Command::Service(c)) => services::service(c).await,
         Some(Command::Acl(c)) => acl::acl(c).await,
+        Some(Command::Completions(c)) => completions::completions(c),
     };
     match result {
         Ok(()) => 0,

@@ -10,6 +10,7 @@
 //! - [`metrics`]: `GET /metrics` (Prometheus text);
 //! - [`catalog`]: `GET /catalog/services`, `GET /catalog/services/{name}` (`?index=N&wait=D`);
 //! - [`events`]: `GET /events` (`?index=N`), newline-delimited JSON, streamed;
+//! - [`docs`]: `GET /openapi.json` (the OpenAPI 3.1 document) and the dashboard, `GET /ui`;
 //! - [`acl`]: `/acl/...`: bootstrap, tokens, join tokens, and the workers' join;
 //! - here: `GET /health`, and [`gate`], the one place where requests are authenticated: it runs
 //!   before a body is read, checks the token against the route's [`Scope`] ([`scope_of`]), and only
@@ -28,6 +29,7 @@ use crate::wire::ManagerHealth;
 
 mod acl;
 mod catalog;
+mod docs;
 mod events;
 mod metrics;
 mod nodes;
@@ -56,7 +58,13 @@ pub(crate) fn parse_id(s: &str) -> Result<TaskId, ApiError> {
 pub async fn handle(m: Manager, req: Req) -> Resp {
     match route(&m, &req).await {
         Ok(r) => r,
-        Err(e) => error(&e),
+        Err(e) => {
+            let mut resp = error(&e);
+            if e.status == 405 {
+                docs::add_allow(&mut resp, &req.path);
+            }
+            resp
+        }
     }
 }
 
@@ -86,6 +94,9 @@ async fn route(m: &Manager, req: &Req) -> Result<Resp, ApiError> {
             )),
             _ => Err(not_allowed(meth, &path)),
         },
+        Some("openapi.json" | "ui") => {
+            docs::route(meth, &path).unwrap_or_else(|| Err(no_route(meth, &path)))
+        }
         _ => Err(no_route(meth, &path)),
     }
 }
