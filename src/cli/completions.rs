@@ -94,6 +94,7 @@ pub const ROOT: Cmd = Cmd {
             "log format",
         ),
         flag("version", Some('V'), Takes::Nothing, "print the version"),
+        flag("token", None, Takes::Text, "ACL token for the manager"),
     ],
     positional: Takes::Nothing,
     subcommands: &[
@@ -224,6 +225,104 @@ pub const ROOT: Cmd = Cmd {
             ],
             Takes::Text,
         ),
+        Cmd {
+            name: "service",
+            about: "manage services",
+            flags: &[],
+            positional: Takes::Nothing,
+            subcommands: &[
+                cmd(
+                    "run",
+                    "create a service from a file",
+                    &[
+                        flag("file", Some('f'), Takes::File, "the service file"),
+                        JSON,
+                        MANAGER,
+                    ],
+                    Takes::Nothing,
+                ),
+                cmd("ls", "list services", &[JSON, MANAGER], Takes::Nothing),
+                cmd("status", "show a service", &[JSON, MANAGER], Takes::Text),
+                cmd(
+                    "scale",
+                    "change a service's count",
+                    &[JSON, MANAGER],
+                    Takes::Text,
+                ),
+                cmd(
+                    "update",
+                    "roll out a new version",
+                    &[
+                        flag("file", Some('f'), Takes::File, "the service file"),
+                        DETACH,
+                        JSON,
+                        MANAGER,
+                    ],
+                    Takes::Text,
+                ),
+                cmd(
+                    "rollback",
+                    "roll back to the previous version",
+                    &[JSON, MANAGER],
+                    Takes::Text,
+                ),
+                cmd(
+                    "rm",
+                    "stop a service",
+                    &[
+                        flag("purge", None, Takes::Nothing, "forget a stopped service"),
+                        JSON,
+                        MANAGER,
+                    ],
+                    Takes::Text,
+                ),
+            ],
+        },
+        Cmd {
+            name: "acl",
+            about: "manage ACL tokens",
+            flags: &[],
+            positional: Takes::Nothing,
+            subcommands: &[
+                cmd(
+                    "bootstrap",
+                    "print the first management token",
+                    &[JSON, MANAGER],
+                    Takes::Nothing,
+                ),
+                Cmd {
+                    name: "token",
+                    about: "create, list or revoke tokens",
+                    flags: &[],
+                    positional: Takes::Nothing,
+                    subcommands: &[
+                        cmd(
+                            "create",
+                            "create a token",
+                            &[
+                                flag(
+                                    "policy",
+                                    None,
+                                    Takes::Choice(&["read", "submit", "manage"]),
+                                    "its policy",
+                                ),
+                                JSON,
+                                MANAGER,
+                            ],
+                            Takes::Nothing,
+                        ),
+                        cmd("list", "list tokens", &[JSON, MANAGER], Takes::Nothing),
+                        cmd("revoke", "revoke a token", &[MANAGER], Takes::Text),
+                    ],
+                },
+                cmd(
+                    "join-token",
+                    "print a new join token",
+                    &[JSON, MANAGER],
+                    Takes::Nothing,
+                ),
+            ],
+        },
         cmd(
             "completions",
             "print a shell completion script",
