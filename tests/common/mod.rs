@@ -256,3 +256,37 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Sends `POST path` with headers only, declaring a body of `len` bytes, and returns the status
+/// and JSON body of the answer. A server that refuses by `Content-Length` answers before reading
+/// the body; sending the body as well could meet a connection it has already closed.
+pub async fn post_declaring(base: &str, path: &str, len: usize) -> (u16, Value) {
+    let addr = base.trim_start_matches("http://").to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    );
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        conn.write_all(request.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        // The server closes after its answer (it will not read the body it refused).
+        let _ = conn.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let status = text
+            .get(9..12)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {text:?}"));
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        // A chunked answer wraps the JSON in a size line; take the JSON object itself.
+        let json = body
+            .find('{')
+            .and_then(|i| body.rfind('}').map(|j| &body[i..=j]))
+            .unwrap_or("null");
+        (status, serde_json::from_str(json).unwrap_or(Value::Null))
+    })
+    .await
+    .unwrap()
+}
