@@ -21,6 +21,9 @@
 //!
 //! `cargo bench --bench cluster [-- submit|submit-secure|events|dashboard|docker|failover]`; `POSEIDON_BENCH_SECS` (default 5) per submit
 //! level, `POSEIDON_BENCH_CYCLES` (default 30) per docker side.
+//!
+//! Over the house's ~700 lines: one bench binary with several independent sections sharing the same
+//! cluster starters and timing helpers; each section reads alone.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -29,6 +29,9 @@
 //!
 //! The manager binary is the one cargo builds beside the bench (`CARGO_BIN_EXE_poseidon`, release
 //! profile, so `$CARGO_TARGET_DIR/release/poseidon`); `POSEIDON_BIN` overrides it.
+//!
+//! Over the house's ~700 lines: the simulated workers, the child-process manager and the
+//! measurement loop of one benchmark, kept in one file so the bench reads top to bottom.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::HashMap;

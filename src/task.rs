@@ -4,6 +4,9 @@
 //! node and container it runs in, its exit code and its history). Every change of [`State`] goes through
 //! [`transition`], which knows the legal moves and no others, so an illegal change is an error and never
 //! a silent overwrite.
+//!
+//! Over the house's ~700 lines: the task model, its spec types and the one `transition` guard with
+//! its literal 5x5 table test belong together; the spec parsing itself lives in `spec/`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;

@@ -22,6 +22,9 @@
 //! No registry is reachable: the image is built from the binary and the libraries `ldd` names, and
 //! imported. A guard removes every container and network of the run, even when a step panics (and
 //! then prints the logs of the manager and the workers first).
+//!
+//! Over the house's ~700 lines: one scenario script on one expensive cluster (built once, about 40
+//! s), its scenarios in order and the cluster plumbing below them.
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -18,6 +18,10 @@
 //! Timers use tokio's clock, so a test under `tokio::time::pause()` runs a container's whole life in
 //! no wall time. The mock is `Clone`: clones share one engine, so a test keeps a handle while the code
 //! under test owns another.
+//!
+//! Over the house's ~700 lines: an in-memory engine that mirrors every method of the `Runtime`
+//! trait with Docker's semantics and fault injection; splitting it per method would scatter one
+//! state machine.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};

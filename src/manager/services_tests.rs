@@ -1,6 +1,9 @@
 //! Table tests of the service reconciler, in the style of Nomad's `reconcile_test.go`: each row is
 //! a service (its versions, by image, and its state), its tasks (named by a letter), the draining
 //! nodes, and the plan that must come out, written out by hand.
+//!
+//! Over the house's ~700 lines on purpose: it is one literal table, each row a service situation
+//! and the plan written out, and splitting it would hide rows from each other.
 
 use std::collections::HashSet;
 

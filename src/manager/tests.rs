@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::store::{KeyValue, MemStore, Op, Pending, Space, StoreStats};
-use crate::wire::{Heartbeat, NodeStats};
+use crate::wire::{Heartbeat, NodeStats, TaskStatus};
 
 /// A held write and how to complete it.
 type Held = (
