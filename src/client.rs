@@ -52,13 +52,79 @@ fn encode<T: serde::Serialize>(url: &str, body: &T) -> Result<Vec<u8>, ClientErr
     })
 }
 
-/// A client of the manager's API.
+/// What both clients are: a base URL, a connection pool and an optional token, which every
+/// request sends, whole answers and streams alike.
 #[derive(Debug, Clone)]
-pub struct ManagerClient {
+struct Endpoint {
     http: HttpClient,
     base: String,
     token: Option<String>,
 }
+
+impl Endpoint {
+    fn new(http: HttpClient, base: &str) -> Self {
+        Endpoint {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            token: None,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn with_timeout(&self, timeout: Duration) -> Self {
+        Endpoint {
+            http: self.http.with_timeout(timeout),
+            ..self.clone()
+        }
+    }
+
+    /// The raw answer of `method path`, whatever its status.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(String, RawResponse), ClientError> {
+        let url = self.url(path);
+        let raw = self
+            .http
+            .send_auth(method, &url, body, self.token.as_deref())
+            .await?;
+        Ok((url, raw))
+    }
+
+    /// A 2xx answer decoded as JSON; any other is [`ClientError::Status`].
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
+        let (url, raw) = self.send(method, path, body).await?;
+        decode(&url, &raw)
+    }
+
+    /// A 2xx answer as text (`/metrics`).
+    async fn text(&self, path: &str) -> Result<String, ClientError> {
+        let (url, raw) = self.send(Method::GET, path, None).await?;
+        check(&url, &raw)?;
+        Ok(String::from_utf8_lossy(&raw.body).into_owned())
+    }
+
+    /// A streamed answer (`/events`, followed logs).
+    async fn open(&self, path: &str) -> Result<Streaming, ClientError> {
+        self.http
+            .open_auth(Method::GET, &self.url(path), None, self.token.as_deref())
+            .await
+    }
+}
+
+/// A client of the manager's API.
+#[derive(Debug, Clone)]
+pub struct ManagerClient(Endpoint);
 
 impl ManagerClient {
     /// A client of the manager at `base` (`http://host:port`), each call timing out after `timeout`.
@@ -68,31 +134,23 @@ impl ManagerClient {
 
     /// A client sharing an existing connection pool.
     pub fn with_http(http: HttpClient, base: &str) -> Self {
-        ManagerClient {
-            http,
-            base: base.trim_end_matches('/').to_string(),
-            token: None,
-        }
+        ManagerClient(Endpoint::new(http, base))
     }
 
     /// The manager's base URL.
     pub fn base(&self) -> &str {
-        &self.base
+        &self.0.base
     }
 
     /// The same client sending `Authorization: Bearer TOKEN` with every call (none for `None`).
     pub fn with_token(mut self, token: Option<String>) -> Self {
-        self.token = token;
+        self.0.token = token;
         self
     }
 
     /// The same client with another timeout per call.
     pub fn with_timeout(&self, timeout: Duration) -> Self {
-        ManagerClient {
-            http: self.http.with_timeout(timeout),
-            base: self.base.clone(),
-            token: self.token.clone(),
-        }
+        ManagerClient(self.0.with_timeout(timeout))
     }
 
     async fn call<T: DeserializeOwned>(
@@ -101,12 +159,7 @@ impl ManagerClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<T, ClientError> {
-        let url = format!("{}{path}", self.base);
-        let raw = self
-            .http
-            .send_auth(method, &url, body, self.token.as_deref())
-            .await?;
-        decode(&url, &raw)
+        self.0.call(method, path, body).await
     }
 
     /// `POST /tasks` with a body as the user wrote it (Poseidon JSON or the Go TaskEvent, one or an
@@ -175,13 +228,7 @@ impl ManagerClient {
 
     /// `GET /metrics`: the Prometheus text.
     pub async fn metrics(&self) -> Result<String, ClientError> {
-        let url = format!("{}/metrics", self.base);
-        let raw = self
-            .http
-            .send_auth(Method::GET, &url, None, self.token.as_deref())
-            .await?;
-        check(&url, &raw)?;
-        Ok(String::from_utf8_lossy(&raw.body).into_owned())
+        self.0.text("/metrics").await
     }
 
     /// `POST /nodes/{name}/heartbeat` (the cluster protocol).
@@ -324,11 +371,7 @@ impl ManagerClient {
 
 /// A client of one worker's API.
 #[derive(Debug, Clone)]
-pub struct WorkerClient {
-    http: HttpClient,
-    base: String,
-    token: Option<String>,
-}
+pub struct WorkerClient(Endpoint);
 
 impl WorkerClient {
     /// A client of the worker at `base` (`http://host:port`), each call timing out after `timeout`.
@@ -338,31 +381,23 @@ impl WorkerClient {
 
     /// A client sharing an existing connection pool (the manager keeps one for every worker).
     pub fn with_http(http: HttpClient, base: &str) -> Self {
-        WorkerClient {
-            http,
-            base: base.trim_end_matches('/').to_string(),
-            token: None,
-        }
+        WorkerClient(Endpoint::new(http, base))
     }
 
     /// The worker's base URL.
     pub fn base(&self) -> &str {
-        &self.base
+        &self.0.base
     }
 
     /// The same client sending `Authorization: Bearer TOKEN` with every call (none for `None`).
     pub fn with_token(mut self, token: Option<String>) -> Self {
-        self.token = token;
+        self.0.token = token;
         self
     }
 
     /// The same client with another timeout per call.
     pub fn with_timeout(&self, timeout: Duration) -> Self {
-        WorkerClient {
-            http: self.http.with_timeout(timeout),
-            base: self.base.clone(),
-            token: self.token.clone(),
-        }
+        WorkerClient(self.0.with_timeout(timeout))
     }
 
     async fn call<T: DeserializeOwned>(
@@ -371,12 +406,7 @@ impl WorkerClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<T, ClientError> {
-        let url = format!("{}{path}", self.base);
-        let raw = self
-            .http
-            .send_auth(method, &url, body, self.token.as_deref())
-            .await?;
-        decode(&url, &raw)
+        self.0.call(method, path, body).await
     }
 
     /// `POST /assignments` (the cluster protocol): which were taken and which refused.
@@ -476,12 +506,15 @@ impl ManagerClient {
     /// `GET /events` (`?index=N`): follows the event stream, replaying the events after `after`
     /// when given (410 when the manager's history no longer holds them).
     pub async fn events(&self, after: Option<u64>) -> Result<EventLines, ClientError> {
-        let url = match after {
-            Some(n) => format!("{}/events?index={n}", self.base),
-            None => format!("{}/events", self.base),
+        let path = match after {
+            Some(n) => format!("/events?index={n}"),
+            None => "/events".to_string(),
         };
-        let stream = self.http.open(Method::GET, &url, None).await?;
-        Ok(EventLines { stream, url })
+        let stream = self.0.open(&path).await?;
+        Ok(EventLines {
+            stream,
+            url: self.0.url(&path),
+        })
     }
 }
 
@@ -516,8 +549,7 @@ macro_rules! ops_routes {
                     q.push('&');
                     q.push_str(query);
                 }
-                let url = format!("{}/tasks/{id}/logs?{q}", self.base);
-                self.http.open(Method::GET, &url, None).await
+                self.0.open(&format!("/tasks/{id}/logs?{q}")).await
             }
 
             /// `POST /tasks/{id}/exec`: runs a command in the task's container.
@@ -533,10 +565,7 @@ macro_rules! ops_routes {
 
             /// `GET /metrics`: the Prometheus text.
             pub async fn metrics_text(&self) -> Result<String, ClientError> {
-                let url = format!("{}/metrics", self.base);
-                let raw = self.http.send(Method::GET, &url, None).await?;
-                check(&url, &raw)?;
-                Ok(String::from_utf8_lossy(&raw.body).into_owned())
+                self.0.text("/metrics").await
             }
         }
     };
@@ -579,11 +608,11 @@ impl ManagerClient {
         path: String,
         block: Option<(u64, Duration)>,
     ) -> Result<Indexed<T>, ClientError> {
-        let mut url = format!("{}{path}", self.base);
+        let mut path = path;
         if let Some((after, wait)) = block {
-            url.push_str(&format!("?index={after}&wait={}ms", wait.as_millis()));
+            path.push_str(&format!("?index={after}&wait={}ms", wait.as_millis()));
         }
-        let raw = self.http.send(Method::GET, &url, None).await?;
+        let (url, raw) = self.0.send(Method::GET, &path, None).await?;
         let value = decode(&url, &raw)?;
         let index = raw.index.ok_or_else(|| ClientError::Decode {
             url: url.clone(),

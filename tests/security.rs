@@ -10,7 +10,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{localize, Api};
+use common::{localize, wait_for, Api};
 use hyper::Method;
 use poseidon::cluster::{self, Roles, Running};
 use serde_json::{json, Value};
@@ -441,4 +441,40 @@ fn the_readme_security_example_bootstraps_a_secure_cluster() {
         );
     }
     assert!(stdout.contains("w1"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typed_client_sends_its_token_on_streams_catalog_metrics_and_relays() {
+    let c = secured().await;
+    let wait = Duration::from_secs(10);
+    let m = poseidon::client::ManagerClient::new(&c.running.manager_url().unwrap(), wait)
+        .with_token(Some(c.manage.clone()));
+    let id = m
+        .submit(br#"{"name": "t", "image": "busybox", "cmd": ["sleep", "600"]}"#.to_vec())
+        .await
+        .unwrap()[0]
+        .id;
+    wait_for("the task to run", wait, || async {
+        m.task(id)
+            .await
+            .ok()
+            .filter(|t| t.state == poseidon::task::State::Running)
+    })
+    .await;
+    // Every route below once went out without the token and was refused with 401.
+    // A stream counts once its 2xx headers arrive (a refused one is an error at open).
+    let events = m.events(None).await.expect("GET /events with the token");
+    drop(events);
+    m.catalog_services(None)
+        .await
+        .expect("GET /catalog/services with the token");
+    let text = m.metrics_text().await.expect("GET /metrics with the token");
+    assert!(text.contains("poseidon_tasks"), "{text}");
+    // The manager relays a followed log to the worker with its own credential.
+    let logs = m
+        .follow_logs(id, "")
+        .await
+        .expect("GET /tasks/{id}/logs?follow=true with the token");
+    drop(logs);
+    c.running.stop().await;
 }

@@ -296,7 +296,21 @@ impl HttpClient {
         url: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Streaming, ClientError> {
+        self.open_auth(method, url, body, None).await
+    }
+
+    /// [`HttpClient::open`] with `Authorization: Bearer TOKEN` when a token is given.
+    pub async fn open_auth(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+        token: Option<&str>,
+    ) -> Result<Streaming, ClientError> {
         let mut builder = Request::builder().method(method).uri(url);
+        if let Some(t) = token {
+            builder = builder.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
         if body.is_some() {
             builder = builder.header(CONTENT_TYPE, "application/json");
         }
