@@ -162,13 +162,6 @@ impl ManagerClient {
         self.0.call(method, path, body).await
     }
 
-    /// `POST /tasks` with a body as the user wrote it (Poseidon JSON or the Go TaskEvent, one or an
-    /// array): the tasks stored.
-    pub async fn submit(&self, body: Vec<u8>) -> Result<Vec<Task>, ClientError> {
-        let many: OneOrMany = self.call(Method::POST, "/tasks", Some(body)).await?;
-        Ok(many.into())
-    }
-
     /// `GET /tasks`, filtered by state and node when given.
     pub async fn tasks(
         &self,
@@ -190,32 +183,6 @@ impl ManagerClient {
         self.call(Method::GET, &path, None).await
     }
 
-    /// `GET /tasks/{id}`.
-    pub async fn task(&self, id: TaskId) -> Result<Task, ClientError> {
-        self.call(Method::GET, &format!("/tasks/{id}"), None).await
-    }
-
-    /// `DELETE /tasks/{id}`: the task as it is once the stop is recorded.
-    pub async fn stop(&self, id: TaskId) -> Result<Task, ClientError> {
-        self.call(Method::DELETE, &format!("/tasks/{id}"), None)
-            .await
-    }
-
-    /// `DELETE /tasks/{id}?purge=true`: forgets a finished task.
-    pub async fn purge(&self, id: TaskId) -> Result<Purged, ClientError> {
-        self.call(Method::DELETE, &format!("/tasks/{id}?purge=true"), None)
-            .await
-    }
-
-    /// `GET /tasks/{id}/logs` (`?tail=N`), relayed from the task's worker.
-    pub async fn logs(&self, id: TaskId, tail: Option<usize>) -> Result<LogsReply, ClientError> {
-        let path = match tail {
-            Some(n) => format!("/tasks/{id}/logs?tail={n}"),
-            None => format!("/tasks/{id}/logs"),
-        };
-        self.call(Method::GET, &path, None).await
-    }
-
     /// `GET /nodes`.
     pub async fn nodes(&self) -> Result<Vec<NodeView>, ClientError> {
         self.call(Method::GET, "/nodes", None).await
@@ -224,11 +191,6 @@ impl ManagerClient {
     /// `GET /health`.
     pub async fn health(&self) -> Result<ManagerHealth, ClientError> {
         self.call(Method::GET, "/health", None).await
-    }
-
-    /// `GET /metrics`: the Prometheus text.
-    pub async fn metrics(&self) -> Result<String, ClientError> {
-        self.0.text("/metrics").await
     }
 
     /// `POST /nodes/{name}/heartbeat` (the cluster protocol).
@@ -415,41 +377,9 @@ impl WorkerClient {
         self.call(Method::POST, "/assignments", Some(body)).await
     }
 
-    /// `POST /tasks` straight to the worker (a worker without a manager).
-    pub async fn submit(&self, body: Vec<u8>) -> Result<Vec<Task>, ClientError> {
-        let many: OneOrMany = self.call(Method::POST, "/tasks", Some(body)).await?;
-        Ok(many.into())
-    }
-
     /// `GET /tasks`.
     pub async fn tasks(&self) -> Result<Vec<Task>, ClientError> {
         self.call(Method::GET, "/tasks", None).await
-    }
-
-    /// `GET /tasks/{id}`.
-    pub async fn task(&self, id: TaskId) -> Result<Task, ClientError> {
-        self.call(Method::GET, &format!("/tasks/{id}"), None).await
-    }
-
-    /// `DELETE /tasks/{id}`: stops the task.
-    pub async fn stop(&self, id: TaskId) -> Result<Task, ClientError> {
-        self.call(Method::DELETE, &format!("/tasks/{id}"), None)
-            .await
-    }
-
-    /// `DELETE /tasks/{id}?purge=true`: forgets a finished task and removes its container.
-    pub async fn purge(&self, id: TaskId) -> Result<Purged, ClientError> {
-        self.call(Method::DELETE, &format!("/tasks/{id}?purge=true"), None)
-            .await
-    }
-
-    /// `GET /tasks/{id}/logs` (`?tail=N`).
-    pub async fn logs(&self, id: TaskId, tail: Option<usize>) -> Result<LogsReply, ClientError> {
-        let path = match tail {
-            Some(n) => format!("/tasks/{id}/logs?tail={n}"),
-            None => format!("/tasks/{id}/logs"),
-        };
-        self.call(Method::GET, &path, None).await
     }
 
     /// `GET /stats`: host and per-container figures.
@@ -518,10 +448,53 @@ impl ManagerClient {
     }
 }
 
-/// The log and exec routes, shared by both clients (the manager relays them to the worker).
+/// The task, log, exec and metrics routes, the same on both APIs (the manager relays logs and exec
+/// to the worker), written once for both clients.
 macro_rules! ops_routes {
     ($client:ty) => {
         impl $client {
+            /// `POST /tasks` with a body as the user wrote it (Poseidon JSON or the Go TaskEvent, one or an
+            /// array): the tasks stored.
+            pub async fn submit(&self, body: Vec<u8>) -> Result<Vec<Task>, ClientError> {
+                let many: OneOrMany = self.call(Method::POST, "/tasks", Some(body)).await?;
+                Ok(many.into())
+            }
+
+            /// `GET /tasks/{id}`.
+            pub async fn task(&self, id: TaskId) -> Result<Task, ClientError> {
+                self.call(Method::GET, &format!("/tasks/{id}"), None).await
+            }
+
+            /// `DELETE /tasks/{id}`: the task as it is once the stop is recorded.
+            pub async fn stop(&self, id: TaskId) -> Result<Task, ClientError> {
+                self.call(Method::DELETE, &format!("/tasks/{id}"), None)
+                    .await
+            }
+
+            /// `DELETE /tasks/{id}?purge=true`: forgets a finished task.
+            pub async fn purge(&self, id: TaskId) -> Result<Purged, ClientError> {
+                self.call(Method::DELETE, &format!("/tasks/{id}?purge=true"), None)
+                    .await
+            }
+
+            /// `GET /tasks/{id}/logs` (`?tail=N`), relayed from the task's worker.
+            pub async fn logs(
+                &self,
+                id: TaskId,
+                tail: Option<usize>,
+            ) -> Result<LogsReply, ClientError> {
+                let path = match tail {
+                    Some(n) => format!("/tasks/{id}/logs?tail={n}"),
+                    None => format!("/tasks/{id}/logs"),
+                };
+                self.call(Method::GET, &path, None).await
+            }
+
+            /// `GET /metrics`: the Prometheus text.
+            pub async fn metrics(&self) -> Result<String, ClientError> {
+                self.0.text("/metrics").await
+            }
+
             /// `GET /tasks/{id}/logs?QUERY` answered whole (`query` as
             /// `crate::worker::ops::LogQuery::to_query` writes it, without `follow`).
             pub async fn logs_with(
@@ -561,11 +534,6 @@ macro_rules! ops_routes {
                 let path = format!("/tasks/{id}/exec");
                 let body = encode(&path, req)?;
                 self.call(Method::POST, &path, Some(body)).await
-            }
-
-            /// `GET /metrics`: the Prometheus text.
-            pub async fn metrics_text(&self) -> Result<String, ClientError> {
-                self.0.text("/metrics").await
             }
         }
     };

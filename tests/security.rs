@@ -468,7 +468,7 @@ async fn the_typed_client_sends_its_token_on_streams_catalog_metrics_and_relays(
     m.catalog_services(None)
         .await
         .expect("GET /catalog/services with the token");
-    let text = m.metrics_text().await.expect("GET /metrics with the token");
+    let text = m.metrics().await.expect("GET /metrics with the token");
     assert!(text.contains("poseidon_tasks"), "{text}");
     // The manager relays a followed log to the worker with its own credential.
     let logs = m
