@@ -2,6 +2,11 @@
 //! on a private Docker network, running the very `poseidon` binary these tests were built with),
 //! driven from the host only through the manager's REST API and the CLI, as a user would.
 //!
+//! The cluster is secured as a multi-host user must run it: `acl = true` and `tls = "auto"`. The
+//! test bootstraps the first management token, takes a join token, and the workers join with it;
+//! every call after that (heartbeats, assignments, reports, the test's and the CLI's requests) is
+//! over TLS with a token, mutual TLS between manager and workers.
+//!
 //! The workers drive the host's Docker Engine through its bind-mounted socket, so they share one
 //! engine: each labels its containers with its node name, declares its own capacity, and puts its
 //! task containers on a network of its own. The scenarios run in sequence on one cluster, each from
@@ -39,6 +44,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::wait_for;
 use hyper::Method;
 use poseidon::http::HttpClient;
+use poseidon::security::ca::MANAGER_NAME;
+use poseidon::security::tls::client_config;
 use poseidon_runtimes::testing::{docker_or_skip, ensure_test_image, TEST_IMAGE};
 use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt;
@@ -103,6 +110,8 @@ async fn a_cluster_of_containers_schedules_fails_over_and_survives_a_manager_res
 async fn the_cli_lists_the_three_workers(c: &Cluster) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_poseidon"))
         .args(["node", "--manager", &c.base])
+        .env("POSEIDON_CA", c.manager_data.join("ca.pem"))
+        .env("POSEIDON_TOKEN", &c.token)
         .output()
         .await
         .unwrap();
@@ -118,6 +127,13 @@ async fn the_cli_lists_the_three_workers(c: &Cluster) {
             stdout.contains(w.as_str()),
             "poseidon node lacks {w}:\n{stdout}"
         );
+    }
+    // Every worker joined over TLS: the manager reaches each at an https:// address.
+    let (s, nodes) = c.call(Method::GET, "/nodes", None).await.unwrap();
+    assert_eq!(s, 200, "{nodes}");
+    for n in nodes.as_array().unwrap() {
+        let address = n["address"].as_str().unwrap_or_default();
+        assert!(address.starts_with("https://"), "{n}");
     }
 }
 
@@ -786,6 +802,11 @@ struct Cluster {
     /// The manager's URL on the host's loopback.
     base: String,
     http: HttpClient,
+    /// The manager's data directory, bind-mounted from the host: the cluster CA it makes on first
+    /// start (`ca.pem`) is read from here.
+    manager_data: PathBuf,
+    /// The management token from `POST /acl/bootstrap`.
+    token: String,
     /// Every network of the run, removed on drop.
     networks: Vec<String>,
 }
@@ -803,10 +824,15 @@ impl Cluster {
             net: format!("{run}-net"),
             manager: format!("{run}-manager"),
             workers: (1..=3).map(|i| format!("{run}-w{i}")).collect(),
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("https://127.0.0.1:{port}"),
             http: HttpClient::new(Duration::from_secs(10)),
             networks: Vec::new(),
+            manager_data: PathBuf::new(),
+            token: String::new(),
         };
+        c.manager_data = c.dir.path().join("manager-data");
+        std::fs::create_dir_all(&c.manager_data).unwrap();
+        let manager_data = format!("{}:/var/lib/poseidon/manager", c.manager_data.display());
         let label = format!("io.poseidon.multihost={run}");
         // The cluster network needs no outside access but cannot be internal: the manager's port
         // is published on the host's loopback. Task networks are internal.
@@ -837,6 +863,8 @@ impl Cluster {
             &publish,
             "-v",
             &config,
+            "-v",
+            &manager_data,
             image,
             BIN,
             "manager",
@@ -844,19 +872,20 @@ impl Cluster {
             "/etc/poseidon.toml",
         ])
         .await;
+        let join_token = c.secure().await;
         for (i, w) in c.workers.clone().iter().enumerate() {
             let (cpus, memory) = CAPACITIES[i];
             let disk = DISKS[i];
             let net = format!("{w}-net");
             let toml = format!(
                 "[[worker]]\nname = \"{w}\"\nlisten = \"0.0.0.0:5556\"\n\
-                 advertise = \"http://{w}:5556\"\nmanager = \"http://{}:5555\"\n\
+                 advertise = \"https://{w}:5556\"\nmanager = \"https://{}:5555\"\n\
                  runtime = \"docker\"\ndocker_host = \"unix:///var/run/docker.sock\"\n\
                  data_dir = \"/var/lib/poseidon/{w}\"\n\
                  capacity = {{ cpus = {cpus:.1}, memory = \"{memory}\" }}\n\
                  heartbeat_interval = \"{HEARTBEAT}\"\nstop_grace = \"2s\"\nnetwork = \"{net}\"\n\
                  labels = {{ disk = \"{disk}\" }}\n\
-                 [security]\ninsecure = true\n",
+                 [security]\nacl = true\ntls = \"auto\"\njoin_token = \"{join_token}\"\n",
                 c.manager
             );
             std::fs::write(c.config_path(w), toml).unwrap();
@@ -890,6 +919,48 @@ impl Cluster {
         c
     }
 
+    /// A client that trusts the cluster CA the manager made and expects the manager's name.
+    fn tls_client(&self) -> HttpClient {
+        let pem = std::fs::read_to_string(self.manager_data.join("ca.pem")).unwrap();
+        HttpClient::with_tls(
+            Duration::from_secs(10),
+            client_config(&pem, MANAGER_NAME, None).unwrap(),
+        )
+    }
+
+    /// Waits for the manager's cluster CA, bootstraps the ACL (the management token becomes the
+    /// test's), and returns a join token for the workers.
+    async fn secure(&mut self) -> String {
+        let ca = self.manager_data.join("ca.pem");
+        wait_for("the manager to make its cluster CA", WAIT, || async {
+            std::fs::metadata(&ca).ok().filter(|m| m.len() > 0)
+        })
+        .await;
+        self.http = self.tls_client();
+        let url = format!("{}/acl/bootstrap", self.base);
+        let boot = wait_for("the manager to answer over TLS", WAIT, || async {
+            let r = self.http.send(Method::POST, &url, None).await.ok()?;
+            Some(r)
+        })
+        .await;
+        let v: Value = serde_json::from_slice(&boot.body).unwrap_or(Value::Null);
+        assert_eq!(boot.status, 201, "POST /acl/bootstrap: {v}");
+        self.token = v["token"].as_str().unwrap().to_string();
+        // Without the token, the API is closed.
+        let r = self
+            .http
+            .send(Method::GET, &format!("{}/tasks", self.base), None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 401, "GET /tasks without a token");
+        let (s, join) = self
+            .call(Method::POST, "/acl/join-token", None)
+            .await
+            .unwrap();
+        assert_eq!(s, 201, "POST /acl/join-token: {join}");
+        join["token"].as_str().unwrap().to_string()
+    }
+
     fn config_path(&self, role: &str) -> PathBuf {
         self.dir.path().join(format!("{role}.toml"))
     }
@@ -899,8 +970,7 @@ impl Cluster {
         let toml = format!(
             "[manager]\nlisten = \"0.0.0.0:5555\"\ndata_dir = \"/var/lib/poseidon/manager\"\n\
              scheduler = \"{scheduler}\"\nheartbeat_ttl = \"{}ms\"\ndispatch_backoff = \"200ms\"\n\
-             [security]\n# A private test network; ACL and TLS on several hosts are tests/security_tls.rs's.\n\
-             insecure = true\n",
+             [security]\nacl = true\ntls = \"auto\"\n",
             TTL.as_millis()
         );
         std::fs::write(self.config_path("manager"), toml).unwrap();
@@ -913,7 +983,7 @@ impl Cluster {
         }
         docker(&["restart", "-t", "20", &self.manager]).await;
         // Pooled connections died with the old process.
-        self.http = HttpClient::new(Duration::from_secs(10));
+        self.http = self.tls_client();
         self.wait_ready(scheduler).await;
     }
 
@@ -956,7 +1026,7 @@ impl Cluster {
         let body = body.map(|b| serde_json::to_vec(b).unwrap());
         let r = self
             .http
-            .send(method, &url, body)
+            .send_auth(method, &url, body, Some(&self.token))
             .await
             .map_err(|e| format!("{url}: {e}"))?;
         let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
