@@ -251,3 +251,37 @@ async fn a_worker_joins_over_tls_only_with_a_join_token_whose_fingerprint_matche
     w2.stop().await;
     c.running.stop().await;
 }
+
+#[tokio::test]
+async fn a_node_renews_its_certificate_over_mutual_tls_and_the_renewed_one_is_accepted() {
+    let c = secured().await;
+    let id = identity(c.dir.path(), "w1");
+    let token = id["node_token"].as_str().unwrap();
+    let old: poseidon::wire::NodeCertificate = serde_json::from_value(id["tls"].clone()).unwrap();
+    let url = c.running.manager_url().unwrap();
+    let node = |cert: &poseidon::wire::NodeCertificate| {
+        let store = CertStore::new(cert).unwrap();
+        Api::with_http(url.clone(), tls_client(&c.ca, MANAGER_NAME, Some(store))).with_token(token)
+    };
+    // Renewal needs the node's token and its current certificate, for its own name only.
+    let (s, v) = node(&old)
+        .post("/acl/nodes/w2/certificate", &Value::Null)
+        .await;
+    assert_eq!(s, 403, "w1 renewing w2's certificate: {v}");
+    let bare = Api::with_http(url.clone(), tls_client(&c.ca, MANAGER_NAME, None)).with_token(token);
+    let (s, v) = bare.post("/acl/nodes/w1/certificate", &Value::Null).await;
+    assert_eq!(s, 403, "renewal without the node's certificate: {v}");
+    let (s, v) = node(&old)
+        .post("/acl/nodes/w1/certificate", &Value::Null)
+        .await;
+    assert!(s == 200 || s == 201, "{s} {v}");
+    let renewed: poseidon::wire::NodeCertificate = serde_json::from_value(v).unwrap();
+    assert_ne!(renewed.cert, old.cert, "a renewal issues a new certificate");
+    assert_ne!(renewed.key, old.key, "and a new key");
+    assert_eq!(renewed.ca, old.ca, "signed by the same cluster CA");
+    // The renewed certificate is the node's: a heartbeat with it is accepted.
+    let beat = serde_json::to_value(c.running.workers[0].worker.heartbeat()).unwrap();
+    let (s, v) = node(&renewed).post("/nodes/w1/heartbeat", &beat).await;
+    assert_eq!(s, 200, "{v}");
+    c.running.stop().await;
+}
