@@ -11,7 +11,9 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::time::Instant;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use poseidon_schedulers::{Constraint as Rule, Demand, Eligibility, NodeSnapshot, Scheduler};
 use serde::{Deserialize, Serialize};
@@ -102,6 +104,9 @@ pub struct Node {
     pub last_heartbeat: Option<Instant>,
     /// When its last heartbeat arrived (wall clock, ms), if ever.
     pub last_heartbeat_ms: Option<u64>,
+    /// How long it may stay silent before it is counted down: the TTL that goes with the interval
+    /// it was last told (`liveness::heartbeat_plan`).
+    pub ttl: Duration,
 }
 
 impl Node {
@@ -115,6 +120,7 @@ impl Node {
             stats: NodeStats::default(),
             last_heartbeat,
             last_heartbeat_ms: None,
+            ttl: crate::config::DEFAULT_HEARTBEAT_TTL,
         }
     }
 }

@@ -100,6 +100,7 @@ fn options() -> ManagerOptions {
         // Long enough that no node is counted down during a test.
         heartbeat_ttl: Duration::from_secs(60),
         dispatch_backoff: Duration::from_secs(10),
+        max_heartbeats_per_second: 50,
         known_workers: Vec::new(),
     }
 }
@@ -360,4 +361,90 @@ async fn a_retry_of_blocked_tasks_does_not_rewrite_an_unchanged_reason() {
         let reason = m.task(id).unwrap().reason.unwrap();
         assert!(reason.contains("n1: needs 2 cpus, 1 free"), "{reason}");
     }
+}
+
+/// Heartbeats sized by the manager: with 100 nodes and at most 10 heartbeats a second, each worker
+/// is told 10 s and its TTL is 20 s (`liveness::heartbeat_plan`); nodes that keep the told interval
+/// stay up, the manager receives at most 10 a second, and the one that falls silent is counted down
+/// within the TTL the manager chose (paused time, checked every 100 ms).
+#[tokio::test(start_paused = true)]
+async fn a_silent_node_is_counted_down_within_the_ttl_the_manager_chose() {
+    let store = TestStore::new();
+    let mut opts = options();
+    opts.heartbeat_ttl = Duration::from_secs(5);
+    opts.max_heartbeats_per_second = 10;
+    let m = Manager::start(opts, store.clone(), Shutdown::new())
+        .await
+        .unwrap();
+    let names: Vec<String> = (0..100).map(|i| format!("n{i:03}")).collect();
+    let beat_all = |skip: Option<&'static str>| {
+        let (m, names) = (m.clone(), names.clone());
+        async move {
+            let mut told = Vec::new();
+            for n in names.iter().filter(|n| Some(n.as_str()) != skip) {
+                let r = m
+                    .heartbeat(n, beat(n, 4.0, Vec::new(), true))
+                    .await
+                    .unwrap();
+                told.push(r.heartbeat_interval_ms);
+            }
+            told
+        }
+    };
+    // Registration: the told interval grows with the count, 0.1 s per node at 10 a second.
+    let first = beat_all(None).await;
+    assert_eq!(first[0], Some(100));
+    assert_eq!(first[99], Some(10_000));
+    // Everyone once more at the full size: all told 10 s, TTL 20 s.
+    let told = beat_all(None).await;
+    assert!(told.iter().all(|t| *t == Some(10_000)), "{told:?}");
+    let ttl = Duration::from_secs(20);
+    let silent = "n042";
+    let start = tokio::time::Instant::now();
+    let step = Duration::from_millis(100);
+    let mut next_round = start + Duration::from_secs(10);
+    let mut sent = 0usize;
+    let detected = loop {
+        tokio::time::advance(step).await;
+        let now = tokio::time::Instant::now();
+        if now >= next_round {
+            sent += beat_all(Some(silent)).await.len();
+            next_round += Duration::from_secs(10);
+        }
+        m.check_nodes_once().await;
+        let down: Vec<String> = lock(&m.inner.state)
+            .nodes
+            .values()
+            .filter(|n| n.state == NodeState::Down)
+            .map(|n| n.record.name.clone())
+            .collect();
+        if !down.is_empty() {
+            assert_eq!(down, vec![silent.to_string()]);
+            break now - start;
+        }
+        assert!(now - start < ttl * 5, "not detected within 5 TTLs");
+    };
+    assert!(
+        detected > ttl && detected <= ttl + step,
+        "detected after {detected:?}, TTL {ttl:?}"
+    );
+    // Two rounds of 99 beats in 20 s: under 10 a second.
+    let rate = sent as f64 / detected.as_secs_f64();
+    assert!(rate <= 10.0, "{rate} heartbeats a second");
+    // The others, beating every told interval, stay up for ten more TTLs.
+    let until = tokio::time::Instant::now() + ttl * 10;
+    while tokio::time::Instant::now() < until {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        if tokio::time::Instant::now() >= next_round {
+            beat_all(Some(silent)).await;
+            next_round += Duration::from_secs(10);
+        }
+        m.check_nodes_once().await;
+    }
+    let down = lock(&m.inner.state)
+        .nodes
+        .values()
+        .filter(|n| n.state == NodeState::Down)
+        .count();
+    assert_eq!(down, 1);
 }
