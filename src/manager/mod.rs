@@ -40,6 +40,7 @@ pub mod protocol;
 pub mod reconcile;
 pub mod service_ops;
 pub mod services;
+mod snapshots;
 pub mod state;
 
 pub use state::{Node, NodeRecord, NodeState, State};

@@ -111,12 +111,10 @@ impl Manager {
         }
         let changed = old.as_ref().is_none_or(|(r, _)| r != record);
         if changed {
-            st.rebuild_snapshots();
+            st.refresh_snapshot(name);
         }
         st.set_node_up(name, new_state == NodeState::Up);
-        if let Some(&i) = st.order.get(name) {
-            st.snapshots[i].used_memory = hb.stats.memory_used;
-        }
+        st.set_used_memory(name, hb.stats.memory_used);
         let grew = old.as_ref().is_some_and(|(r, _)| {
             record.capacity.cpus > r.capacity.cpus || record.capacity.memory > r.capacity.memory
         });

@@ -448,3 +448,143 @@ async fn a_silent_node_is_counted_down_within_the_ttl_the_manager_chose() {
         .count();
     assert_eq!(down, 1);
 }
+
+/// E-PVM through the manager reads only the snapshots changed since its last pick
+/// (`Scheduler::pick_changed`); every way a snapshot changes must be listed, which debug builds
+/// check at every pick (the index panics on an unlisted change). This drives each of them with
+/// placements in between: registrations, re-registration with more capacity, used memory from
+/// heartbeats, placements, failed dispatches (released), reports, eligibility, a node lost. At the
+/// end the incrementally kept snapshots equal a rebuild from scratch.
+#[tokio::test(start_paused = true)]
+async fn every_snapshot_change_reaches_the_epvm_index() {
+    let store = TestStore::new();
+    let mut opts = options();
+    opts.scheduler = "epvm".into();
+    opts.heartbeat_ttl = Duration::from_secs(5);
+    let m = Manager::start(opts, store.clone(), Shutdown::new())
+        .await
+        .unwrap();
+    let beat_of = |name: &str, cpus: f64, used: u64| {
+        let mut hb = beat(name, cpus, Vec::new(), true);
+        hb.stats.memory_used = used;
+        hb
+    };
+    for i in 0..12u64 {
+        let name = format!("n{i:02}");
+        m.heartbeat(
+            &name,
+            beat_of(&name, [4.0, 8.0, 16.0][i as usize % 3], i << 28),
+        )
+        .await
+        .unwrap();
+    }
+    let spec = |i: usize| -> TaskSpec {
+        let (cpus, memory) = [(0.25, 64u64 << 20), (0.5, 256 << 20), (1.0, 1 << 30)][i % 3];
+        serde_json::from_value(serde_json::json!({
+            "name": format!("t{i}"), "image": "busybox", "cpus": cpus, "memory": memory
+        }))
+        .unwrap()
+    };
+    let settle = || async {
+        for _ in 0..20 {
+            m.dispatch_once().await;
+            tokio::task::yield_now().await;
+        }
+    };
+    let mut n = 0;
+    let mut submit = |k: usize| {
+        let subs: Vec<_> = (n..n + k).map(|i| (None, spec(i))).collect();
+        n += k;
+        subs
+    };
+    m.submit(submit(40)).await.unwrap();
+    settle().await;
+    // A new node comes; used memory moves; a node grows.
+    m.heartbeat("n99", beat_of("n99", 16.0, 0)).await.unwrap();
+    m.submit(submit(10)).await.unwrap();
+    settle().await;
+    // Only the used memory moves (the same capacity as at registration).
+    m.heartbeat("n03", beat_of("n03", 4.0, 7 << 30))
+        .await
+        .unwrap();
+    m.submit(submit(10)).await.unwrap();
+    settle().await;
+    m.heartbeat("n04", beat_of("n04", 32.0, 0)).await.unwrap();
+    m.submit(submit(40)).await.unwrap();
+    settle().await;
+    // Reports: some placed tasks run.
+    let placed: Vec<Task> = m
+        .tasks(Some(TaskState::Scheduled), None)
+        .into_iter()
+        .take(10)
+        .collect();
+    for t in &placed {
+        let mut s = TaskStatus::of(t);
+        s.state = TaskState::Running;
+        m.report(t.node.as_deref().unwrap(), vec![s]).await.unwrap();
+    }
+    m.set_eligibility("n05", false).await.unwrap();
+    m.submit(submit(40)).await.unwrap();
+    settle().await;
+    // Failed dispatches come back after their backoff and are placed again.
+    tokio::time::advance(Duration::from_secs(11)).await;
+    settle().await;
+    // All but n00 keep beating; n00 is lost after its TTL.
+    for i in 1..12u64 {
+        let name = format!("n{i:02}");
+        m.heartbeat(&name, beat_of(&name, 16.0, 1 << 30))
+            .await
+            .unwrap();
+    }
+    m.heartbeat("n99", beat_of("n99", 16.0, 0)).await.unwrap();
+    m.submit(submit(10)).await.unwrap();
+    settle().await;
+    tokio::time::advance(Duration::from_secs(3)).await;
+    for i in 1..12u64 {
+        let name = format!("n{i:02}");
+        m.heartbeat(&name, beat_of(&name, 16.0, 2 << 30))
+            .await
+            .unwrap();
+    }
+    m.heartbeat("n99", beat_of("n99", 16.0, 0)).await.unwrap();
+    m.submit(submit(10)).await.unwrap();
+    settle().await;
+    tokio::time::advance(Duration::from_secs(3)).await;
+    assert!(
+        m.check_nodes_once().await.contains(&"n00".to_string()) || {
+            lock(&m.inner.state).nodes["n00"].state == NodeState::Down
+        }
+    );
+    m.submit(submit(40)).await.unwrap();
+    settle().await;
+    assert!(m.metrics().placements.load(Ordering::Relaxed) >= 160);
+    // The snapshots kept change by change equal a rebuild from the tasks.
+    let mut st = lock(&m.inner.state);
+    let kept: std::collections::BTreeMap<String, poseidon_schedulers::NodeSnapshot> = st
+        .snapshots
+        .iter()
+        .map(|s| (s.id.clone(), s.clone()))
+        .collect();
+    st.rebuild_snapshots();
+    assert_eq!(kept.len(), st.snapshots.len());
+    for s in &st.snapshots {
+        let k = &kept[&s.id];
+        assert!((k.reserved_cpus - s.reserved_cpus).abs() < 1e-9, "{}", s.id);
+        let same = (
+            k.up,
+            k.cpus,
+            k.memory,
+            k.reserved_memory,
+            k.used_memory,
+            k.tasks,
+        ) == (
+            s.up,
+            s.cpus,
+            s.memory,
+            s.reserved_memory,
+            s.used_memory,
+            s.tasks,
+        );
+        assert!(same && k.eligibility == s.eligibility, "{k:?} != {s:?}");
+    }
+}
