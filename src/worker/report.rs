@@ -165,12 +165,22 @@ impl Worker {
     }
 
     pub(super) async fn heartbeat_loop(self) {
+        let own = self.inner.opts.heartbeat_interval;
         loop {
             self.heartbeat_once().await;
             let spread = (crate::util::now_ms() % 100) as f64 / 100.0;
-            tokio::select! {
-                _ = tokio::time::sleep(self.next_beat(spread)) => {}
-                _ = self.inner.shutdown.wait() => return,
+            let due = Instant::now() + self.next_beat(spread);
+            // Wake at least every own interval while waiting a longer told one: a task with
+            // `stop_after_disconnect` taken meanwhile brings the beats back to the own interval at
+            // once (its guard counts silence in own intervals and must not see a told one's).
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due.min(Instant::now() + own)) => {}
+                    _ = self.inner.shutdown.wait() => return,
+                }
+                if Instant::now() >= due || self.next_beat(spread) <= own {
+                    break;
+                }
             }
         }
     }
