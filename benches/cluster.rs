@@ -126,6 +126,7 @@ async fn serve_manager(
         scheduler: scheduler.into(),
         heartbeat_ttl: ttl,
         dispatch_backoff: Duration::from_millis(500),
+        max_heartbeats_per_second: poseidon::config::DEFAULT_MAX_HEARTBEATS_PER_SECOND,
         known_workers: Vec::new(),
     };
     let manager = Manager::start(opts, store, shutdown.clone()).await.unwrap();

@@ -22,10 +22,11 @@
 //! ```
 //!
 //! Options: `--tasks N`, `--workers N`, `--clients N` (concurrent submitters, default 4),
-//! `--batch N` (specs per `POST /tasks`, default 10,000), `--hb-interval SECS` (default: one
-//! heartbeat per worker every max(1, workers / 100) s, so the manager receives about 100 heartbeats a
-//! second however large the cluster, as Nomad stretches its heartbeats; the manager's TTL is three
-//! intervals plus 10 s), `--scheduler NAME` (default `epvm`), `--timeout SECS` (default 900).
+//! `--batch N` (specs per `POST /tasks`, default 10,000), `--hb-interval SECS` (each agent's own
+//! interval, default 1 s like a real worker's; the agents, like real workers, wait the longer of it
+//! and the interval the manager tells them in each heartbeat reply, and the manager runs with its
+//! defaults: at most 50 heartbeats a second, TTL from `liveness::heartbeat_plan`; the bench
+//! stretches nothing itself), `--scheduler NAME` (default `epvm`), `--timeout SECS` (default 900).
 //!
 //! The manager binary is the one cargo builds beside the bench (`CARGO_BIN_EXE_poseidon`, release
 //! profile, so `$CARGO_TARGET_DIR/release/poseidon`); `POSEIDON_BIN` overrides it.
@@ -38,7 +39,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -119,11 +120,8 @@ fn parse_opts() -> Opts {
     o
 }
 
-fn hb_interval(o: &Opts, workers: usize) -> Duration {
-    Duration::from_secs_f64(
-        o.hb_interval
-            .unwrap_or_else(|| (workers as f64 / 100.0).max(1.0)),
-    )
+fn hb_interval(o: &Opts) -> Duration {
+    Duration::from_secs_f64(o.hb_interval.unwrap_or(1.0))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -141,16 +139,14 @@ fn manager_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_poseidon")))
 }
 
-fn start_manager(scheduler: &str, ttl: Duration) -> ManagerProc {
+fn start_manager(scheduler: &str) -> ManagerProc {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("scale.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[manager]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nscheduler = \"{scheduler}\"\n\
-             heartbeat_ttl = \"{}ms\"\ndispatch_backoff = \"500ms\"\n",
+            "[manager]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nscheduler = \"{scheduler}\"\n",
             dir.path().join("manager").display(),
-            ttl.as_millis()
         ),
     )
     .unwrap();
@@ -278,6 +274,8 @@ struct Agent {
     /// Statuses changed since the last report.
     dirty: Mutex<Vec<TaskStatus>>,
     wake: Notify,
+    /// The interval the manager last told it (ms; 0 before any).
+    told_ms: AtomicU64,
 }
 
 fn running(id: TaskId, generation: u64) -> TaskStatus {
@@ -364,6 +362,9 @@ impl Agent {
         let _permit = self.gate.acquire().await.unwrap();
         match self.manager.heartbeat(&hb).await {
             Ok(reply) => {
+                if let Some(ms) = reply.heartbeat_interval_ms {
+                    self.told_ms.store(ms, Ordering::Relaxed);
+                }
                 self.apply_reply(&hb.tasks, reply);
                 true
             }
@@ -376,9 +377,14 @@ impl Agent {
         }
     }
 
-    async fn heartbeat_loop(self: Arc<Self>, interval: Duration, shutdown: Shutdown) {
+    /// The longer of its own interval and the manager's, as a real worker waits.
+    fn interval(&self, own: Duration) -> Duration {
+        own.max(Duration::from_millis(self.told_ms.load(Ordering::Relaxed)))
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>, own: Duration, shutdown: Shutdown) {
         // Spread the agents evenly over the interval.
-        let jitter = interval.mul_f64(fastrand_unit(&self.name));
+        let jitter = self.interval(own).mul_f64(fastrand_unit(&self.name));
         tokio::select! {
             _ = tokio::time::sleep(jitter) => {}
             _ = shutdown.wait() => return,
@@ -386,7 +392,7 @@ impl Agent {
         loop {
             self.heartbeat().await;
             tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep(self.interval(own)) => {}
                 _ = shutdown.wait() => return,
             }
         }
@@ -480,6 +486,7 @@ async fn start_agents(
             tasks: Mutex::new(HashMap::new()),
             dirty: Mutex::new(Vec::new()),
             wake: Notify::new(),
+            told_ms: AtomicU64::new(0),
         });
         let a = agent.clone();
         tokio::spawn(http::serve(
@@ -533,9 +540,8 @@ struct Outcome {
 }
 
 async fn run_point(o: &Opts, tasks: usize, workers: usize) -> Outcome {
-    let interval = hb_interval(o, workers);
-    let ttl = interval * 3 + Duration::from_secs(10);
-    let mgr = start_manager(&o.scheduler, ttl);
+    let own = hb_interval(o);
+    let mgr = start_manager(&o.scheduler);
     let pid = mgr.pid().to_string();
     let url = mgr.url.clone();
     let shutdown = Shutdown::new();
@@ -545,7 +551,9 @@ async fn run_point(o: &Opts, tasks: usize, workers: usize) -> Outcome {
     let bench_cpu0 = cpu_secs("self");
 
     let t_reg = Instant::now();
-    let agents = start_agents(workers, &url, interval, &shutdown).await;
+    let agents = start_agents(workers, &url, own, &shutdown).await;
+    // What the manager told the agents (the last to register heard the largest figure).
+    let interval = agents.iter().map(|a| a.interval(own)).max().unwrap_or(own);
     let register_s = t_reg.elapsed().as_secs_f64();
     let cpu0 = cpu_secs(&pid);
 

@@ -361,6 +361,7 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             scheduler: mc.scheduler.clone(),
             heartbeat_ttl: mc.heartbeat_ttl,
             dispatch_backoff: mc.dispatch_backoff,
+            max_heartbeats_per_second: mc.max_heartbeats_per_second,
             known_workers: known,
         };
         let mut sec = ManagerSecurity::default();

@@ -214,6 +214,12 @@ pub struct HeartbeatReply {
     /// The manager asks for a full heartbeat next (it has just started, or the node was not up).
     #[serde(default)]
     pub want_full: bool,
+    /// The shortest interval the manager wants between this worker's heartbeats, so that it
+    /// receives at most `max_heartbeats_per_second` in all (`ARCHITECTURE.md`, "Heartbeats sized
+    /// by the manager"). Absent from older managers; a worker sends at the longer of this and its
+    /// own `heartbeat_interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval_ms: Option<u64>,
 }
 
 /// Immediate state changes from a worker.

@@ -201,6 +201,15 @@ impl Scheduler for Epvm {
             .collect()
     }
 
+    fn pick_changed(
+        &mut self,
+        nodes: &[NodeSnapshot],
+        demand: &Demand,
+        changed: &[usize],
+    ) -> Result<usize, NoFit> {
+        Epvm::pick_changed(self, nodes, demand, changed)
+    }
+
     fn pick(&mut self, nodes: &[NodeSnapshot], demand: &Demand) -> Result<usize, NoFit> {
         self.index.sync(nodes);
         self.index

@@ -56,6 +56,21 @@ pub trait Scheduler: Send + Sync + fmt::Debug {
     /// node's reason for turning it down. It may update the policy's explicit state (the round-robin
     /// cursor moves to the picked node).
     fn pick(&mut self, nodes: &[NodeSnapshot], demand: &Demand) -> Result<usize, NoFit>;
+
+    /// [`Scheduler::pick`] for a caller that knows which snapshots changed since its previous
+    /// `pick` or `pick_changed`: `changed` lists (in any order, repeats allowed) the index of every
+    /// snapshot that differs in any field; a change of the slice's length needs no listing. The
+    /// same answer as `pick`; a policy with an index over the nodes (E-PVM) then reads only the
+    /// listed snapshots. The default ignores the list.
+    fn pick_changed(
+        &mut self,
+        nodes: &[NodeSnapshot],
+        demand: &Demand,
+        changed: &[usize],
+    ) -> Result<usize, NoFit> {
+        let _ = changed;
+        self.pick(nodes, demand)
+    }
 }
 
 /// The running best of a scan over scored nodes, under a score order, with ties to the lowest id.

@@ -47,6 +47,8 @@ pub const DEFAULT_WORKER_LISTEN: SocketAddr =
 pub const DEFAULT_SCHEDULER: &str = "epvm";
 /// How long the manager waits for a heartbeat before it counts a worker down.
 pub const DEFAULT_HEARTBEAT_TTL: Duration = Duration::from_secs(5);
+/// At most this many heartbeats a second reach the manager: it stretches its workers' intervals.
+pub const DEFAULT_MAX_HEARTBEATS_PER_SECOND: u32 = 50;
 /// The first retry delay after a worker could not be reached.
 pub const DEFAULT_DISPATCH_BACKOFF: Duration = Duration::from_millis(500);
 /// How often a worker sends a heartbeat.
@@ -66,6 +68,7 @@ const MANAGER_KEYS: &[&str] = &[
     "heartbeat_ttl",
     "dispatch_backoff",
     "dns_listen",
+    "max_heartbeats_per_second",
 ];
 const WORKER_KEYS: &[&str] = &[
     "name",
@@ -164,6 +167,9 @@ pub struct ManagerConfig {
     /// `127.0.0.1:8600`; `"off"` in the file: `None`, no DNS server). Left at its default while
     /// the manager listens on port 0 (as tests do), it takes an ephemeral port too.
     pub dns_listen: Option<SocketAddr>,
+    /// At most this many heartbeats a second in all (default 50): the manager tells each worker
+    /// its interval, and each node's TTL follows from it (`ARCHITECTURE.md`).
+    pub max_heartbeats_per_second: u32,
 }
 
 impl Default for ManagerConfig {
@@ -175,6 +181,7 @@ impl Default for ManagerConfig {
             heartbeat_ttl: DEFAULT_HEARTBEAT_TTL,
             dispatch_backoff: DEFAULT_DISPATCH_BACKOFF,
             dns_listen: Some(DEFAULT_DNS_LISTEN),
+            max_heartbeats_per_second: DEFAULT_MAX_HEARTBEATS_PER_SECOND,
         }
     }
 }

@@ -87,6 +87,7 @@ fn the_embedded_default_is_a_manager_and_one_local_docker_worker() {
             heartbeat_ttl: Duration::from_secs(5),
             dispatch_backoff: Duration::from_millis(500),
             dns_listen: Some("127.0.0.1:8600".parse().unwrap_or_else(|e| panic!("{e}"))),
+            max_heartbeats_per_second: 50,
         }
     );
     let w = c.worker("local").unwrap_or_else(|| panic!("no worker"));
@@ -158,6 +159,7 @@ fn every_key_is_read_into_the_config() {
             heartbeat_ttl: Duration::from_secs(10),
             dispatch_backoff: Duration::from_millis(250),
             dns_listen: Some("127.0.0.1:8600".parse().unwrap_or_else(|e| panic!("{e}"))),
+            max_heartbeats_per_second: 50,
         }
     );
     assert_eq!(
@@ -266,7 +268,7 @@ fn bad_files_are_refused_with_the_file_the_key_and_the_valid_choices() {
         ),
         (
             "[manager]\nshceduler = \"epvm\"\n",
-            "cluster.toml: unknown key \"shceduler\" in [manager] (valid: listen, data_dir, scheduler, heartbeat_ttl, dispatch_backoff, dns_listen)",
+            "cluster.toml: unknown key \"shceduler\" in [manager] (valid: listen, data_dir, scheduler, heartbeat_ttl, dispatch_backoff, dns_listen, max_heartbeats_per_second)",
         ),
         (
             "[manager]\nheartbeat_ttl = \"5 parsecs\"\n",
@@ -279,6 +281,14 @@ fn bad_files_are_refused_with_the_file_the_key_and_the_valid_choices() {
         (
             "[manager]\nheartbeat_ttl = \"50ms\"\n",
             "cluster.toml: manager.heartbeat_ttl: must be at least 100ms, got \"50ms\"",
+        ),
+        (
+            "[manager]\nmax_heartbeats_per_second = 0\n",
+            "cluster.toml: manager.max_heartbeats_per_second: must be a whole number from 1 to 1000000, got 0",
+        ),
+        (
+            "[manager]\nmax_heartbeats_per_second = \"fifty\"\n",
+            "cluster.toml: manager.max_heartbeats_per_second: must be a whole number from 1 to 1000000, got \"fifty\"",
         ),
         (
             "[manager]\ndispatch_backoff = \"0s\"\n",

@@ -169,6 +169,18 @@ impl Cx<'_> {
         if let Some(b) = self.duration(t, P, "dispatch_backoff", Duration::from_millis(1))? {
             m.dispatch_backoff = b;
         }
+        match t.get("max_heartbeats_per_second") {
+            None => {}
+            Some(Value::Integer(n)) if (1..=1_000_000).contains(n) => {
+                m.max_heartbeats_per_second = *n as u32;
+            }
+            Some(other) => {
+                return Err(self.invalid(
+                    "manager.max_heartbeats_per_second",
+                    format!("must be a whole number from 1 to 1000000, got {other}"),
+                ))
+            }
+        }
         if self.string(t, P, "dns_listen")? == Some("off") {
             m.dns_listen = None;
         } else if let Some(dns) = self.addr(t, P, "dns_listen")? {

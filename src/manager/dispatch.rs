@@ -105,10 +105,20 @@ impl Manager {
                 let State {
                     scheduler,
                     snapshots,
+                    changed,
+                    all_changed,
                     ..
                 } = &mut *st;
                 let picking = std::time::Instant::now();
-                let picked = scheduler.pick(snapshots, &demand);
+                // Only the snapshots changed since the last pick are read (E-PVM's index; the
+                // other policies scan all of them either way).
+                let picked = if *all_changed {
+                    scheduler.pick(snapshots, &demand)
+                } else {
+                    scheduler.pick_changed(snapshots, &demand, changed)
+                };
+                changed.clear();
+                *all_changed = false;
                 self.inner.metrics.placement.observe(picking.elapsed());
                 match picked {
                     Ok(i) => {

@@ -7,13 +7,35 @@
 //! the next check tries again.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::dispatch::RETRY_PERIOD;
 use super::state::{Batch, NodeState, State};
 use super::{lock, Manager};
 use crate::task::{path, Desired, State as TaskState, Task, TaskId};
 use crate::util::now_ms;
+
+/// The heartbeat interval the manager tells a worker and the TTL it then gives that node, with
+/// `nodes` known nodes and at most `max_per_second` heartbeats a second in all (Nomad's approach):
+///
+/// - interval `I = nodes / max_per_second` seconds (rounded up to the millisecond); a worker sends
+///   at the longer of `I` and its own `heartbeat_interval` (1 s by default), so a cluster of up to
+///   `max_per_second` nodes keeps its workers' own intervals;
+/// - TTL `= max(heartbeat_ttl, 2 I)`: the configured TTL (5 s by default) until the interval passes
+///   half of it, then two intervals, so one lost beat (and the worker's jitter, at most a tenth of
+///   an interval) never counts a node down.
+pub fn heartbeat_plan(
+    nodes: usize,
+    max_per_second: u32,
+    heartbeat_ttl: Duration,
+) -> (Duration, Duration) {
+    let per_second = u64::from(max_per_second.max(1));
+    let ms = (nodes as u64 * 1000).div_ceil(per_second);
+    let interval = Duration::from_millis(ms);
+    (interval, heartbeat_ttl.max(interval * 2))
+}
 
 /// What losing `node` means for one of its tasks: its new value, and whether to queue it for a new
 /// placement. `None` when the task is finished or no longer on that node.
@@ -52,26 +74,27 @@ impl Manager {
     /// Marks nodes whose heartbeats stopped as down and moves their tasks back to the queue.
     /// Returns the names of the nodes it marked down.
     pub async fn check_nodes_once(&self) -> Vec<String> {
-        let ttl = self.inner.opts.heartbeat_ttl;
-        let mut lost: Vec<(String, NodeState)> = Vec::new();
+        let mut lost: Vec<(String, NodeState, Duration)> = Vec::new();
         let mut requeue: Vec<TaskId> = Vec::new();
         let staged = {
             let mut st = lock(&self.inner.state);
             let now = Instant::now();
             let now_wall = now_ms();
-            let names: Vec<(String, NodeState)> = st
+            let names: Vec<(String, NodeState, Duration)> = st
                 .nodes
                 .values()
                 .filter(|n| {
                     // A node restored from the store waits with a heartbeat time of the start.
                     let watched = matches!(n.state, NodeState::Up | NodeState::Unhealthy)
                         || (n.state == NodeState::Waiting && n.last_heartbeat.is_some());
-                    watched && n.last_heartbeat.is_none_or(|t| now.duration_since(t) > ttl)
+                    watched
+                        && n.last_heartbeat
+                            .is_none_or(|t| now.duration_since(t) > n.ttl)
                 })
-                .map(|n| (n.record.name.clone(), n.state))
+                .map(|n| (n.record.name.clone(), n.state, n.ttl))
                 .collect();
             let mut batch = Batch::default();
-            for (name, was) in names {
+            for (name, was, ttl) in names {
                 if let Some(n) = st.nodes.get_mut(&name) {
                     n.state = NodeState::Down;
                 }
@@ -105,7 +128,7 @@ impl Manager {
                         requeue.push(id);
                     }
                 }
-                lost.push((name, was));
+                lost.push((name, was, ttl));
             }
             st.stage(batch, self.inner.store.as_ref())
         };
@@ -114,7 +137,7 @@ impl Manager {
             // next check finds them silent again and retries.
             tracing::error!(error = %e, "store write failed while marking nodes down; retrying at the next check");
             let mut st = lock(&self.inner.state);
-            for (name, was) in &lost {
+            for (name, was, _) in &lost {
                 restore_node(&mut st, name, *was);
             }
             return Vec::new();
@@ -129,7 +152,7 @@ impl Manager {
         if !lost.is_empty() {
             self.inner.wake_dispatch.notify_one();
         }
-        lost.into_iter().map(|(n, _)| n).collect()
+        lost.into_iter().map(|(n, _, _)| n).collect()
     }
 
     /// Checks liveness every tenth of the TTL (at least every 50 ms) and retries blocked tasks
@@ -177,6 +200,43 @@ mod tests {
         t.node = Some(node.into());
         t.generation = 3;
         t
+    }
+
+    /// The interval the manager tells its workers and the TTL it keeps for them, at 50 heartbeats a
+    /// second and the default TTL of 5 s: clusters of up to 50 nodes keep the workers' own 1 s
+    /// and the 5 s TTL; from 250 nodes on the TTL is two intervals.
+    #[test]
+    fn heartbeat_intervals_and_ttls_follow_the_cluster_size() {
+        // (nodes, told interval ms, TTL ms)
+        let rows: [(usize, u64, u64); 10] = [
+            (0, 0, 5_000),
+            (1, 20, 5_000),
+            (3, 60, 5_000),
+            (50, 1_000, 5_000),
+            (100, 2_000, 5_000),
+            (250, 5_000, 10_000),
+            (1_000, 20_000, 40_000),
+            (5_000, 100_000, 200_000),
+            (10_000, 200_000, 400_000),
+            (100_000, 2_000_000, 4_000_000),
+        ];
+        for (nodes, interval_ms, ttl_ms) in rows {
+            let (interval, ttl) = heartbeat_plan(nodes, 50, Duration::from_secs(5));
+            assert_eq!(
+                (interval.as_millis() as u64, ttl.as_millis() as u64),
+                (interval_ms, ttl_ms),
+                "{nodes} nodes"
+            );
+            // At most 50 a second when every node waits the told interval.
+            if !interval.is_zero() {
+                assert!(nodes as f64 / interval.as_secs_f64() <= 50.0 + 1e-9);
+            }
+        }
+        // Rounded up to the millisecond, so the rate never exceeds the limit.
+        assert_eq!(
+            heartbeat_plan(7, 3, Duration::from_secs(5)).0,
+            Duration::from_millis(2_334)
+        );
     }
 
     /// (state, desired, on the lost node, expected: None or (new state, requeued))

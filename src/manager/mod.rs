@@ -40,6 +40,7 @@ pub mod protocol;
 pub mod reconcile;
 pub mod service_ops;
 pub mod services;
+mod snapshots;
 pub mod state;
 
 pub use state::{Node, NodeRecord, NodeState, State};
@@ -63,8 +64,11 @@ pub const STOP_KILL_MARGIN: Duration = Duration::from_millis(250);
 pub struct ManagerOptions {
     /// The scheduler's name (see `poseidon_schedulers::NAMES`).
     pub scheduler: String,
-    /// A node that has not sent a heartbeat for this long is down.
+    /// A node that has not sent a heartbeat for this long is down (the least TTL; larger clusters
+    /// get longer ones, see `liveness::heartbeat_plan`).
     pub heartbeat_ttl: Duration,
+    /// At most this many heartbeats a second in all: the manager stretches its workers' intervals.
+    pub max_heartbeats_per_second: u32,
     /// The first delay before re-sending a task to a worker that could not be reached.
     pub dispatch_backoff: Duration,
     /// Workers named in the config, known (as waiting) before their first heartbeat.
@@ -216,13 +220,21 @@ impl Manager {
         for r in records {
             // Not schedulable until it heartbeats (it may have died while the manager was down),
             // but with a full TTL from now before it can be counted down.
-            nodes.insert(r.name.clone(), Node::waiting(r, true, Some(now)));
+            nodes.insert(r.name.clone(), Node::waiting(r, true, Some(now.into())));
         }
         for (name, address) in &opts.known_workers {
             nodes.entry(name.clone()).or_insert_with(|| {
                 let record = NodeRecord::new(name, address, Capacity::default());
                 Node::waiting(record, false, None)
             });
+        }
+        let (_, ttl) = liveness::heartbeat_plan(
+            nodes.len(),
+            opts.max_heartbeats_per_second,
+            opts.heartbeat_ttl,
+        );
+        for n in nodes.values_mut() {
+            n.ttl = ttl;
         }
         tracing::info!(
             tasks = tasks.len(),

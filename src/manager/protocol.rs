@@ -4,9 +4,12 @@
 //! only then answers with the assignments and stop orders the plan holds.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::dispatch;
+use super::liveness::heartbeat_plan;
 use super::reconcile::{reconcile, Plan};
 use super::state::{holding, Batch, Node, NodeRecord, NodeState, State};
 use super::{lock, Manager, ManagerError};
@@ -31,7 +34,7 @@ impl Manager {
         let mut record = NodeRecord::new(name, hb.address.clone(), hb.capacity);
         record.labels = hb.labels.clone();
         record.host_volumes = hb.host_volumes.clone();
-        let (plan, staged, want_full) = {
+        let (plan, staged, want_full, interval) = {
             let mut st = lock(&self.inner.state);
             // Eligibility is the user's decision, kept in the record; a heartbeat never changes it.
             if let Some(n) = st.nodes.get(name) {
@@ -40,11 +43,20 @@ impl Manager {
             }
             let mut batch = Batch::default();
             let was = self.refresh_node(&mut st, &mut batch, &record, &hb)?;
+            let (interval, ttl) = heartbeat_plan(
+                st.nodes.len(),
+                self.inner.opts.max_heartbeats_per_second,
+                self.inner.opts.heartbeat_ttl,
+            );
+            if let Some(n) = st.nodes.get_mut(name) {
+                n.ttl = ttl;
+            }
             let plan = reconcile(name, &hb.tasks, hb.full, &*st, now_ms());
             self.apply_plan(&mut st, &mut batch, name, &plan);
             // A partial beat after the node was away: ask for everything it holds.
             let want_full = !hb.full && was != Some(NodeState::Up);
-            (plan, st.stage(batch, self.inner.store.as_ref()), want_full)
+            let staged = st.stage(batch, self.inner.store.as_ref());
+            (plan, staged, want_full, interval)
         };
         self.commit(staged).await?;
         {
@@ -55,7 +67,9 @@ impl Manager {
                 }
             }
         }
-        Ok(self.answer(plan, want_full))
+        let mut reply = self.answer(plan, want_full);
+        reply.heartbeat_interval_ms = Some(interval.as_millis() as u64);
+        Ok(reply)
     }
 
     /// Updates a node from its heartbeat (registering it if new); queues its record when the store
@@ -97,12 +111,10 @@ impl Manager {
         }
         let changed = old.as_ref().is_none_or(|(r, _)| r != record);
         if changed {
-            st.rebuild_snapshots();
+            st.refresh_snapshot(name);
         }
         st.set_node_up(name, new_state == NodeState::Up);
-        if let Some(&i) = st.order.get(name) {
-            st.snapshots[i].used_memory = hb.stats.memory_used;
-        }
+        st.set_used_memory(name, hb.stats.memory_used);
         let grew = old.as_ref().is_some_and(|(r, _)| {
             record.capacity.cpus > r.capacity.cpus || record.capacity.memory > r.capacity.memory
         });
@@ -183,6 +195,7 @@ impl Manager {
             assign: plan.assign,
             stop: plan.stop,
             want_full,
+            heartbeat_interval_ms: None,
         }
     }
 

@@ -11,7 +11,9 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::time::Instant;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use poseidon_schedulers::{Constraint as Rule, Demand, Eligibility, NodeSnapshot, Scheduler};
 use serde::{Deserialize, Serialize};
@@ -102,6 +104,9 @@ pub struct Node {
     pub last_heartbeat: Option<Instant>,
     /// When its last heartbeat arrived (wall clock, ms), if ever.
     pub last_heartbeat_ms: Option<u64>,
+    /// How long it may stay silent before it is counted down: the TTL that goes with the interval
+    /// it was last told (`liveness::heartbeat_plan`).
+    pub ttl: Duration,
 }
 
 impl Node {
@@ -115,6 +120,7 @@ impl Node {
             stats: NodeStats::default(),
             last_heartbeat,
             last_heartbeat_ms: None,
+            ttl: crate::config::DEFAULT_HEARTBEAT_TTL,
         }
     }
 }
@@ -172,8 +178,14 @@ pub struct State {
     pub(super) by_node: HashMap<String, HashSet<TaskId>>,
     /// Every node, by name.
     pub(super) nodes: BTreeMap<String, Node>,
-    /// Scheduler snapshots, in node-name order, aligned with `order`.
+    /// Scheduler snapshots, aligned with `order`: in name order after a load, then each new node
+    /// appended (see `snapshots.rs`).
     pub(super) snapshots: Vec<NodeSnapshot>,
+    /// The indices of the snapshots changed since the scheduler's last pick (see
+    /// `Scheduler::pick_changed`), unless `all_changed`.
+    pub(super) changed: Vec<usize>,
+    /// Too many changes to list (or a rebuild): the next pick reads every snapshot.
+    pub(super) all_changed: bool,
     /// A node's index in `snapshots`.
     pub(super) order: HashMap<String, usize>,
     /// The placement policy.
@@ -284,6 +296,8 @@ impl State {
             by_node: HashMap::new(),
             nodes,
             snapshots: Vec::new(),
+            changed: Vec::new(),
+            all_changed: true,
             order: HashMap::new(),
             scheduler,
             queue: VecDeque::new(),
@@ -340,6 +354,7 @@ impl State {
             if let Some(n) = holding(o) {
                 if let Some(&i) = self.order.get(n) {
                     self.snapshots[i].release(&demand_of(&o.spec));
+                    self.touch(i);
                 }
                 if wants_distinct_hosts(&o.spec.constraints) {
                     let key = group_key(o);
@@ -376,6 +391,7 @@ impl State {
             if let Some(n) = holding(t) {
                 if let Some(&i) = self.order.get(n) {
                     self.snapshots[i].place(&demand_of(&t.spec));
+                    self.touch(i);
                 }
                 if wants_distinct_hosts(&t.spec.constraints) {
                     *self
@@ -513,54 +529,6 @@ impl State {
         }
     }
 
-    /// Rebuilds the snapshot vector after the set of nodes changed (rare: registration).
-    pub fn rebuild_snapshots(&mut self) {
-        self.order.clear();
-        self.snapshots.clear();
-        for (i, (name, node)) in self.nodes.iter().enumerate() {
-            self.order.insert(name.clone(), i);
-            let mut s = NodeSnapshot::new(
-                name.clone(),
-                node.record.capacity.cpus,
-                node.record.capacity.memory,
-            );
-            s.up = node.state == NodeState::Up;
-            s.used_memory = node.stats.memory_used;
-            s.eligibility = node.record.eligibility();
-            s = s.with_labels(&node.record.labels);
-            s.attributes.extend(crate::spec::offered_node_attributes(
-                node.record.host_volumes.iter().map(String::as_str),
-            ));
-            self.snapshots.push(s);
-        }
-        // Split borrows instead of cloning every placed task (a node that registers late would
-        // otherwise copy the whole task table, a gigabyte at a million tasks).
-        let State {
-            tasks,
-            order,
-            snapshots,
-            ..
-        } = self;
-        for t in tasks.values() {
-            if let Some(n) = holding(t) {
-                if let Some(&i) = order.get(n) {
-                    snapshots[i].place(&demand_of(&t.spec));
-                }
-            }
-        }
-    }
-
-    /// Copies a node's eligibility from its record into its snapshot.
-    pub fn sync_eligibility(&mut self, name: &str) {
-        let eligibility = self
-            .nodes
-            .get(name)
-            .map_or(Eligibility::Eligible, |n| n.record.eligibility());
-        if let Some(&i) = self.order.get(name) {
-            self.snapshots[i].eligibility = eligibility;
-        }
-    }
-
     /// Publishes a node's current state as an event.
     pub(super) fn node_event(&mut self, name: &str) {
         let Some(n) = self.nodes.get(name) else {
@@ -572,13 +540,6 @@ impl State {
             state,
             problem,
         });
-    }
-
-    /// Marks a node schedulable or not in its snapshot.
-    pub fn set_node_up(&mut self, name: &str, up: bool) {
-        if let Some(&i) = self.order.get(name) {
-            self.snapshots[i].up = up;
-        }
     }
 
     /// Moves up to `limit` blocked tasks (oldest first) back to the queue; returns how many.

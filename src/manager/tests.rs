@@ -100,6 +100,7 @@ fn options() -> ManagerOptions {
         // Long enough that no node is counted down during a test.
         heartbeat_ttl: Duration::from_secs(60),
         dispatch_backoff: Duration::from_secs(10),
+        max_heartbeats_per_second: 50,
         known_workers: Vec::new(),
     }
 }
@@ -359,5 +360,231 @@ async fn a_retry_of_blocked_tasks_does_not_rewrite_an_unchanged_reason() {
     for id in ids {
         let reason = m.task(id).unwrap().reason.unwrap();
         assert!(reason.contains("n1: needs 2 cpus, 1 free"), "{reason}");
+    }
+}
+
+/// Heartbeats sized by the manager: with 100 nodes and at most 10 heartbeats a second, each worker
+/// is told 10 s and its TTL is 20 s (`liveness::heartbeat_plan`); nodes that keep the told interval
+/// stay up, the manager receives at most 10 a second, and the one that falls silent is counted down
+/// within the TTL the manager chose (paused time, checked every 100 ms).
+#[tokio::test(start_paused = true)]
+async fn a_silent_node_is_counted_down_within_the_ttl_the_manager_chose() {
+    let store = TestStore::new();
+    let mut opts = options();
+    opts.heartbeat_ttl = Duration::from_secs(5);
+    opts.max_heartbeats_per_second = 10;
+    let m = Manager::start(opts, store.clone(), Shutdown::new())
+        .await
+        .unwrap();
+    let names: Vec<String> = (0..100).map(|i| format!("n{i:03}")).collect();
+    let beat_all = |skip: Option<&'static str>| {
+        let (m, names) = (m.clone(), names.clone());
+        async move {
+            let mut told = Vec::new();
+            for n in names.iter().filter(|n| Some(n.as_str()) != skip) {
+                let r = m
+                    .heartbeat(n, beat(n, 4.0, Vec::new(), true))
+                    .await
+                    .unwrap();
+                told.push(r.heartbeat_interval_ms);
+            }
+            told
+        }
+    };
+    // Registration: the told interval grows with the count, 0.1 s per node at 10 a second.
+    let first = beat_all(None).await;
+    assert_eq!(first[0], Some(100));
+    assert_eq!(first[99], Some(10_000));
+    // Everyone once more at the full size: all told 10 s, TTL 20 s.
+    let told = beat_all(None).await;
+    assert!(told.iter().all(|t| *t == Some(10_000)), "{told:?}");
+    let ttl = Duration::from_secs(20);
+    let silent = "n042";
+    let start = tokio::time::Instant::now();
+    let step = Duration::from_millis(100);
+    let mut next_round = start + Duration::from_secs(10);
+    let mut sent = 0usize;
+    let detected = loop {
+        tokio::time::advance(step).await;
+        let now = tokio::time::Instant::now();
+        if now >= next_round {
+            sent += beat_all(Some(silent)).await.len();
+            next_round += Duration::from_secs(10);
+        }
+        m.check_nodes_once().await;
+        let down: Vec<String> = lock(&m.inner.state)
+            .nodes
+            .values()
+            .filter(|n| n.state == NodeState::Down)
+            .map(|n| n.record.name.clone())
+            .collect();
+        if !down.is_empty() {
+            assert_eq!(down, vec![silent.to_string()]);
+            break now - start;
+        }
+        assert!(now - start < ttl * 5, "not detected within 5 TTLs");
+    };
+    assert!(
+        detected > ttl && detected <= ttl + step,
+        "detected after {detected:?}, TTL {ttl:?}"
+    );
+    // Two rounds of 99 beats in 20 s: under 10 a second.
+    let rate = sent as f64 / detected.as_secs_f64();
+    assert!(rate <= 10.0, "{rate} heartbeats a second");
+    // The others, beating every told interval, stay up for ten more TTLs.
+    let until = tokio::time::Instant::now() + ttl * 10;
+    while tokio::time::Instant::now() < until {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        if tokio::time::Instant::now() >= next_round {
+            beat_all(Some(silent)).await;
+            next_round += Duration::from_secs(10);
+        }
+        m.check_nodes_once().await;
+    }
+    let down = lock(&m.inner.state)
+        .nodes
+        .values()
+        .filter(|n| n.state == NodeState::Down)
+        .count();
+    assert_eq!(down, 1);
+}
+
+/// E-PVM through the manager reads only the snapshots changed since its last pick
+/// (`Scheduler::pick_changed`); every way a snapshot changes must be listed, which debug builds
+/// check at every pick (the index panics on an unlisted change). This drives each of them with
+/// placements in between: registrations, re-registration with more capacity, used memory from
+/// heartbeats, placements, failed dispatches (released), reports, eligibility, a node lost. At the
+/// end the incrementally kept snapshots equal a rebuild from scratch.
+#[tokio::test(start_paused = true)]
+async fn every_snapshot_change_reaches_the_epvm_index() {
+    let store = TestStore::new();
+    let mut opts = options();
+    opts.scheduler = "epvm".into();
+    opts.heartbeat_ttl = Duration::from_secs(5);
+    let m = Manager::start(opts, store.clone(), Shutdown::new())
+        .await
+        .unwrap();
+    let beat_of = |name: &str, cpus: f64, used: u64| {
+        let mut hb = beat(name, cpus, Vec::new(), true);
+        hb.stats.memory_used = used;
+        hb
+    };
+    for i in 0..12u64 {
+        let name = format!("n{i:02}");
+        m.heartbeat(
+            &name,
+            beat_of(&name, [4.0, 8.0, 16.0][i as usize % 3], i << 28),
+        )
+        .await
+        .unwrap();
+    }
+    let spec = |i: usize| -> TaskSpec {
+        let (cpus, memory) = [(0.25, 64u64 << 20), (0.5, 256 << 20), (1.0, 1 << 30)][i % 3];
+        serde_json::from_value(serde_json::json!({
+            "name": format!("t{i}"), "image": "busybox", "cpus": cpus, "memory": memory
+        }))
+        .unwrap()
+    };
+    let settle = || async {
+        for _ in 0..20 {
+            m.dispatch_once().await;
+            tokio::task::yield_now().await;
+        }
+    };
+    let mut n = 0;
+    let mut submit = |k: usize| {
+        let subs: Vec<_> = (n..n + k).map(|i| (None, spec(i))).collect();
+        n += k;
+        subs
+    };
+    m.submit(submit(40)).await.unwrap();
+    settle().await;
+    // A new node comes; used memory moves; a node grows.
+    m.heartbeat("n99", beat_of("n99", 16.0, 0)).await.unwrap();
+    m.submit(submit(10)).await.unwrap();
+    settle().await;
+    // Only the used memory moves (the same capacity as at registration).
+    m.heartbeat("n03", beat_of("n03", 4.0, 7 << 30))
+        .await
+        .unwrap();
+    m.submit(submit(10)).await.unwrap();
+    settle().await;
+    m.heartbeat("n04", beat_of("n04", 32.0, 0)).await.unwrap();
+    m.submit(submit(40)).await.unwrap();
+    settle().await;
+    // Reports: some placed tasks run.
+    let placed: Vec<Task> = m
+        .tasks(Some(TaskState::Scheduled), None)
+        .into_iter()
+        .take(10)
+        .collect();
+    for t in &placed {
+        let mut s = TaskStatus::of(t);
+        s.state = TaskState::Running;
+        m.report(t.node.as_deref().unwrap(), vec![s]).await.unwrap();
+    }
+    m.set_eligibility("n05", false).await.unwrap();
+    m.submit(submit(40)).await.unwrap();
+    settle().await;
+    // Failed dispatches come back after their backoff and are placed again.
+    tokio::time::advance(Duration::from_secs(11)).await;
+    settle().await;
+    // All but n00 keep beating; n00 is lost after its TTL.
+    for i in 1..12u64 {
+        let name = format!("n{i:02}");
+        m.heartbeat(&name, beat_of(&name, 16.0, 1 << 30))
+            .await
+            .unwrap();
+    }
+    m.heartbeat("n99", beat_of("n99", 16.0, 0)).await.unwrap();
+    m.submit(submit(10)).await.unwrap();
+    settle().await;
+    tokio::time::advance(Duration::from_secs(3)).await;
+    for i in 1..12u64 {
+        let name = format!("n{i:02}");
+        m.heartbeat(&name, beat_of(&name, 16.0, 2 << 30))
+            .await
+            .unwrap();
+    }
+    m.heartbeat("n99", beat_of("n99", 16.0, 0)).await.unwrap();
+    m.submit(submit(10)).await.unwrap();
+    settle().await;
+    tokio::time::advance(Duration::from_secs(3)).await;
+    assert!(
+        m.check_nodes_once().await.contains(&"n00".to_string()) || {
+            lock(&m.inner.state).nodes["n00"].state == NodeState::Down
+        }
+    );
+    m.submit(submit(40)).await.unwrap();
+    settle().await;
+    assert!(m.metrics().placements.load(Ordering::Relaxed) >= 160);
+    // The snapshots kept change by change equal a rebuild from the tasks.
+    let mut st = lock(&m.inner.state);
+    let kept: std::collections::BTreeMap<String, poseidon_schedulers::NodeSnapshot> = st
+        .snapshots
+        .iter()
+        .map(|s| (s.id.clone(), s.clone()))
+        .collect();
+    st.rebuild_snapshots();
+    assert_eq!(kept.len(), st.snapshots.len());
+    for s in &st.snapshots {
+        let k = &kept[&s.id];
+        assert!((k.reserved_cpus - s.reserved_cpus).abs() < 1e-9, "{}", s.id);
+        let same = (
+            k.up,
+            k.cpus,
+            k.memory,
+            k.reserved_memory,
+            k.used_memory,
+            k.tasks,
+        ) == (
+            s.up,
+            s.cpus,
+            s.memory,
+            s.reserved_memory,
+            s.used_memory,
+            s.tasks,
+        );
+        assert!(same && k.eligibility == s.eligibility, "{k:?} != {s:?}");
     }
 }

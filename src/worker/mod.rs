@@ -128,6 +128,8 @@ pub(crate) struct Inner {
     accepting: tokio::sync::Mutex<()>,
     /// Heartbeats sent, to make every FULL_EVERY-th one full.
     beats: AtomicU64,
+    /// The interval the manager last told this worker (ms; 0 before it told any).
+    told_interval_ms: AtomicU64,
     /// Supervisors alive: when it is zero, nothing can create or restart a container any more.
     supervisors: AtomicU64,
     /// The next heartbeat must be full (at start, after a failed beat, on the manager's request).
@@ -214,6 +216,7 @@ impl Worker {
             contact_ok: AtomicBool::new(true),
             accepting: tokio::sync::Mutex::new(()),
             beats: AtomicU64::new(0),
+            told_interval_ms: AtomicU64::new(0),
             supervisors: AtomicU64::new(0),
             need_full: AtomicBool::new(true),
             engine_ok: AtomicBool::new(true),

@@ -107,6 +107,9 @@ impl Worker {
         match manager.heartbeat(&hb).await {
             Ok(reply) => {
                 self.contact();
+                if let Some(ms) = reply.heartbeat_interval_ms {
+                    self.inner.told_interval_ms.store(ms, Ordering::SeqCst);
+                }
                 if reply.want_full {
                     self.inner.need_full.store(true, Ordering::SeqCst);
                 }
@@ -162,15 +165,42 @@ impl Worker {
     }
 
     pub(super) async fn heartbeat_loop(self) {
+        let own = self.inner.opts.heartbeat_interval;
         loop {
             self.heartbeat_once().await;
-            // A little jitter spreads many workers' beats over the interval.
-            let base = self.inner.opts.heartbeat_interval;
-            let jitter = base.mul_f64(0.1 * (crate::util::now_ms() % 100) as f64 / 100.0);
-            tokio::select! {
-                _ = tokio::time::sleep(base - jitter) => {}
-                _ = self.inner.shutdown.wait() => return,
+            let spread = (crate::util::now_ms() % 100) as f64 / 100.0;
+            let due = Instant::now() + self.next_beat(spread);
+            // Wake at least every own interval while waiting a longer told one: a task with
+            // `stop_after_disconnect` taken meanwhile brings the beats back to the own interval at
+            // once (its guard counts silence in own intervals and must not see a told one's).
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due.min(Instant::now() + own)) => {}
+                    _ = self.inner.shutdown.wait() => return,
+                }
+                if Instant::now() >= due || self.next_beat(spread) <= own {
+                    break;
+                }
             }
+        }
+    }
+
+    /// How long to wait before the next heartbeat, `spread` in `[0, 1)` spreading many workers'
+    /// beats. The longer of the worker's own interval and the one the manager told it; a little
+    /// jitter, taken off the own interval (so the TTL keeps its margin) or added to the told one
+    /// (so the manager's rate limit holds). A worker holding a task with `stop_after_disconnect`
+    /// keeps its own interval: its disconnect guard counts silence in those intervals.
+    pub fn next_beat(&self, spread: f64) -> Duration {
+        let own = self.inner.opts.heartbeat_interval;
+        let told = Duration::from_millis(self.inner.told_interval_ms.load(Ordering::SeqCst));
+        let guarded = told > own
+            && lock(&self.inner.tasks)
+                .values()
+                .any(|e| e.task.spec.stop_after_disconnect_ms.is_some() && !e.task.is_finished());
+        if told > own && !guarded {
+            told + told.mul_f64(0.1 * spread)
+        } else {
+            own - own.mul_f64(0.1 * spread)
         }
     }
 

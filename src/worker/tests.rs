@@ -280,3 +280,32 @@ async fn after_a_long_run_the_backoff_starts_over_and_stays_short() {
     // Each delay was read at restart count k, so the visible counter went on through the reset.
     assert_eq!(delays, vec![0.1, 0.2, 0.4, 0.1, 0.2]);
 }
+
+/// The worker waits the longer of its own interval and the one the manager told it (jitter added
+/// to the told one, taken off its own), except while it holds an at-most-one task.
+#[tokio::test(start_paused = true)]
+async fn the_worker_waits_the_interval_the_manager_told_it() {
+    use std::sync::atomic::Ordering;
+    let mock = MockRuntime::new();
+    let w = start(&mock, Arc::new(MemStore::new()), None).await;
+    // Own interval 200 ms; nothing told yet.
+    assert_eq!(w.next_beat(0.0), Duration::from_millis(200));
+    assert_eq!(w.next_beat(0.5), Duration::from_millis(190));
+    // Told less than its own: its own stays.
+    w.inner.told_interval_ms.store(100, Ordering::SeqCst);
+    assert_eq!(w.next_beat(0.0), Duration::from_millis(200));
+    // Told 100 s: 100 s plus up to a tenth.
+    w.inner.told_interval_ms.store(100_000, Ordering::SeqCst);
+    assert_eq!(w.next_beat(0.0), Duration::from_secs(100));
+    assert_eq!(w.next_beat(0.5), Duration::from_secs(105));
+    // Holding an at-most-one task: back to its own interval.
+    let t = w
+        .submit(
+            None,
+            spec(r#"{"name": "one", "image": "busybox", "stop_after_disconnect": "3s"}"#),
+        )
+        .await
+        .unwrap();
+    running(&w, t.id, 0).await;
+    assert_eq!(w.next_beat(0.0), Duration::from_millis(200));
+}
