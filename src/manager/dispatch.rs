@@ -45,6 +45,34 @@ pub const RETRY_PERIOD: Duration = Duration::from_secs(2);
 /// How long the manager waits for a worker to take a batch.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The most assignments one request to a worker carries; more wait for the next request.
+const MAX_BATCH: usize = 1024;
+
+/// Placements on their way to each worker: at most one `POST /assignments` is in flight to a
+/// node, and what is placed meanwhile waits in its outbox and goes in the next request. Sending
+/// each pass's batch at once instead opened a connection per concurrent batch (hundreds under 64
+/// submitting clients, each a TLS handshake with `tls = "auto"`) and made the worker sync one
+/// small write per request; an outbox turns load into bigger batches instead.
+#[derive(Debug, Default)]
+pub(super) struct Outboxes(std::sync::Mutex<std::collections::HashMap<String, Outbox>>);
+
+/// One node's outbox.
+#[derive(Debug, Default)]
+pub(super) struct Outbox {
+    /// Placed, synced, not yet sent.
+    waiting: Vec<Assignment>,
+    /// Whether a sender is draining it.
+    sending: bool,
+}
+
+impl Outboxes {
+    /// How many assignments wait to be sent, over every node.
+    #[cfg(test)]
+    pub(super) fn waiting(&self) -> usize {
+        lock(&self.0).values().map(|o| o.waiting.len()).sum()
+    }
+}
+
 /// A digest of which node failed which check: what a blocked task's reason says, less the free
 /// amounts, which move with every placement elsewhere.
 fn shape_of(nofit: &NoFit) -> u64 {
@@ -189,13 +217,45 @@ impl Manager {
         }
         let placed = batches.values().map(Vec::len).sum();
         for (node, assignments) in batches {
-            let m = self.clone();
-            tokio::spawn(async move { m.send_batch(node, assignments).await });
+            self.post(node, assignments);
         }
         if more {
             self.inner.wake_dispatch.notify_one();
         }
         placed
+    }
+
+    /// Puts `assignments` in `node`'s outbox, and starts its sender unless one is running.
+    fn post(&self, node: String, assignments: Vec<Assignment>) {
+        let start = {
+            let mut boxes = lock(&self.inner.outboxes.0);
+            let outbox = boxes.entry(node.clone()).or_default();
+            outbox.waiting.extend(assignments);
+            !std::mem::replace(&mut outbox.sending, true)
+        };
+        if start {
+            let m = self.clone();
+            tokio::spawn(async move { m.drain_outbox(node).await });
+        }
+    }
+
+    /// Sends `node`'s outbox one batch at a time until it is empty, then forgets it.
+    async fn drain_outbox(&self, node: String) {
+        loop {
+            let batch = {
+                let mut boxes = lock(&self.inner.outboxes.0);
+                let Some(outbox) = boxes.get_mut(&node) else {
+                    return;
+                };
+                if outbox.waiting.is_empty() {
+                    boxes.remove(&node);
+                    return;
+                }
+                let n = outbox.waiting.len().min(MAX_BATCH);
+                outbox.waiting.drain(..n).collect::<Vec<_>>()
+            };
+            self.send_batch(node.clone(), batch).await;
+        }
     }
 
     /// Sends one batch to a worker; what it does not take goes back to the queue with backoff.

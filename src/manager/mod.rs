@@ -133,6 +133,8 @@ struct Inner {
     store: Arc<dyn Store>,
     state: Mutex<State>,
     wake_dispatch: Notify,
+    /// Placements waiting for their worker, one request in flight per node.
+    outboxes: dispatch::Outboxes,
     /// Wakes the service loop (a task of a service changed, or a service did).
     wake_services: Notify,
     /// Serialises service writes, so that undoing a failed one restores what the store holds.
@@ -255,6 +257,7 @@ impl Manager {
                 store,
                 state: Mutex::new(state),
                 wake_dispatch: Notify::new(),
+                outboxes: dispatch::Outboxes::default(),
                 wake_services: Notify::new(),
                 service_writes: tokio::sync::Mutex::new(()),
                 client: match &security.client_tls {

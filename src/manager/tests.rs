@@ -588,3 +588,98 @@ async fn every_snapshot_change_reaches_the_epvm_index() {
         assert!(same && k.eligibility == s.eligibility, "{k:?} != {s:?}");
     }
 }
+
+/// What the worker stand-in of [`slow_worker`] saw.
+#[derive(Default)]
+struct WorkerSeen {
+    requests: AtomicUsize,
+    assignments: AtomicUsize,
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
+}
+
+/// A worker stand-in on loopback that takes every `POST /assignments` after `delay`, counting
+/// requests, assignments and the most requests it held at once. Returns its URL.
+async fn slow_worker(delay: Duration, seen: Arc<WorkerSeen>) -> String {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (io, _) = listener.accept().await.unwrap();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let now = seen.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                            seen.most_in_flight.fetch_max(now, Ordering::SeqCst);
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let batch: crate::wire::AssignmentBatch =
+                                serde_json::from_slice(&body).unwrap();
+                            tokio::time::sleep(delay).await;
+                            seen.requests.fetch_add(1, Ordering::SeqCst);
+                            seen.assignments
+                                .fetch_add(batch.assignments.len(), Ordering::SeqCst);
+                            seen.in_flight.fetch_sub(1, Ordering::SeqCst);
+                            let reply =
+                                serde_json::to_vec(&crate::wire::AssignmentReply::default())
+                                    .unwrap();
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from(reply)),
+                            ))
+                        }
+                    },
+                );
+                let io = hyper_util::rt::TokioIo::new(io);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_worker_gets_one_request_at_a_time_and_bigger_batches_under_load() {
+    let store = TestStore::new();
+    let m = manager(&store).await;
+    let seen = Arc::new(WorkerSeen::default());
+    let url = slow_worker(Duration::from_millis(50), seen.clone()).await;
+    let mut b = beat("n1", 64.0, Vec::new(), true);
+    b.address = url;
+    m.heartbeat("n1", b).await.unwrap();
+    // 40 submitters at once, 5 tasks each, one task a request.
+    let mut submitters = Vec::new();
+    for _ in 0..40 {
+        let m = m.clone();
+        submitters.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                m.submit(vec![(None, spec(0.01))]).await.unwrap();
+            }
+        }));
+    }
+    for s in submitters {
+        s.await.unwrap();
+    }
+    wait_until(
+        "the worker to be sent all 200 tasks",
+        || seen.assignments.load(Ordering::SeqCst) == 200,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(m.inner.outboxes.waiting(), 0);
+    let requests = seen.requests.load(Ordering::SeqCst);
+    assert_eq!(
+        seen.most_in_flight.load(Ordering::SeqCst),
+        1,
+        "more than one request in flight to one worker"
+    );
+    // Each request takes 50 ms, so while one is out the next batch gathers what was placed.
+    assert!(
+        requests < 100,
+        "200 tasks took {requests} requests: the outbox did not batch"
+    );
+}
