@@ -251,3 +251,28 @@ async fn a_worker_joins_over_tls_only_with_a_join_token_whose_fingerprint_matche
     w2.stop().await;
     c.running.stop().await;
 }
+
+#[tokio::test]
+async fn the_routing_mesh_reads_the_catalog_with_the_nodes_token_over_tls() {
+    let c = secured().await;
+    let port = common::free_port();
+    let body = json!({"name": "web", "count": 2, "task": {"image": "app:1", "ports": ["80"]},
+                      "publish": [{"port": port, "target": 80, "mode": "http"}]});
+    let (s, v) = c.api.post("/services", &body).await;
+    assert_eq!(s, 201, "{v}");
+    let mesh = c.running.workers[0].worker.mesh().unwrap().clone();
+    // Only a watch that passed the manager's gate (node token, node certificate) fills the table.
+    common::wait_for(
+        "the mesh to route both copies",
+        Duration::from_secs(20),
+        || {
+            let mesh = mesh.clone();
+            async move {
+                let t = mesh.table();
+                (t.ports.get(&port)?.routes[0].backends.len() == 2).then_some(())
+            }
+        },
+    )
+    .await;
+    c.running.stop().await;
+}

@@ -68,6 +68,8 @@ fn publish(targets: &[u16]) -> Vec<Publish> {
             port: 8080,
             target,
             mode: "tcp".into(),
+            hosts: Vec::new(),
+            balance: "round_robin".into(),
         })
         .collect()
 }
