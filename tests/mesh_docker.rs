@@ -243,9 +243,14 @@ async fn the_mesh_routes_retries_follows_the_catalog_and_outlives_the_manager() 
     let api = Api::new(format!("http://127.0.0.1:{mport}"));
     let workers = wports.map(|p| Api::new(format!("http://127.0.0.1:{p}")));
     wait_for("two nodes up", WAIT, || async {
-        let (s, v) = api.get("/nodes").await.clone();
-        let ready = (s == 200)
-            .then(|| v.as_array().cloned().unwrap_or_default())
+        // The manager may not listen yet: a refused connect is one more wait.
+        let v: Value = HttpClient::new(Duration::from_millis(500))
+            .get(&format!("{}/nodes", api.base))
+            .await
+            .ok()?;
+        let ready = v
+            .as_array()
+            .cloned()
             .unwrap_or_default()
             .iter()
             .filter(|n| n["state"] == "up")
@@ -334,6 +339,18 @@ async fn the_mesh_routes_retries_follows_the_catalog_and_outlives_the_manager() 
         results.len(),
         failed.len()
     );
+    let mut retried = 0u64;
+    for w in &workers {
+        let text = w.ok("/metrics").await;
+        retried += text
+            .as_str()
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("poseidon_mesh_failures_total") && l.contains(&victim_ep))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum::<u64>();
+    }
+    eprintln!("attempts on the dead endpoint that failed and were retried elsewhere: {retried}");
     assert!(results.len() >= 40, "{}", results.len());
     assert!(failed.is_empty(), "failed requests: {failed:?}");
     let mut answers = Vec::new();
