@@ -100,7 +100,8 @@ mod tests {
     #[test]
     fn least_conn_takes_the_fewest_open_and_breaks_ties_in_turn() {
         // (active per endpoint, turn, skipped, expected)
-        let rows: &[(&[u64], usize, &[usize], Option<usize>)] = &[
+        type Row = (&'static [u64], usize, &'static [usize], Option<usize>);
+        let rows: &[Row] = &[
             (&[3, 1, 2], 0, &[], Some(1)),
             (&[3, 1, 2], 2, &[], Some(1)),
             (&[3, 1, 2], 0, &[1], Some(2)),

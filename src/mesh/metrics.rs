@@ -90,7 +90,7 @@ impl Metrics {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let families: [(&str, &str, &str, fn(&EndpointStats) -> &AtomicU64); 6] = [
+        let families: [Family; 6] = [
             (
                 "connections_total",
                 "counter",
@@ -143,6 +143,14 @@ impl Metrics {
         }
     }
 }
+
+/// One metric family: its name suffix, its type, its help, and the counter it reads.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&EndpointStats) -> &AtomicU64,
+);
 
 /// A label value escaped as the text format asks (backslash, quote, newline).
 fn escape(v: &str) -> String {
