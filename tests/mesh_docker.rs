@@ -4,10 +4,11 @@
 //! its own task id (`POSEIDON_TASK_ID`), published in HTTP mode on one port and in TCP mode on
 //! another. In sequence on one cluster:
 //!
-//! 1. each worker's published port reaches all three endpoints;
+//! 1. each worker's published port reaches all three endpoints, and `dig` against the manager's
+//!    DNS answers 3 SRV records with their host ports;
 //! 2. one container is killed with `docker kill` while a client sends a request every 20 ms
-//!    through the mesh: no request fails (retries), the dead endpoint leaves both meshes within
-//!    one heartbeat interval plus 1 s, and of six TCP connections opened before the kill only the
+//!    through the mesh: no request fails (retries), the dead endpoint leaves DNS and both meshes
+//!    within one heartbeat interval plus 1 s, and of six TCP connections opened before the kill only the
 //!    two the mesh had joined to the dead endpoint fail;
 //! 3. a rolling update with a client at 50 requests/s: no request fails;
 //! 4. a service with no copies answers 503 with a JSON body;
@@ -206,6 +207,7 @@ async fn the_mesh_routes_retries_follows_the_catalog_and_outlives_the_manager() 
     let nodes = [format!("mesh1-{tag}"), format!("mesh2-{tag}")];
     let _cleanup = nodes.clone().map(common::NodeContainers);
     let mport = common::free_port();
+    let dport = common::free_port();
     let wports = [common::free_port(), common::free_port()];
     let (http, tcp, empty) = (
         common::free_port(),
@@ -213,7 +215,7 @@ async fn the_mesh_routes_retries_follows_the_catalog_and_outlives_the_manager() 
         common::free_port(),
     );
     let mut file = format!(
-        "[manager]\nlisten = \"127.0.0.1:{mport}\"\ndata_dir = \"{d}/manager\"\nheartbeat_ttl = \"3s\"\ndns_listen = \"off\"\n",
+        "[manager]\nlisten = \"127.0.0.1:{mport}\"\ndata_dir = \"{d}/manager\"\nheartbeat_ttl = \"3s\"\ndns_listen = \"127.0.0.1:{dport}\"\n",
         d = dir.path().display()
     );
     for i in 0..2 {
@@ -284,6 +286,15 @@ async fn the_mesh_routes_retries_follows_the_catalog_and_outlives_the_manager() 
         "[{:?}] 3 endpoints reached through both meshes",
         started.elapsed()
     );
+    // DNS answers the same endpoints: 3 SRV records with the host ports the meshes route to.
+    let mut ports: Vec<String> = eps
+        .iter()
+        .map(|(_, a)| a.rsplit(':').next().unwrap().to_string())
+        .collect();
+    ports.sort();
+    if let Some(got) = dig_srv_ports(dport) {
+        assert_eq!(got, ports, "dig SRV");
+    }
 
     // The README's mesh block as written, through worker 1's mesh.
     readme_block(mport, wports[0], dir.path()).await;
@@ -317,6 +328,24 @@ async fn the_mesh_routes_retries_follows_the_catalog_and_outlives_the_manager() 
         .output()
         .unwrap();
     assert!(out.status.success(), "docker kill: {out:?}");
+    let victim_port = victim_ep.rsplit(':').next().unwrap().to_string();
+    if dig_srv_ports(dport).is_some() {
+        wait_for(
+            "the killed endpoint to leave DNS",
+            (HEARTBEAT + Duration::from_secs(1)) * 5,
+            || async {
+                let got = dig_srv_ports(dport).unwrap();
+                (got.len() == 2 && !got.contains(&victim_port)).then_some(())
+            },
+        )
+        .await;
+        let left = killed.elapsed();
+        eprintln!("the killed endpoint left DNS after {left:?}");
+        assert!(
+            left <= HEARTBEAT + Duration::from_secs(1),
+            "left DNS after {left:?}"
+        );
+    }
     for (i, w) in workers.iter().enumerate() {
         wait_for(
             &format!("{victim_ep} to leave mesh {i}"),
@@ -474,4 +503,36 @@ async fn readme_block(mport: u16, wport: u16, dir: &std::path::Path) {
             .any(|l| l.starts_with("poseidon_mesh_requests_total{service=\"hello\"")),
         "{log}"
     );
+}
+
+/// The ports of `dig @127.0.0.1 -p PORT +short _web._tcp.service.poseidon SRV`, sorted; `None`
+/// when dig is missing (a failure under CI=true, where `.ci/run` installs dnsutils).
+fn dig_srv_ports(dns_port: u16) -> Option<Vec<String>> {
+    let out = match Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &dns_port.to_string(),
+            "+short",
+            "+tries=1",
+            "+time=2",
+            "_web._tcp.service.poseidon",
+            "SRV",
+        ])
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI: dig (Debian's dnsutils) must be installed by .ci/run: {e}")
+        }
+        Err(_) => return None,
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `1 1 PORT TARGET.`
+    let mut ports: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
+        .collect();
+    ports.sort();
+    Some(ports)
 }
