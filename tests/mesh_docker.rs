@@ -375,11 +375,12 @@ async fn the_mesh_routes_retries_follows_the_catalog_and_outlives_the_manager() 
             .as_str()
             .unwrap()
             .lines()
-            .filter(|l| l.starts_with("poseidon_mesh_failures_total") && l.contains(&victim_ep))
+            .filter(|l| l.starts_with("poseidon_mesh_failures_total{service=\"web\""))
             .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
             .sum::<u64>();
     }
-    eprintln!("attempts on the dead endpoint that failed and were retried elsewhere: {retried}");
+    // The dead endpoint's counters are folded into `retired` once it has left the table.
+    eprintln!("failed attempts the meshes counted (HTTP ones retried elsewhere): {retried}");
     assert!(results.len() >= 40, "{}", results.len());
     assert!(failed.is_empty(), "failed requests: {failed:?}");
     let mut answers = Vec::new();

@@ -24,6 +24,9 @@ pub struct EndpointStats {
     pub bytes_out: AtomicU64,
 }
 
+/// The endpoint label of the counters of endpoints that left the table.
+pub const RETIRED: &str = "retired";
+
 /// Holds one open connection or request on an endpoint's gauge until dropped.
 #[derive(Debug)]
 pub struct ActiveGuard(Arc<EndpointStats>);
@@ -55,8 +58,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Metrics {
-    /// The counters of `endpoint` (`host:port`, or `none`) of `service`, made on first use; they
-    /// outlive the endpoint leaving the table, as Prometheus counters must.
+    /// The counters of `endpoint` (`host:port`, or `none`) of `service`, made on first use; once
+    /// the endpoint has left the table and closed its connections they are folded into the
+    /// service's `retired` line (see [`Metrics::prune`]).
     pub fn endpoint(&self, service: &str, endpoint: &str) -> Arc<EndpointStats> {
         let mut map = lock(&self.endpoints);
         if let Some(s) = map.get(&(service.to_string(), endpoint.to_string())) {
@@ -82,6 +86,59 @@ impl Metrics {
             .or_default()
             .clone();
         counter.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Forgets the counters of endpoints that left `table` and have nothing open, and the turns
+    /// of routes that left it, so that a long run of rolling updates (each copy a new host
+    /// port) does not grow the figures without bound.
+    pub fn prune(&self, table: &super::Table) {
+        let mut live: std::collections::BTreeSet<(&str, &str)> = Default::default();
+        let mut routes: std::collections::BTreeSet<(&str, u16)> = Default::default();
+        for (port, plan) in &table.ports {
+            for r in &plan.routes {
+                routes.insert((r.service.as_str(), *port));
+                live.insert((r.service.as_str(), "none"));
+                for b in &r.backends {
+                    live.insert((r.service.as_str(), b.addr.as_str()));
+                }
+            }
+        }
+        let mut map = lock(&self.endpoints);
+        let gone: Vec<(String, String)> = map
+            .iter()
+            .filter(|((svc, ep), s)| {
+                ep != RETIRED
+                    && !live.contains(&(svc.as_str(), ep.as_str()))
+                    && s.active.load(Ordering::Relaxed) == 0
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            let Some(old) = map.remove(&key) else {
+                continue;
+            };
+            let service = key.0;
+            if !routes.iter().any(|(svc, _)| *svc == service) {
+                continue;
+            }
+            // Folded into the service's `retired` line, so its totals never go down.
+            let into = map
+                .entry((service, RETIRED.to_string()))
+                .or_default()
+                .clone();
+            for (to, from) in [
+                (&into.connections, &old.connections),
+                (&into.requests, &old.requests),
+                (&into.failures, &old.failures),
+                (&into.bytes_in, &old.bytes_in),
+                (&into.bytes_out, &old.bytes_out),
+            ] {
+                to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
+        map.retain(|(svc, _), _| routes.iter().any(|(s, _)| *s == svc.as_str()));
+        drop(map);
+        lock(&self.turns).retain(|(svc, port), _| routes.contains(&(svc.as_str(), *port)));
     }
 
     /// The counters in the Prometheus text format.
@@ -188,6 +245,54 @@ mod tests {
         ] {
             assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
         }
+    }
+
+    #[test]
+    fn counters_of_endpoints_that_left_are_folded_into_retired_and_gone_services_dropped() {
+        use crate::mesh::table::{Backend, Mode, PortPlan, Route, Table};
+        let m = Metrics::default();
+        m.endpoint("web", "h:1")
+            .requests
+            .fetch_add(3, Ordering::Relaxed);
+        m.endpoint("web", "h:2")
+            .requests
+            .fetch_add(4, Ordering::Relaxed);
+        let open = ActiveGuard::new(m.endpoint("web", "h:3"));
+        m.endpoint("old", "h:9")
+            .requests
+            .fetch_add(1, Ordering::Relaxed);
+        let mut t = Table::default();
+        t.ports.insert(
+            80,
+            PortPlan {
+                mode: Mode::Http,
+                routes: vec![Route {
+                    service: "web".into(),
+                    hosts: Vec::new(),
+                    balance: crate::mesh::balance::Balance::RoundRobin,
+                    backends: vec![Backend {
+                        addr: "h:1".into(),
+                        task: "t".into(),
+                    }],
+                }],
+            },
+        );
+        m.prune(&t);
+        let mut out = String::new();
+        m.render(&mut out);
+        let requests: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("poseidon_mesh_requests_total{"))
+            .collect();
+        assert_eq!(
+            requests,
+            vec![
+                "poseidon_mesh_requests_total{service=\"web\",endpoint=\"h:1\"} 3",
+                "poseidon_mesh_requests_total{service=\"web\",endpoint=\"h:3\"} 0",
+                "poseidon_mesh_requests_total{service=\"web\",endpoint=\"retired\"} 4",
+            ]
+        );
+        drop(open);
     }
 
     #[test]

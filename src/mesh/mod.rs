@@ -111,6 +111,7 @@ impl Mesh {
             if **slot == table {
                 false
             } else {
+                self.shared.metrics.prune(&table);
                 *slot = Arc::new(table);
                 true
             }
