@@ -269,3 +269,19 @@ fn the_index_moves_only_when_an_endpoint_set_changes() {
     assert!(!c.set_service("web", vec![]));
     assert_eq!(*rx.borrow(), 6);
 }
+
+#[test]
+fn a_change_of_publish_entries_raises_the_index_and_the_same_entries_do_not() {
+    let mut c = Catalog::default();
+    let start = c.index();
+    assert!(c.set_publish("web", publish(&[80])));
+    assert_eq!(c.index(), start + 1);
+    assert!(!c.set_publish("web", publish(&[80])));
+    assert_eq!(c.index(), start + 1);
+    assert!(c.set_publish("web", publish(&[81])));
+    assert_eq!(c.published().get("web"), Some(&publish(&[81])));
+    // A stopped or forgotten service publishes nothing.
+    assert!(c.set_publish("web", Vec::new()));
+    assert!(c.published().is_empty());
+    assert_eq!(c.index(), start + 3);
+}
