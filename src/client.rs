@@ -16,8 +16,9 @@ use crate::task::{Task, TaskId};
 use crate::wire::{
     AssignmentBatch, AssignmentReply, CaReply, CatalogEndpoint, CatalogService, CreateToken,
     DrainReply, EligibilityRequest, Event, EventStreamEnd, ExecReply, ExecRequest, Heartbeat,
-    HeartbeatReply, IssuedToken, JoinReply, JoinRequest, LogsReply, ManagerHealth, NodeCertificate,
-    NodeView, Purged, Report, ServicePurged, ServiceView, TokenView, WorkerHealth, WorkerStats,
+    HeartbeatReply, IssuedToken, JoinReply, JoinRequest, LogsReply, ManagerHealth, MeshService,
+    NodeCertificate, NodeView, Purged, Report, ServicePurged, ServiceView, TokenView, WorkerHealth,
+    WorkerStats,
 };
 
 /// `POST /tasks` answers one task for one submission and an array for an array.
@@ -568,6 +569,18 @@ impl ManagerClient {
         block: Option<(u64, Duration)>,
     ) -> Result<Indexed<Vec<CatalogEndpoint>>, ClientError> {
         let path = format!("/catalog/services/{}", encode_component(name));
+        self.catalog_get(path, block).await
+    }
+
+    /// `GET /nodes/{node}/mesh`: every published service's entries with their endpoints, as the
+    /// routing mesh of worker `node` reads them (blocking like
+    /// [`ManagerClient::catalog_services`]).
+    pub async fn mesh(
+        &self,
+        node: &str,
+        block: Option<(u64, Duration)>,
+    ) -> Result<Indexed<Vec<MeshService>>, ClientError> {
+        let path = format!("/nodes/{}/mesh", encode_component(node));
         self.catalog_get(path, block).await
     }
 

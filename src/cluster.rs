@@ -543,7 +543,7 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
                 http::HttpClient::with_tls(Duration::from_secs(10), t.client.clone()),
                 manager,
             )
-            .with_token(node_token);
+            .with_token(node_token.clone());
             tokio::spawn(security::identity::renew_loop(
                 client,
                 wc.name.clone(),
@@ -551,6 +551,22 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
                 t.certs,
                 shutdown.clone(),
             ));
+        }
+        if let Some(ingress) = wc.ingress_listen {
+            // The mesh reads the catalog as this node: its token, and its TLS when on.
+            let client = manager_url.as_deref().map(|m| {
+                let http = match &client_tls {
+                    Some(tls) => http::HttpClient::with_tls(Duration::from_secs(10), tls.clone()),
+                    None => http::HttpClient::new(Duration::from_secs(10)),
+                };
+                crate::client::ManagerClient::with_http(http, m).with_token(node_token.clone())
+            });
+            let opts = crate::mesh::MeshOptions {
+                node: wc.name.clone(),
+                ingress,
+                api_port: addr.port(),
+            };
+            w.attach_mesh(crate::mesh::Mesh::start(opts, client, shutdown.clone()));
         }
         let handler_w = w.clone();
         servers.push(tokio::spawn(http::serve_with(

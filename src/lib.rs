@@ -18,6 +18,7 @@
 //! - [`wire`]: every body that crosses HTTP, one type for both sides.
 //! - [`client`]: typed clients of the manager and worker APIs (used by the manager, the CLI, tests and benches).
 //! - [`worker`]: the agent on each host, and its REST API.
+//! - [`mesh`]: the routing mesh each worker runs: published ports proxied to a service's endpoints.
 //! - [`service`]: the service model (versioned replicas of one task template).
 //! - [`manager`]: placement, dispatch, node liveness, and its REST API.
 //! - [`cluster`]: starting the roles a config file declares, in one process.
@@ -34,6 +35,7 @@ pub mod histogram;
 pub mod http;
 pub mod logging;
 pub mod manager;
+pub mod mesh;
 pub mod placement;
 pub mod security;
 pub mod service;

@@ -42,7 +42,8 @@ impl Default for UpdatePolicy {
 
 pub use crate::placement::Constraint;
 
-/// A port published by the routing mesh (stored now, acted on by a later issue).
+/// A port published by the routing mesh: every worker opens `port` on its `ingress_listen`
+/// address and proxies to the service's endpoints (the host ports bound for `target`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Publish {
     /// The port opened on every worker.
@@ -51,6 +52,39 @@ pub struct Publish {
     pub target: u16,
     /// `tcp` or `http`.
     pub mode: String,
+    /// In `http` mode, the `Host` names this entry answers (any when empty); several services
+    /// may share a port when each names its own hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// How an endpoint is chosen: `round_robin` (the default) or `least_conn`.
+    #[serde(
+        default = "default_balance",
+        skip_serializing_if = "is_default_balance"
+    )]
+    pub balance: String,
+}
+
+/// The balancing used when a `publish` entry names none.
+pub const DEFAULT_BALANCE: &str = "round_robin";
+
+fn default_balance() -> String {
+    DEFAULT_BALANCE.to_string()
+}
+
+fn is_default_balance(b: &String) -> bool {
+    b == DEFAULT_BALANCE
+}
+
+impl Publish {
+    /// Whether `self` and `other` (of two services) may share a port: both in `http` mode, each
+    /// naming hosts, and no host named by both.
+    pub fn can_share_port_with(&self, other: &Publish) -> bool {
+        self.mode == "http"
+            && other.mode == "http"
+            && !self.hosts.is_empty()
+            && !other.hosts.is_empty()
+            && self.hosts.iter().all(|h| !other.hosts.contains(h))
+    }
 }
 
 /// What the user asks of a service: one version.

@@ -545,6 +545,24 @@ pub struct CatalogService {
     pub endpoints: usize,
 }
 
+/// One service as the routing mesh sees it (`GET /catalog/mesh`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshService {
+    /// The service's name.
+    pub name: String,
+    /// Its `publish` entries, each with its endpoints.
+    pub entries: Vec<MeshEntry>,
+}
+
+/// One `publish` entry of a service and the endpoints that serve its `target`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshEntry {
+    /// The entry as the user wrote it.
+    pub publish: crate::service::Publish,
+    /// The running, healthy tasks' host ports for its `target`.
+    pub endpoints: Vec<CatalogEndpoint>,
+}
+
 /// A token as made by `POST /acl/bootstrap`, `POST /acl/tokens` or `POST /acl/join-token`: the only
 /// answer that ever holds its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

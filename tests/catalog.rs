@@ -172,3 +172,62 @@ async fn catalog_bad_input_is_a_400_naming_the_parameter_and_an_unknown_service_
     assert_eq!(got, 405);
     run.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_port_another_service_holds_is_a_409_naming_the_field_unless_hosts_split_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = start(&localize(CLUSTER, dir.path(), true)).await;
+    let api = Api::new(run.manager_url().unwrap());
+    let port = common::free_port();
+    let svc = |name: &str, publish: serde_json::Value| {
+        json!({"name": name, "count": 0, "task": {"image": "app:1", "ports": ["80"]},
+               "publish": publish})
+    };
+    let tcp = json!([{"port": port, "target": 80}]);
+    let www = json!([{"port": port, "target": 80, "mode": "http", "hosts": ["www.example"]}]);
+    let api_host = json!([{"port": port, "target": 80, "mode": "http", "hosts": ["api.example"]}]);
+    assert_eq!(api.post("/services", &svc("one", tcp.clone())).await.0, 201);
+    // (service, publish, status); the 409 names the field.
+    let rows = [
+        ("two", tcp.clone(), 409),
+        ("two", www.clone(), 409),
+        (
+            "two",
+            json!([{"port": port + 1, "target": 80}, {"port": port, "target": 80}]),
+            409,
+        ),
+    ];
+    for (name, publish, status) in rows {
+        let (s, v) = api.post("/services", &svc(name, publish.clone())).await;
+        assert_eq!(s, status, "{publish}: {v}");
+        let e = v["error"].as_str().unwrap();
+        assert!(
+            e.contains("publish[") && e.contains(".port") && e.contains("\"one\""),
+            "{e}"
+        );
+    }
+    // Once "one" is stopped its port is free; two http services with distinct hosts share it.
+    assert_eq!(api.delete("/services/one").await.0, 200);
+    assert_eq!(api.post("/services", &svc("www", www)).await.0, 201);
+    assert_eq!(api.post("/services", &svc("api", api_host)).await.0, 201);
+    let (s, v) = api
+        .post(
+            "/services",
+            &svc(
+                "dup",
+                json!([{"port": port, "target": 80, "mode": "http", "hosts": ["api.example"]}]),
+            ),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    // The mesh table shows both host routes on the port.
+    let mesh = api.ok("/catalog/mesh").await;
+    let names: Vec<&str> = mesh
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["api", "www"], "{mesh}");
+    run.stop().await;
+}

@@ -285,3 +285,28 @@ async fn a_node_renews_its_certificate_over_mutual_tls_and_the_renewed_one_is_ac
     assert_eq!(s, 200, "{v}");
     c.running.stop().await;
 }
+
+#[tokio::test]
+async fn the_routing_mesh_reads_the_catalog_with_the_nodes_token_over_tls() {
+    let c = secured().await;
+    let port = common::free_port();
+    let body = json!({"name": "web", "count": 2, "task": {"image": "app:1", "ports": ["80"]},
+                      "publish": [{"port": port, "target": 80, "mode": "http"}]});
+    let (s, v) = c.api.post("/services", &body).await;
+    assert_eq!(s, 201, "{v}");
+    let mesh = c.running.workers[0].worker.mesh().unwrap().clone();
+    // Only a watch that passed the manager's gate (node token, node certificate) fills the table.
+    common::wait_for(
+        "the mesh to route both copies",
+        Duration::from_secs(20),
+        || {
+            let mesh = mesh.clone();
+            async move {
+                let t = mesh.table();
+                (t.ports.get(&port)?.routes[0].backends.len() == 2).then_some(())
+            }
+        },
+    )
+    .await;
+    c.running.stop().await;
+}

@@ -43,6 +43,8 @@ pub const DEFAULT_DNS_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::
 /// Where a worker listens unless the file says otherwise.
 pub const DEFAULT_WORKER_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5556);
+/// Where a worker's routing mesh opens published ports unless the file says otherwise.
+pub const DEFAULT_INGRESS: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// The scheduler used unless the file names another.
 pub const DEFAULT_SCHEDULER: &str = "epvm";
 /// How long the manager waits for a heartbeat before it counts a worker down.
@@ -85,6 +87,7 @@ const WORKER_KEYS: &[&str] = &[
     "host_volumes",
     "registry_auth",
     "labels",
+    "ingress_listen",
 ];
 const CAPACITY_KEYS: &[&str] = &["cpus", "memory"];
 
@@ -221,6 +224,9 @@ pub struct WorkerConfig {
     /// Node labels (`labels = { disk = "ssd", zone = "a" }`), which task constraints test as
     /// `node.labels.KEY`; sent to the manager with every heartbeat.
     pub labels: BTreeMap<String, String>,
+    /// The address the routing mesh opens services' published ports on (default `127.0.0.1`);
+    /// `None` (`ingress_listen = "off"`) runs the worker without a mesh.
+    pub ingress_listen: Option<IpAddr>,
 }
 
 impl WorkerConfig {
@@ -241,6 +247,7 @@ impl WorkerConfig {
             host_volumes: std::collections::BTreeMap::new(),
             registry_auth: Vec::new(),
             labels: BTreeMap::new(),
+            ingress_listen: Some(DEFAULT_INGRESS),
         }
     }
 }

@@ -108,6 +108,7 @@ fn the_embedded_default_is_a_manager_and_one_local_docker_worker() {
             host_volumes: BTreeMap::new(),
             registry_auth: Vec::new(),
             labels: BTreeMap::new(),
+            ingress_listen: Some("127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))),
         }
     );
     assert!(c.worker("nope").is_none());
@@ -142,6 +143,7 @@ fn every_key_is_read_into_the_config() {
                 { registry = "https://index.docker.io/v1/", username = "hub", password = "tok" },
             ]
             labels = { disk = "ssd", "rack.row-2" = "a 1" }
+            ingress_listen = "0.0.0.0"
 
             [[worker]]
             name = "w2"
@@ -200,6 +202,7 @@ fn every_key_is_read_into_the_config() {
                     .into_iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
+                ingress_listen: Some("0.0.0.0".parse().unwrap_or_else(|e| panic!("{e}"))),
             },
             WorkerConfig {
                 name: "w2".into(),
@@ -220,6 +223,7 @@ fn every_key_is_read_into_the_config() {
                 host_volumes: BTreeMap::new(),
                 registry_auth: Vec::new(),
                 labels: BTreeMap::new(),
+                ingress_listen: Some("127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))),
             },
         ]
     );
@@ -370,7 +374,7 @@ fn bad_files_are_refused_with_the_file_the_key_and_the_valid_choices() {
         ),
         (
             "[[worker]]\nname = \"a\"\nnmae = \"b\"\n",
-            "cluster.toml: unknown key \"nmae\" in worker[0] (valid: name, listen, advertise, manager, runtime, docker_host, data_dir, capacity, heartbeat_interval, stop_grace, network, host_volumes, registry_auth, labels)",
+            "cluster.toml: unknown key \"nmae\" in worker[0] (valid: name, listen, advertise, manager, runtime, docker_host, data_dir, capacity, heartbeat_interval, stop_grace, network, host_volumes, registry_auth, labels, ingress_listen)",
         ),
         (
             "[[worker]]\nname = \"a\"\nadvertise = \"127.0.0.1:5556\"\n",
@@ -415,6 +419,10 @@ fn bad_files_are_refused_with_the_file_the_key_and_the_valid_choices() {
         (
             "[[worker]]\nname = \"a\"\ncapacity = \"big\"\n",
             "cluster.toml: worker[0].capacity: must be a table such as { cpus = 2.0, memory = \"4g\" }, got string",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\ningress_listen = \"127.0.0.1:80\"\n",
+            "cluster.toml: worker[0].ingress_listen: invalid address \"127.0.0.1:80\" (expected an IP address such as 127.0.0.1 or 0.0.0.0, or \"off\")",
         ),
         (
             "[[worker]]\nname = \"a\"\nnetwork = \"-net\"\n",

@@ -290,6 +290,18 @@ impl Cx<'_> {
             }
             w.network = Some(network.to_string());
         }
+        match self.string(t, p, "ingress_listen")? {
+            None => {}
+            Some("off") => w.ingress_listen = None,
+            Some(ip) => {
+                w.ingress_listen = Some(ip.parse::<std::net::IpAddr>().map_err(|_| {
+                    self.invalid(
+                        &format!("{p}.ingress_listen"),
+                        format!("invalid address {ip:?} (expected an IP address such as 127.0.0.1 or 0.0.0.0, or \"off\")"),
+                    )
+                })?);
+            }
+        }
         w.host_volumes = self.host_volumes(t, p)?;
         w.registry_auth = self.registry_auth(t, p)?;
         match t.get("labels") {

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::service::Publish;
 use crate::task::{Desired, State as TaskState, Task, TaskId};
-use crate::wire::{CatalogEndpoint, CatalogService};
+use crate::wire::{CatalogEndpoint, CatalogService, MeshEntry, MeshService};
 
 /// The host part of a node's advertised address (`http://10.0.0.5:5556` -> `10.0.0.5`,
 /// `http://[::1]:5556` -> `::1`); `None` when the address has no host.
@@ -82,6 +82,9 @@ pub struct Catalog {
     index: u64,
     /// Carries `index` to blocking queries.
     tx: watch::Sender<u64>,
+    /// The `publish` entries of every service that is not stopped: the routing mesh follows
+    /// them, so a change of them raises the index too.
+    publish: BTreeMap<String, Vec<Publish>>,
 }
 
 impl Default for Catalog {
@@ -90,6 +93,7 @@ impl Default for Catalog {
             services: BTreeMap::new(),
             index: 1,
             tx: watch::Sender::new(1),
+            publish: BTreeMap::new(),
         }
     }
 }
@@ -149,6 +153,26 @@ impl Catalog {
             self.bump();
         }
         changed
+    }
+
+    /// Records a service's `publish` entries (empty for a stopped or forgotten service); raises
+    /// the index when they changed. Returns whether they did.
+    pub fn set_publish(&mut self, service: &str, publish: Vec<Publish>) -> bool {
+        let old = if publish.is_empty() {
+            self.publish.remove(service)
+        } else {
+            self.publish.insert(service.to_string(), publish.clone())
+        };
+        let changed = old.unwrap_or_default() != publish;
+        if changed {
+            self.bump();
+        }
+        changed
+    }
+
+    /// Every service's `publish` entries (services without any are left out).
+    pub fn published(&self) -> &BTreeMap<String, Vec<Publish>> {
+        &self.publish
     }
 
     /// Applies `f` to a service's list, dropping an empty list; true when the list changed.
@@ -224,6 +248,56 @@ impl super::State {
             .flat_map(|t| self.task_endpoints(t))
             .collect();
         self.catalog.set_service(service, eps);
+        let publish = self
+            .services
+            .get(service)
+            .filter(|s| s.state != crate::service::ServiceState::Stopped)
+            .map(|s| s.spec().publish.clone())
+            .unwrap_or_default();
+        self.catalog.set_publish(service, publish);
+    }
+
+    /// What the routing mesh needs: every published service's entries, each with the endpoints
+    /// of its own `target` (a service may publish several container ports).
+    fn mesh_services(&self) -> Vec<MeshService> {
+        self.catalog
+            .published()
+            .iter()
+            .map(|(name, publish)| {
+                let tasks: Vec<&Task> = self
+                    .by_service
+                    .get(name)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| self.tasks.get(id).map(|t| &**t))
+                    .collect();
+                let entries = publish
+                    .iter()
+                    .map(|p| {
+                        let mut endpoints: Vec<CatalogEndpoint> = tasks
+                            .iter()
+                            .flat_map(|t| {
+                                let address = t
+                                    .node
+                                    .as_ref()
+                                    .and_then(|n| self.nodes.get(n))
+                                    .map(|n| n.record.address.as_str());
+                                endpoints_of(t, std::slice::from_ref(p), address)
+                            })
+                            .collect();
+                        endpoints.sort();
+                        MeshEntry {
+                            publish: p.clone(),
+                            endpoints,
+                        }
+                    })
+                    .collect();
+                MeshService {
+                    name: name.clone(),
+                    entries,
+                }
+            })
+            .collect()
     }
 }
 
@@ -248,6 +322,13 @@ impl super::Manager {
         let st = super::lock(&self.inner.state);
         st.services.get(name)?;
         Some((st.catalog.index(), st.catalog.endpoints(name).to_vec()))
+    }
+
+    /// `GET /catalog/mesh`: every published service's entries with their endpoints, and the
+    /// index, for the workers' routing mesh.
+    pub fn catalog_mesh(&self) -> (u64, Vec<MeshService>) {
+        let st = super::lock(&self.inner.state);
+        (st.catalog.index(), st.mesh_services())
     }
 
     /// Waits until the catalog index passes `after`, at most `wait` (or until the manager shuts

@@ -68,6 +68,8 @@ fn publish(targets: &[u16]) -> Vec<Publish> {
             port: 8080,
             target,
             mode: "tcp".into(),
+            hosts: Vec::new(),
+            balance: "round_robin".into(),
         })
         .collect()
 }
@@ -266,4 +268,20 @@ fn the_index_moves_only_when_an_endpoint_set_changes() {
     assert_eq!((c.count("web"), c.index()), (0, 6));
     assert!(!c.set_service("web", vec![]));
     assert_eq!(*rx.borrow(), 6);
+}
+
+#[test]
+fn a_change_of_publish_entries_raises_the_index_and_the_same_entries_do_not() {
+    let mut c = Catalog::default();
+    let start = c.index();
+    assert!(c.set_publish("web", publish(&[80])));
+    assert_eq!(c.index(), start + 1);
+    assert!(!c.set_publish("web", publish(&[80])));
+    assert_eq!(c.index(), start + 1);
+    assert!(c.set_publish("web", publish(&[81])));
+    assert_eq!(c.published().get("web"), Some(&publish(&[81])));
+    // A stopped or forgotten service publishes nothing.
+    assert!(c.set_publish("web", Vec::new()));
+    assert!(c.published().is_empty());
+    assert_eq!(c.index(), start + 3);
 }

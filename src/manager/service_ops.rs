@@ -197,6 +197,7 @@ impl Manager {
                         spec.name, spec.name
                     )));
                 }
+                check_ports(st, &spec)?;
                 Ok(Some(Service::new(spec, now_ms())))
             })
             .await?;
@@ -222,6 +223,7 @@ impl Manager {
                 let Some(mut svc) = st.services.get(name).cloned() else {
                     return Ok(None);
                 };
+                check_ports(st, &spec)?;
                 let cause = if svc.spec().same_template(&spec) {
                     "scaled"
                 } else {
@@ -500,6 +502,31 @@ fn apply(
         st.refresh_catalog(&name);
         applied.before.push((name, svc));
         applied.changes += 1;
+    }
+    Ok(())
+}
+
+/// Refuses a `publish` port that another service (not stopped) already publishes, unless both
+/// entries route by distinct `hosts` in `http` mode; the 409 names the field.
+fn check_ports(st: &State, spec: &ServiceSpec) -> Result<(), ManagerError> {
+    for (i, p) in spec.publish.iter().enumerate() {
+        for (name, svc) in &st.services {
+            if *name == spec.name || svc.state == ServiceState::Stopped {
+                continue;
+            }
+            if let Some(q) = svc
+                .spec()
+                .publish
+                .iter()
+                .find(|q| q.port == p.port && !p.can_share_port_with(q))
+            {
+                return Err(ManagerError::Conflict(format!(
+                    "publish[{i}].port: port {} is already published by service {name:?} (mode {}); \
+                     two services share a port only in http mode with distinct hosts",
+                    p.port, q.mode
+                )));
+            }
+        }
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ const UPDATE_FIELDS: &[&str] = &[
     "healthy_deadline",
     "auto_revert",
 ];
-const PUBLISH_FIELDS: &[&str] = &["port", "target", "mode"];
+const PUBLISH_FIELDS: &[&str] = &["port", "target", "mode", "hosts", "balance"];
 
 /// Parses a service body. `path_name` is the name in the URL of a `PUT`: the body's `name` may
 /// then be left out, and must match when given.
@@ -74,6 +74,18 @@ pub fn parse_service(body: &[u8], path_name: Option<&str>) -> Result<ServiceSpec
         Some(other) => return Err(wrong("publish", "an array", other)),
         None => Vec::new(),
     };
+    // One worker port carries one entry of a service: two would have to share its listener.
+    for (i, p) in publish.iter().enumerate() {
+        if let Some(j) = publish[..i].iter().position(|q| q.port == p.port) {
+            return Err(invalid(
+                format!("publish[{i}].port"),
+                format!(
+                    "publish[{i}].port {} is already published by publish[{j}]",
+                    p.port
+                ),
+            ));
+        }
+    }
     Ok(ServiceSpec {
         name,
         // Checked against MAX_COUNT above, so it fits.
@@ -195,7 +207,68 @@ fn publish(v: &Json, place: &str) -> Result<Publish, SpecError> {
             format!("unknown {} {mode:?} (valid: tcp, http)", f.path("mode")),
         ));
     }
-    Ok(Publish { port, target, mode })
+    let hosts = match f.get("hosts") {
+        None => Vec::new(),
+        Some(Json::Array(items)) => {
+            let mut hosts = Vec::new();
+            for (i, h) in items.iter().enumerate() {
+                let path = format!("{}[{i}]", f.path("hosts"));
+                let Json::Str(h) = h else {
+                    return Err(wrong(&path, "a host name", h));
+                };
+                let h = h.to_ascii_lowercase();
+                if !is_host_name(&h) {
+                    return Err(invalid(
+                        &path,
+                        format!("{path} must be a host name such as web.example, got {h:?}"),
+                    ));
+                }
+                hosts.push(h);
+            }
+            hosts
+        }
+        Some(other) => return Err(wrong(&f.path("hosts"), "an array of host names", other)),
+    };
+    if !hosts.is_empty() && mode != "http" {
+        return Err(invalid(
+            f.path("hosts"),
+            format!(
+                "{} route by the Host header, so they need mode \"http\"",
+                f.path("hosts")
+            ),
+        ));
+    }
+    let balance = f
+        .str("balance")?
+        .unwrap_or(crate::service::DEFAULT_BALANCE)
+        .to_string();
+    if balance != "round_robin" && balance != "least_conn" {
+        return Err(invalid(
+            f.path("balance"),
+            format!(
+                "unknown {} {balance:?} (valid: round_robin, least_conn)",
+                f.path("balance")
+            ),
+        ));
+    }
+    Ok(Publish {
+        port,
+        target,
+        mode,
+        hosts,
+        balance,
+    })
+}
+
+/// A DNS host name: dot-separated labels of letters, digits and `-`, at most 253 characters.
+fn is_host_name(h: &str) -> bool {
+    (1..=253).contains(&h.len())
+        && h.split('.').all(|l| {
+            (1..=63).contains(&l.len())
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
 }
 
 /// The body that [`parse_service`] reads back into `spec`: what the CLI sends to change one
@@ -314,5 +387,67 @@ mod tests {
         let spec = parse_service(body, None).expect("parses");
         let again = serde_json::to_vec(&service_body(&spec)).expect("encodes");
         assert_eq!(parse_service(&again, Some("web")), Ok(spec));
+    }
+
+    #[test]
+    fn bad_publish_entries_are_refused_naming_the_field() {
+        // (publish array, the field named by the error)
+        let rows: &[(&str, &str)] = &[
+            (r#"[{"port": 0, "target": 80}]"#, "publish[0].port"),
+            (r#"[{"port": 65536, "target": 80}]"#, "publish[0].port"),
+            (r#"[{"port": 80, "target": 0}]"#, "publish[0].target"),
+            (
+                r#"[{"port": 80, "target": 80, "mode": "udp"}]"#,
+                "publish[0].mode",
+            ),
+            (
+                r#"[{"port": 80, "target": 80, "balance": "random"}]"#,
+                "publish[0].balance",
+            ),
+            (
+                r#"[{"port": 80, "target": 80, "hosts": ["a.example"]}]"#,
+                "publish[0].hosts",
+            ),
+            (
+                r#"[{"port": 80, "target": 80, "mode": "http", "hosts": ["bad host"]}]"#,
+                "publish[0].hosts[0]",
+            ),
+            (
+                r#"[{"port": 80, "target": 80, "mode": "http", "hosts": [7]}]"#,
+                "publish[0].hosts[0]",
+            ),
+            (
+                r#"[{"port": 80, "target": 80}, {"port": 80, "target": 81}]"#,
+                "publish[1].port",
+            ),
+            (
+                r#"[{"port": 80, "target": 80, "weight": 2}]"#,
+                "\"weight\" in publish[0]",
+            ),
+        ];
+        for (publish, field) in rows {
+            let body = format!(
+                r#"{{"name": "web", "count": 1, "task": {{"image": "a"}}, "publish": {publish}}}"#
+            );
+            let e = parse_service(body.as_bytes(), None).expect_err(publish);
+            assert!(e.to_string().contains(field), "{publish}: {e}");
+        }
+        let ok = br#"{"name": "web", "count": 1, "task": {"image": "a"},
+            "publish": [{"port": 80, "target": 8080, "mode": "http", "hosts": ["Web.Example"],
+                         "balance": "least_conn"}, {"port": 81, "target": 8080}]}"#;
+        let spec = parse_service(ok, None).expect("parses");
+        assert_eq!(spec.publish[0].hosts, vec!["web.example".to_string()]);
+        assert_eq!(spec.publish[0].balance, "least_conn");
+        assert_eq!(
+            (
+                spec.publish[1].mode.as_str(),
+                spec.publish[1].balance.as_str()
+            ),
+            ("tcp", "round_robin")
+        );
+        // A body stored before `hosts` and `balance` existed still reads.
+        let old: crate::service::Publish =
+            serde_json::from_str(r#"{"port": 80, "target": 80, "mode": "tcp"}"#).expect("old JSON");
+        assert_eq!((old.hosts.len(), old.balance.as_str()), (0, "round_robin"));
     }
 }

@@ -147,6 +147,8 @@ pub(crate) struct Inner {
     security: crate::security::WorkerSecurity,
     /// Failed authentications per peer address (when only the manager is admitted).
     limiter: crate::security::FailureLimiter,
+    /// The routing mesh beside this worker, whose figures join the worker's `/metrics`.
+    mesh: std::sync::OnceLock<crate::mesh::Mesh>,
 }
 
 /// A handle to a running worker (cheap to clone).
@@ -228,6 +230,7 @@ impl Worker {
             ops: ops::Ops::default(),
             security,
             limiter: crate::security::FailureLimiter::default(),
+            mesh: std::sync::OnceLock::new(),
         });
         let worker = Worker { inner };
         adopt::adopt_or_retry(&worker).await;
@@ -249,6 +252,16 @@ impl Worker {
     /// more can happen (no restart, no late container) instead of sleeping and hoping.
     pub fn supervisors(&self) -> u64 {
         self.inner.supervisors.load(Ordering::SeqCst)
+    }
+
+    /// Attaches the routing mesh that runs beside this worker (its figures join `/metrics`).
+    pub fn attach_mesh(&self, mesh: crate::mesh::Mesh) {
+        let _ = self.inner.mesh.set(mesh);
+    }
+
+    /// The routing mesh beside this worker, when it runs one.
+    pub fn mesh(&self) -> Option<&crate::mesh::Mesh> {
+        self.inner.mesh.get()
     }
 
     /// The security this worker runs with.

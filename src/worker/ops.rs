@@ -234,8 +234,8 @@ impl Worker {
         }
     }
 
-    /// The worker's `/metrics` in the Prometheus text format: tasks by state, restarts, and the
-    /// create-to-started latency of containers.
+    /// The worker's `/metrics` in the Prometheus text format: tasks by state, restarts, the
+    /// create-to-started latency of containers, and the routing mesh's counters.
     pub fn metrics_text(&self) -> String {
         let mut out = String::new();
         out.push_str("# HELP poseidon_worker_tasks Tasks held by state.\n# TYPE poseidon_worker_tasks gauge\n");
@@ -256,6 +256,9 @@ impl Worker {
             "poseidon_worker_container_start_seconds",
             "From container create to started.",
         );
+        if let Some(mesh) = self.inner.mesh.get() {
+            out.push_str(&mesh.metrics_text());
+        }
         out
     }
 }

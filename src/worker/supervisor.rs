@@ -339,10 +339,12 @@ fn mounts(w: &Worker, task: &Task) -> Result<Vec<MountSpec>, String> {
         .collect()
 }
 
-/// The task's environment with its secrets opened. A secret that cannot be opened (no key, or
+/// The task's environment with `POSEIDON_TASK_ID` and its secrets opened. A secret that cannot be opened (no key, or
 /// sealed with another cluster's key) is left out and logged by name, never by value.
 fn env_with_secrets(w: &Worker, task: &Task) -> BTreeMap<String, String> {
     let mut env = task.spec.env.clone();
+    // Every container knows which task it is (a backend can say who answered, logs can name it).
+    env.insert("POSEIDON_TASK_ID".into(), task.id.to_string());
     if task.spec.secrets.is_empty() {
         return env;
     }

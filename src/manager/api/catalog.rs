@@ -2,6 +2,8 @@
 //! service with its endpoint count, `GET /catalog/services/{name}` its endpoints. Both answers
 //! carry `X-Poseidon-Index`; `?index=N` makes a blocking query that is answered once the index
 //! passes N, or after `?wait=` (default 5 minutes, at most 10, Nomad's bounds), whichever is first.
+//! `GET /catalog/mesh` (and `GET /nodes/{name}/mesh`, with a node token) answers the routing mesh: every published service's `publish`
+//! entries with their endpoints, under the same index and blocking rules.
 
 use std::time::Duration;
 
@@ -82,11 +84,32 @@ pub(super) async fn route(
                 .ok_or_else(|| ApiError::not_found(format!("no service named {name:?}")))?;
             Ok(with_index(json(200, &list), index))
         }
-        (_, ["catalog", "services"]) | (_, ["catalog", "services", _]) => {
-            Err(not_allowed(meth, path))
-        }
+        ("GET", ["catalog", "mesh"]) => mesh(m, req).await,
+        (_, ["catalog", "services"])
+        | (_, ["catalog", "services", _])
+        | (_, ["catalog", "mesh"]) => Err(not_allowed(meth, path)),
         _ => Err(no_route(meth, path)),
     }
+}
+
+/// Routes `GET /nodes/{name}/mesh`: the mesh table as the worker `name` reads it with its node
+/// token (the same answer as `GET /catalog/mesh`).
+pub(super) async fn route_mesh(
+    m: &Manager,
+    req: &Req,
+    meth: &str,
+    path: &[&str],
+) -> Result<Resp, ApiError> {
+    match meth {
+        "GET" => mesh(m, req).await,
+        _ => Err(not_allowed(meth, path)),
+    }
+}
+
+async fn mesh(m: &Manager, req: &Req) -> Result<Resp, ApiError> {
+    wait(m, req).await?;
+    let (index, list) = m.catalog_mesh();
+    Ok(with_index(json(200, &list), index))
 }
 
 /// Holds a blocking query until its index passes or its wait ends.

@@ -8,7 +8,8 @@
 //! - [`services`]: `GET/POST /services`, `GET/PUT/DELETE /services/{name}` (`?purge=true`),
 //!   `POST /services/{name}/rollback`;
 //! - [`metrics`]: `GET /metrics` (Prometheus text);
-//! - [`catalog`]: `GET /catalog/services`, `GET /catalog/services/{name}` (`?index=N&wait=D`);
+//! - [`catalog`]: `GET /catalog/services`, `GET /catalog/services/{name}`, `GET /catalog/mesh`
+//!   and a worker's `GET /nodes/{name}/mesh` (`?index=N&wait=D`);
 //! - [`events`]: `GET /events` (`?index=N`), newline-delimited JSON, streamed;
 //! - [`docs`]: `GET /openapi.json` (the OpenAPI 3.1 document) and the dashboard, `GET /ui`;
 //! - [`acl`]: `/acl/...`: bootstrap, tokens, join tokens, and the workers' join;
@@ -73,6 +74,10 @@ async fn route(m: &Manager, req: &Req) -> Result<Resp, ApiError> {
     let meth = req.method.as_str();
     match path.first().copied() {
         Some("tasks") => tasks::route(m, req, meth, &path).await,
+        // A worker's routing mesh reads the catalog with its node token (the node scope).
+        Some("nodes") if matches!(path.as_slice(), ["nodes", _, "mesh"]) => {
+            catalog::route_mesh(m, req, meth, &path).await
+        }
         Some("nodes") => nodes::route(m, req, meth, &path).await,
         Some("events") if path.len() == 1 => events::route(m, req, meth, &path),
         Some("services") => services::route(m, req, meth, &path).await,
@@ -123,6 +128,7 @@ pub fn scope_of(method: &Method, path: &[&str]) -> Scope {
         ("GET", ["health"] | ["acl", "ca"]) | ("POST", ["acl", "bootstrap"]) => Scope::Open,
         ("POST", ["acl", "join"]) => Scope::Join,
         ("POST", ["nodes", _, "heartbeat" | "reports"])
+        | ("GET", ["nodes", _, "mesh"])
         | ("POST", ["acl", "nodes", _, "certificate"]) => Scope::Node,
         (_, ["acl", ..]) => Scope::Manage,
         ("GET" | "HEAD", _) => Scope::Read,
@@ -251,6 +257,8 @@ mod tests {
             (Method::POST, "nodes/w1/heartbeat", Scope::Node),
             (Method::POST, "nodes/w1/reports", Scope::Node),
             (Method::POST, "acl/nodes/w1/certificate", Scope::Node),
+            (Method::GET, "nodes/w1/mesh", Scope::Node),
+            (Method::GET, "catalog/mesh", Scope::Read),
             (Method::GET, "acl/ca", Scope::Open),
             (Method::GET, "nodes", Scope::Read),
             (Method::POST, "nodes/w1/drain", Scope::Manage),

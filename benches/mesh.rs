@@ -1,0 +1,268 @@
+//! The routing mesh against a direct connection and haproxy, a bench binary (`harness = false`),
+//! all measured with wrk against the same backend, side by side in one run:
+//!
+//! - the backend: a small keep-alive HTTP/1.1 server (hyper, 12-byte answer) on its own
+//!   one-thread runtime in this process;
+//! - `direct`: wrk to the backend;
+//! - `mesh tcp` and `mesh http`: wrk through the mesh (the code a worker runs, its table set by
+//!   hand, no manager) on a second one-thread runtime;
+//! - `haproxy http`: wrk through Debian's haproxy (`mode http`, one thread), the stock anchor.
+//!
+//! Each of `POSEIDON_BENCH_RUNS` rounds (default 3) runs every target once, in turn, for
+//! `POSEIDON_BENCH_SECS` (default 5) with `wrk -t1 -c16 --latency`; the figures are medians.
+//! wrk must be installed (haproxy is skipped when absent, except under CI=true).
+//! `cargo bench --bench mesh`.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Response;
+use hyper_util::rt::TokioIo;
+use poseidon::http::Shutdown;
+use poseidon::mesh::{Mesh, MeshOptions};
+use poseidon::service::Publish;
+use poseidon::task::TaskId;
+use poseidon::wire::{CatalogEndpoint, MeshEntry, MeshService};
+
+fn env_or(key: &str, default: u64) -> u64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Starts the backend on its own runtime thread; returns its port.
+fn backend() -> u16 {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = std_listener.local_addr().unwrap().port();
+    std_listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                let _ = s.set_nodelay(true);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|_req| async {
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+                            b"hello world\n",
+                        ))))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+    });
+    port
+}
+
+/// Starts a mesh publishing `tcp_port` (TCP) and `http_port` (HTTP) to the backend, on its own
+/// one-thread runtime.
+fn mesh(backend: u16, tcp_port: u16, http_port: u16) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let m = Mesh::start(
+                MeshOptions {
+                    node: "bench".into(),
+                    ingress: IpAddr::from([127, 0, 0, 1]),
+                    api_port: 1,
+                },
+                None,
+                Shutdown::new(),
+            );
+            let entry = |port: u16, mode: &str| MeshEntry {
+                publish: Publish {
+                    port,
+                    target: 80,
+                    mode: mode.into(),
+                    hosts: Vec::new(),
+                    balance: "round_robin".into(),
+                },
+                endpoints: vec![CatalogEndpoint {
+                    task: TaskId::new(),
+                    node: "bench".into(),
+                    address: "127.0.0.1".into(),
+                    port: backend,
+                    healthy: true,
+                }],
+            };
+            m.set_services(&[MeshService {
+                name: "bench".into(),
+                entries: vec![entry(tcp_port, "tcp"), entry(http_port, "http")],
+            }]);
+            tx.send(()).unwrap();
+            std::future::pending::<()>().await;
+        });
+    });
+    rx.recv().unwrap();
+    for port in [tcp_port, http_port] {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Starts haproxy in HTTP mode in front of the backend; the child and its config directory.
+fn haproxy(backend: u16, port: u16) -> (std::process::Child, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n  nbthread 1\n  maxconn 1000\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n  option http-keep-alive\nfrontend f\n  bind 127.0.0.1:{port}\n  default_backend b\nbackend b\n  server s1 127.0.0.1:{backend}\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new("haproxy")
+        .args(["-f", cfg.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (child, dir)
+}
+
+/// One wrk run: (requests/s, p99 in ms).
+fn wrk(port: u16, secs: u64) -> (f64, f64) {
+    let out = Command::new("wrk")
+        .args([
+            "-t1",
+            "-c16",
+            &format!("-d{secs}s"),
+            "--latency",
+            &format!("http://127.0.0.1:{port}/"),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{text}"));
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| millis(v.trim()))
+        .unwrap_or_else(|| panic!("no 99% line in wrk's output:\n{text}"));
+    (rps, p99)
+}
+
+/// wrk's latency (`812.00us`, `1.23ms`, `2.00s`) in ms.
+fn millis(v: &str) -> f64 {
+    let (num, scale) = if let Some(n) = v.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = v.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (v, 1.0)
+    };
+    num.parse::<f64>().unwrap() * scale
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    if !have("wrk") {
+        assert!(!ci, "wrk is missing and CI=true");
+        eprintln!("SKIPPED the mesh bench: wrk is not installed (apt-get install wrk)");
+        return;
+    }
+    let runs = env_or("POSEIDON_BENCH_RUNS", 3);
+    let secs = env_or("POSEIDON_BENCH_SECS", 5);
+    let backend = backend();
+    let (tcp_port, http_port, ha_port) = (free_port(), free_port(), free_port());
+    mesh(backend, tcp_port, http_port);
+    let ha = if have("haproxy") {
+        Some(haproxy(backend, ha_port))
+    } else {
+        assert!(!ci, "haproxy is missing and CI=true");
+        eprintln!("haproxy is not installed: no anchor");
+        None
+    };
+    let mut targets = vec![
+        ("direct", backend),
+        ("mesh tcp", tcp_port),
+        ("mesh http", http_port),
+    ];
+    if ha.is_some() {
+        targets.push(("haproxy http", ha_port));
+    }
+    // Warm every path (pools, caches) before measuring.
+    for (_, port) in &targets {
+        wrk(*port, 1);
+    }
+    let mut figures: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); targets.len()];
+    for round in 0..runs {
+        for (i, (name, port)) in targets.iter().enumerate() {
+            let (rps, p99) = wrk(*port, secs);
+            eprintln!("round {round} {name}: {rps:.0} req/s, p99 {p99:.3} ms");
+            figures[i].0.push(rps);
+            figures[i].1.push(p99);
+        }
+    }
+    let direct = (median(figures[0].0.clone()), median(figures[0].1.clone()));
+    println!("| target | req/s (median) | vs direct | p99 ms (median) | added p99 ms |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (i, (name, _)) in targets.iter().enumerate() {
+        let rps = median(figures[i].0.clone());
+        let p99 = median(figures[i].1.clone());
+        println!(
+            "| {name} | {rps:.0} | {:.0} % | {p99:.3} | {:+.3} |",
+            100.0 * rps / direct.0,
+            p99 - direct.1
+        );
+    }
+    if let Some((mut child, _dir)) = ha {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
