@@ -66,12 +66,17 @@ const MANAGER_KEYS: &[&str] = &[
     "heartbeat_ttl",
     "dispatch_backoff",
     "dns_listen",
+    "store",
+    "etcd_endpoints",
+    "managers",
+    "advertise",
 ];
 const WORKER_KEYS: &[&str] = &[
     "name",
     "listen",
     "advertise",
     "manager",
+    "managers",
     "runtime",
     "docker_host",
     "data_dir",
@@ -164,6 +169,25 @@ pub struct ManagerConfig {
     /// `127.0.0.1:8600`; `"off"` in the file: `None`, no DNS server). Left at its default while
     /// the manager listens on port 0 (as tests do), it takes an ephemeral port too.
     pub dns_listen: Option<SocketAddr>,
+    /// Where the state lives: the embedded RocksDB (default) or an etcd cluster (high availability).
+    pub store: StoreKind,
+    /// The etcd cluster's client URLs (`http://host:2379`), with `store = "etcd"`.
+    pub etcd_endpoints: Vec<String>,
+    /// Every manager of the cluster, this one included, by the URL its API is reached at (shown by
+    /// `GET /health`); more than one needs `store = "etcd"`.
+    pub managers: Vec<String>,
+    /// How the other managers, workers and clients reach this manager's API (default
+    /// `http://{listen}`); a follower redirects writes to the leader's.
+    pub advertise: String,
+}
+
+/// Where a manager keeps its state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The embedded RocksDB in `data_dir`: one manager.
+    Rocksdb,
+    /// An etcd cluster: several managers, one leader by lease (see `manager::leader`).
+    Etcd,
 }
 
 impl Default for ManagerConfig {
@@ -175,6 +199,10 @@ impl Default for ManagerConfig {
             heartbeat_ttl: DEFAULT_HEARTBEAT_TTL,
             dispatch_backoff: DEFAULT_DISPATCH_BACKOFF,
             dns_listen: Some(DEFAULT_DNS_LISTEN),
+            store: StoreKind::Rocksdb,
+            etcd_endpoints: Vec::new(),
+            managers: Vec::new(),
+            advertise: url_of(DEFAULT_MANAGER_LISTEN),
         }
     }
 }
@@ -192,6 +220,9 @@ pub struct WorkerConfig {
     /// The manager's URL, without a trailing slash; by default the file's own manager, or `None`
     /// (the worker runs alone) when the file has no `[manager]`.
     pub manager: Option<String>,
+    /// Every manager to try, in order, when there are several (`managers = [...]`, high
+    /// availability); the first is `manager`. Empty with a single manager.
+    pub managers: Vec<String>,
     /// The container runtime (default Docker).
     pub runtime: RuntimeKind,
     /// The Docker endpoint (`unix:///var/run/docker.sock`, `tcp://host:2375`); `None` lets the runtime
@@ -224,6 +255,7 @@ impl WorkerConfig {
             listen: DEFAULT_WORKER_LISTEN,
             advertise: url_of(DEFAULT_WORKER_LISTEN),
             manager,
+            managers: Vec::new(),
             runtime: RuntimeKind::Docker,
             docker_host: None,
             data_dir: Path::new(DEFAULT_DATA_ROOT).join(name),
