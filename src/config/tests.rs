@@ -87,6 +87,10 @@ fn the_embedded_default_is_a_manager_and_one_local_docker_worker() {
             heartbeat_ttl: Duration::from_secs(5),
             dispatch_backoff: Duration::from_millis(500),
             dns_listen: Some("127.0.0.1:8600".parse().unwrap_or_else(|e| panic!("{e}"))),
+            store: StoreKind::Rocksdb,
+            etcd_endpoints: Vec::new(),
+            managers: Vec::new(),
+            advertise: "http://127.0.0.1:5555".into(),
         }
     );
     let w = c.worker("local").unwrap_or_else(|| panic!("no worker"));
@@ -97,6 +101,7 @@ fn the_embedded_default_is_a_manager_and_one_local_docker_worker() {
             listen: "127.0.0.1:5556".parse().unwrap_or_else(|e| panic!("{e}")),
             advertise: "http://127.0.0.1:5556".into(),
             manager: Some("http://127.0.0.1:5555".into()),
+            managers: Vec::new(),
             runtime: RuntimeKind::Docker,
             docker_host: None,
             data_dir: PathBuf::from("poseidon-data/local"),
@@ -158,6 +163,10 @@ fn every_key_is_read_into_the_config() {
             heartbeat_ttl: Duration::from_secs(10),
             dispatch_backoff: Duration::from_millis(250),
             dns_listen: Some("127.0.0.1:8600".parse().unwrap_or_else(|e| panic!("{e}"))),
+            store: StoreKind::Rocksdb,
+            etcd_endpoints: Vec::new(),
+            managers: Vec::new(),
+            advertise: "http://127.0.0.1:7000".into(),
         }
     );
     assert_eq!(
@@ -168,6 +177,7 @@ fn every_key_is_read_into_the_config() {
                 listen: "0.0.0.0:7001".parse().unwrap_or_else(|e| panic!("{e}")),
                 advertise: "http://10.0.0.5:7001".into(),
                 manager: Some("https://manager.example:7000".into()),
+                managers: Vec::new(),
                 runtime: RuntimeKind::Mock,
                 docker_host: Some("tcp://127.0.0.1:2375".into()),
                 data_dir: PathBuf::from("/srv/w1"),
@@ -205,6 +215,7 @@ fn every_key_is_read_into_the_config() {
                 advertise: "http://127.0.0.1:7002".into(),
                 // The manager listens on every address; its workers reach it on the loopback.
                 manager: Some("http://127.0.0.1:7000".into()),
+                managers: Vec::new(),
                 runtime: RuntimeKind::Docker,
                 docker_host: None,
                 data_dir: PathBuf::from("poseidon-data/w2"),
