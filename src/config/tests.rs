@@ -277,7 +277,7 @@ fn bad_files_are_refused_with_the_file_the_key_and_the_valid_choices() {
         ),
         (
             "[manager]\nshceduler = \"epvm\"\n",
-            "cluster.toml: unknown key \"shceduler\" in [manager] (valid: listen, data_dir, scheduler, heartbeat_ttl, dispatch_backoff, dns_listen)",
+            "cluster.toml: unknown key \"shceduler\" in [manager] (valid: listen, data_dir, scheduler, heartbeat_ttl, dispatch_backoff, dns_listen, store, etcd_endpoints, managers, advertise)",
         ),
         (
             "[manager]\nheartbeat_ttl = \"5 parsecs\"\n",
@@ -371,7 +371,7 @@ fn bad_files_are_refused_with_the_file_the_key_and_the_valid_choices() {
         ),
         (
             "[[worker]]\nname = \"a\"\nnmae = \"b\"\n",
-            "cluster.toml: unknown key \"nmae\" in worker[0] (valid: name, listen, advertise, manager, runtime, docker_host, data_dir, capacity, heartbeat_interval, stop_grace, network, host_volumes, registry_auth, labels)",
+            "cluster.toml: unknown key \"nmae\" in worker[0] (valid: name, listen, advertise, manager, managers, runtime, docker_host, data_dir, capacity, heartbeat_interval, stop_grace, network, host_volumes, registry_auth, labels)",
         ),
         (
             "[[worker]]\nname = \"a\"\nadvertise = \"127.0.0.1:5556\"\n",
@@ -452,6 +452,22 @@ fn bad_files_are_refused_with_the_file_the_key_and_the_valid_choices() {
         (
             "[manager\n",
             "cluster.toml: invalid TOML: line 1, column ",
+        ),
+        (
+            "[manager]\nmanagers = [\"http://a:5555\", \"http://b:5555\"]\n",
+            "cluster.toml: manager.managers: several managers need store = \"etcd\": the embedded RocksDB store belongs to one manager",
+        ),
+        (
+            "[manager]\nstore = \"zookeeper\"\n",
+            "cluster.toml: manager.store: unknown store \"zookeeper\" (valid: rocksdb, etcd)",
+        ),
+        (
+            "[manager]\nstore = \"etcd\"\netcd_endpoints = [\"localhost:2379\"]\n",
+            "cluster.toml: manager.etcd_endpoints[0]: invalid URL \"localhost:2379\" (expected http://host:port)",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\nmanager = \"http://a:5555\"\nmanagers = [\"http://a:5555\"]\n",
+            "cluster.toml: worker[0].managers: give either manager or managers, not both",
         ),
     ];
     for (text, expected) in cases {
