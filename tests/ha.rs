@@ -714,6 +714,35 @@ fn the_example_files_describe_three_managers_on_etcd_and_a_worker_that_lists_the
         assert_eq!(m.managers, managers);
         assert_eq!(m.advertise, managers[i - 1]);
     }
+    // The README shows manager-1's table: the same settings.
+    let readme = include_str!("../README.md");
+    let section = &readme[readme.find("## High availability").unwrap()..];
+    let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    let shown = poseidon::config::parse(block, "README.md")
+        .unwrap()
+        .manager
+        .unwrap();
+    let file = poseidon::config::load(Path::new(&format!("{dir}/manager-1.toml")))
+        .unwrap()
+        .manager
+        .unwrap();
+    assert_eq!(
+        (
+            shown.store,
+            &shown.etcd_endpoints,
+            &shown.managers,
+            &shown.advertise,
+            shown.listen
+        ),
+        (
+            file.store,
+            &file.etcd_endpoints,
+            &file.managers,
+            &file.advertise,
+            file.listen
+        )
+    );
     let cfg = poseidon::config::load(Path::new(&format!("{dir}/worker.toml"))).unwrap();
     assert_eq!(cfg.workers[0].managers, managers);
     assert_eq!(
