@@ -4,6 +4,9 @@
 //! leader killed with SIGKILL under 16 submitters, the leader paused past its lease, one etcd member
 //! killed, etcd's quorum lost and regained. Without `/usr/bin/etcd` it is skipped, except with
 //! `CI=true`, where it fails.
+//!
+//! Over the house's ~700 lines: the etcd and manager process helpers are shared by the scenario, the
+//! store's own test (grouping, fencing) and the start-up refusals; each test reads alone.
 #![allow(clippy::unwrap_used)]
 
 mod common;
