@@ -83,6 +83,7 @@ async fn sim_worker(name: &str, manager: &str, heartbeat: Duration, shutdown: &S
         name: name.into(),
         advertise: format!("http://{addr}"),
         manager: Some(manager.to_string()),
+        managers: Vec::new(),
         capacity: Capacity {
             cpus: 64.0,
             memory: 256 << 30,

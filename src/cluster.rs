@@ -13,11 +13,12 @@ use poseidon_runtimes::mock::MockRuntime;
 use poseidon_runtimes::Runtime;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, RuntimeKind, TlsMode, WorkerConfig};
+use crate::config::{Config, RuntimeKind, StoreKind, TlsMode, WorkerConfig};
 use crate::http::{self, Shutdown};
 use crate::manager::{self, Manager, ManagerOptions};
 use crate::security::secrets::SecretsKey;
 use crate::security::{self, Acl, ManagerSecurity, Policy, WorkerSecurity};
+use crate::store::etcd::EtcdStore;
 use crate::store::{RocksStore, Store};
 use crate::worker::{self, Worker, WorkerOptions};
 
@@ -345,12 +346,31 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             .manager
             .as_ref()
             .ok_or_else(|| format!("{}: the file declares no [manager]", cfg.source))?;
+        let ha_store = match mc.store {
+            StoreKind::Rocksdb => None,
+            StoreKind::Etcd => {
+                if cfg.security.acl || tls_on {
+                    return Err(format!(
+                        "{}: store = \"etcd\" does not support [security] acl or tls yet",
+                        cfg.source
+                    ));
+                }
+                let eps = mc.etcd_endpoints.clone();
+                let opened = tokio::task::spawn_blocking(move || EtcdStore::open(&eps))
+                    .await
+                    .map_err(|e| format!("manager: {e}"))?;
+                Some(Arc::new(opened.map_err(|e| format!("manager: {e}"))?))
+            }
+        };
         let listener = http::bind(mc.listen).await?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let store: Arc<dyn Store> = Arc::new(
-            RocksStore::open(&mc.data_dir)
-                .map_err(|e| format!("manager: cannot open {}: {e}", mc.data_dir.display()))?,
-        );
+        let store: Arc<dyn Store> = match &ha_store {
+            Some(etcd) => Arc::new(crate::store::etcd::ReadOnlyStore::new(etcd.clone())),
+            None => Arc::new(
+                RocksStore::open(&mc.data_dir)
+                    .map_err(|e| format!("manager: cannot open {}: {e}", mc.data_dir.display()))?,
+            ),
+        };
         let known = cfg
             .workers
             .iter()
@@ -388,20 +408,53 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             local_acl = Some(acl.clone());
             sec.acl = Some(acl);
         }
-        let m = Manager::start_with(opts, sec, store, shutdown.clone())
-            .await
-            .map_err(|e| format!("manager: {e}"))?;
-        let handler_m = m.clone();
-        servers.push(tokio::spawn(http::serve_with(
-            listener,
-            move |req| manager::api::handle(handler_m.clone(), req),
-            shutdown.clone(),
-            http::ServeOptions {
-                gate: Some(manager::api::gate(m.clone())),
-                tls: server_tls,
-                ..http::ServeOptions::with_body_limit(http::manager_body_limit)
-            },
-        )));
+        let mut ha = None;
+        let m = match &ha_store {
+            Some(etcd) => {
+                let me = fix_port_zero(&mc.advertise, addr, scheme);
+                let h = manager::leader::Ha::start(
+                    opts,
+                    sec,
+                    etcd.clone(),
+                    mc.etcd_endpoints.clone(),
+                    me,
+                    mc.managers.clone(),
+                    shutdown.clone(),
+                )
+                .await?;
+                let m = h.manager();
+                let handler_h = h.clone();
+                servers.push(tokio::spawn(http::serve_with(
+                    listener,
+                    move |req| manager::leader::handle(handler_h.clone(), req),
+                    shutdown.clone(),
+                    http::ServeOptions {
+                        gate: Some(manager::leader::gate()),
+                        tls: server_tls,
+                        ..http::ServeOptions::with_body_limit(http::manager_body_limit)
+                    },
+                )));
+                ha = Some(h);
+                m
+            }
+            None => {
+                let m = Manager::start_with(opts, sec, store, shutdown.clone())
+                    .await
+                    .map_err(|e| format!("manager: {e}"))?;
+                let handler_m = m.clone();
+                servers.push(tokio::spawn(http::serve_with(
+                    listener,
+                    move |req| manager::api::handle(handler_m.clone(), req),
+                    shutdown.clone(),
+                    http::ServeOptions {
+                        gate: Some(manager::api::gate(m.clone())),
+                        tls: server_tls,
+                        ..http::ServeOptions::with_body_limit(http::manager_body_limit)
+                    },
+                )));
+                m
+            }
+        };
         tracing::info!(
             url = %format!("{scheme}://{addr}"),
             acl = cfg.security.acl,
@@ -423,7 +476,10 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
                 match crate::dns::bind(dns).await {
                     Ok((udp, tcp)) => {
                         let bound = udp.local_addr().map_err(|e| format!("manager: DNS: {e}"))?;
-                        let catalog: Arc<dyn crate::dns::Endpoints> = Arc::new(m.clone());
+                        let catalog: Arc<dyn crate::dns::Endpoints> = match &ha {
+                            Some(h) => Arc::new(h.clone()),
+                            None => Arc::new(m.clone()),
+                        };
                         servers.push(tokio::spawn(crate::dns::serve(
                             udp,
                             tcp,
@@ -495,6 +551,7 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             name: wc.name.clone(),
             advertise,
             manager,
+            managers: wc.managers.clone(),
             capacity: wc
                 .capacity
                 .map(|c| crate::wire::Capacity {

@@ -308,6 +308,24 @@ pub struct ManagerHealth {
     pub scheduler: String,
     /// Seconds since it started.
     pub uptime_s: u64,
+    /// The managers in high availability (`store = "etcd"`); absent for a single manager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<HaHealth>,
+}
+
+/// What `GET /health` says of the managers in high availability.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaHealth {
+    /// This manager's URL.
+    pub me: String,
+    /// `leader` or `follower`.
+    pub role: String,
+    /// The leader's URL, when one is known.
+    pub leader: Option<String>,
+    /// Every manager of the cluster, as configured.
+    pub managers: Vec<String>,
+    /// Times this manager saw the leader change.
+    pub leader_changes: u64,
 }
 
 /// A worker's `GET /health`.

@@ -114,7 +114,27 @@ pub(super) async fn node(c: NodeCmd) -> Result<(), Failure> {
             n.address
         );
     }
+    managers(&c.manager).await;
     Ok(())
+}
+
+/// With several managers (high availability), each one's role as it says itself, or that it does
+/// not answer.
+async fn managers(flag: &Option<String>) {
+    let Ok(health) = manager_client(flag).health().await else {
+        return;
+    };
+    let Some(ha) = health.ha else { return };
+    println!();
+    println!("{:<40}  ROLE", "MANAGER");
+    for url in &ha.managers {
+        let client = crate::client::ManagerClient::new(url, std::time::Duration::from_secs(1));
+        let role = match client.health().await {
+            Ok(h) => h.ha.map(|x| x.role).unwrap_or_else(|| "single".into()),
+            Err(_) => "unreachable".into(),
+        };
+        println!("{url:<40}  {role}");
+    }
 }
 
 /// `node drain NAME`; `--json` and `--manager` may come before or after `drain`.

@@ -71,12 +71,17 @@ const MANAGER_KEYS: &[&str] = &[
     "dispatch_backoff",
     "dns_listen",
     "max_heartbeats_per_second",
+    "store",
+    "etcd_endpoints",
+    "managers",
+    "advertise",
 ];
 const WORKER_KEYS: &[&str] = &[
     "name",
     "listen",
     "advertise",
     "manager",
+    "managers",
     "runtime",
     "docker_host",
     "data_dir",
@@ -173,6 +178,25 @@ pub struct ManagerConfig {
     /// At most this many heartbeats a second in all (default 50): the manager tells each worker
     /// its interval, and each node's TTL follows from it (`ARCHITECTURE.md`).
     pub max_heartbeats_per_second: u32,
+    /// Where the state lives: the embedded RocksDB (default) or an etcd cluster (high availability).
+    pub store: StoreKind,
+    /// The etcd cluster's client URLs (`http://host:2379`), with `store = "etcd"`.
+    pub etcd_endpoints: Vec<String>,
+    /// Every manager of the cluster, this one included, by the URL its API is reached at (shown by
+    /// `GET /health`); more than one needs `store = "etcd"`.
+    pub managers: Vec<String>,
+    /// How the other managers, workers and clients reach this manager's API (default
+    /// `http://{listen}`); a follower redirects writes to the leader's.
+    pub advertise: String,
+}
+
+/// Where a manager keeps its state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The embedded RocksDB in `data_dir`: one manager.
+    Rocksdb,
+    /// An etcd cluster: several managers, one leader by lease (see `manager::leader`).
+    Etcd,
 }
 
 impl Default for ManagerConfig {
@@ -185,6 +209,10 @@ impl Default for ManagerConfig {
             dispatch_backoff: DEFAULT_DISPATCH_BACKOFF,
             dns_listen: Some(DEFAULT_DNS_LISTEN),
             max_heartbeats_per_second: DEFAULT_MAX_HEARTBEATS_PER_SECOND,
+            store: StoreKind::Rocksdb,
+            etcd_endpoints: Vec::new(),
+            managers: Vec::new(),
+            advertise: url_of(DEFAULT_MANAGER_LISTEN),
         }
     }
 }
@@ -202,6 +230,9 @@ pub struct WorkerConfig {
     /// The manager's URL, without a trailing slash; by default the file's own manager, or `None`
     /// (the worker runs alone) when the file has no `[manager]`.
     pub manager: Option<String>,
+    /// Every manager to try, in order, when there are several (`managers = [...]`, high
+    /// availability); the first is `manager`. Empty with a single manager.
+    pub managers: Vec<String>,
     /// The container runtime (default Docker).
     pub runtime: RuntimeKind,
     /// The Docker endpoint (`unix:///var/run/docker.sock`, `tcp://host:2375`); `None` lets the runtime
@@ -237,6 +268,7 @@ impl WorkerConfig {
             listen: DEFAULT_WORKER_LISTEN,
             advertise: url_of(DEFAULT_WORKER_LISTEN),
             manager,
+            managers: Vec::new(),
             runtime: RuntimeKind::Docker,
             docker_host: None,
             data_dir: Path::new(DEFAULT_DATA_ROOT).join(name),

@@ -88,6 +88,10 @@ fn the_embedded_default_is_a_manager_and_one_local_docker_worker() {
             dispatch_backoff: Duration::from_millis(500),
             dns_listen: Some("127.0.0.1:8600".parse().unwrap_or_else(|e| panic!("{e}"))),
             max_heartbeats_per_second: 50,
+            store: StoreKind::Rocksdb,
+            etcd_endpoints: Vec::new(),
+            managers: Vec::new(),
+            advertise: "http://127.0.0.1:5555".into(),
         }
     );
     let w = c.worker("local").unwrap_or_else(|| panic!("no worker"));
@@ -98,6 +102,7 @@ fn the_embedded_default_is_a_manager_and_one_local_docker_worker() {
             listen: "127.0.0.1:5556".parse().unwrap_or_else(|e| panic!("{e}")),
             advertise: "http://127.0.0.1:5556".into(),
             manager: Some("http://127.0.0.1:5555".into()),
+            managers: Vec::new(),
             runtime: RuntimeKind::Docker,
             docker_host: None,
             data_dir: PathBuf::from("poseidon-data/local"),
@@ -162,6 +167,10 @@ fn every_key_is_read_into_the_config() {
             dispatch_backoff: Duration::from_millis(250),
             dns_listen: Some("127.0.0.1:8600".parse().unwrap_or_else(|e| panic!("{e}"))),
             max_heartbeats_per_second: 50,
+            store: StoreKind::Rocksdb,
+            etcd_endpoints: Vec::new(),
+            managers: Vec::new(),
+            advertise: "http://127.0.0.1:7000".into(),
         }
     );
     assert_eq!(
@@ -172,6 +181,7 @@ fn every_key_is_read_into_the_config() {
                 listen: "0.0.0.0:7001".parse().unwrap_or_else(|e| panic!("{e}")),
                 advertise: "http://10.0.0.5:7001".into(),
                 manager: Some("https://manager.example:7000".into()),
+                managers: Vec::new(),
                 runtime: RuntimeKind::Mock,
                 docker_host: Some("tcp://127.0.0.1:2375".into()),
                 data_dir: PathBuf::from("/srv/w1"),
@@ -210,6 +220,7 @@ fn every_key_is_read_into_the_config() {
                 advertise: "http://127.0.0.1:7002".into(),
                 // The manager listens on every address; its workers reach it on the loopback.
                 manager: Some("http://127.0.0.1:7000".into()),
+                managers: Vec::new(),
                 runtime: RuntimeKind::Docker,
                 docker_host: None,
                 data_dir: PathBuf::from("poseidon-data/w2"),
@@ -272,7 +283,7 @@ fn bad_files_are_refused_with_the_file_the_key_and_the_valid_choices() {
         ),
         (
             "[manager]\nshceduler = \"epvm\"\n",
-            "cluster.toml: unknown key \"shceduler\" in [manager] (valid: listen, data_dir, scheduler, heartbeat_ttl, dispatch_backoff, dns_listen, max_heartbeats_per_second)",
+            "cluster.toml: unknown key \"shceduler\" in [manager] (valid: listen, data_dir, scheduler, heartbeat_ttl, dispatch_backoff, dns_listen, max_heartbeats_per_second, store, etcd_endpoints, managers, advertise)",
         ),
         (
             "[manager]\nheartbeat_ttl = \"5 parsecs\"\n",
@@ -374,7 +385,7 @@ fn bad_files_are_refused_with_the_file_the_key_and_the_valid_choices() {
         ),
         (
             "[[worker]]\nname = \"a\"\nnmae = \"b\"\n",
-            "cluster.toml: unknown key \"nmae\" in worker[0] (valid: name, listen, advertise, manager, runtime, docker_host, data_dir, capacity, heartbeat_interval, stop_grace, network, host_volumes, registry_auth, labels, ingress_listen)",
+            "cluster.toml: unknown key \"nmae\" in worker[0] (valid: name, listen, advertise, manager, managers, runtime, docker_host, data_dir, capacity, heartbeat_interval, stop_grace, network, host_volumes, registry_auth, labels, ingress_listen)",
         ),
         (
             "[[worker]]\nname = \"a\"\nadvertise = \"127.0.0.1:5556\"\n",
@@ -459,6 +470,22 @@ fn bad_files_are_refused_with_the_file_the_key_and_the_valid_choices() {
         (
             "[manager\n",
             "cluster.toml: invalid TOML: line 1, column ",
+        ),
+        (
+            "[manager]\nmanagers = [\"http://a:5555\", \"http://b:5555\"]\n",
+            "cluster.toml: manager.managers: several managers need store = \"etcd\": the embedded RocksDB store belongs to one manager",
+        ),
+        (
+            "[manager]\nstore = \"zookeeper\"\n",
+            "cluster.toml: manager.store: unknown store \"zookeeper\" (valid: rocksdb, etcd)",
+        ),
+        (
+            "[manager]\nstore = \"etcd\"\netcd_endpoints = [\"localhost:2379\"]\n",
+            "cluster.toml: manager.etcd_endpoints[0]: invalid URL \"localhost:2379\" (expected http://host:port)",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\nmanager = \"http://a:5555\"\nmanagers = [\"http://a:5555\"]\n",
+            "cluster.toml: worker[0].managers: give either manager or managers, not both",
         ),
     ];
     for (text, expected) in cases {

@@ -110,6 +110,42 @@ impl Cx<'_> {
         Ok(Some(d))
     }
 
+    /// A list of URLs (`["http://a:2379", ...]`); missing is empty.
+    pub(super) fn urls(
+        &self,
+        t: &Table,
+        prefix: &str,
+        key: &str,
+    ) -> Result<Vec<String>, ConfigError> {
+        let path = format!("{prefix}.{key}");
+        let items = match t.get(key) {
+            None => return Ok(Vec::new()),
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                return Err(self.invalid(
+                    &path,
+                    format!("must be a list of URLs, got {}", other.type_str()),
+                ))
+            }
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let mut one = Table::new();
+            one.insert("url".to_string(), item.clone());
+            let url = self
+                .url(&one, &format!("{path}[{i}]"), "url")
+                .map_err(|_| {
+                    self.invalid(
+                        &format!("{path}[{i}]"),
+                        format!("invalid URL {item} (expected http://host:port)"),
+                    )
+                })?
+                .unwrap_or_default();
+            out.push(url);
+        }
+        Ok(out)
+    }
+
     pub(super) fn url(
         &self,
         t: &Table,
@@ -186,6 +222,34 @@ impl Cx<'_> {
         } else if let Some(dns) = self.addr(t, P, "dns_listen")? {
             m.dns_listen = Some(dns);
         }
+        m.advertise = match self.url(t, P, "advertise")? {
+            Some(url) => url,
+            None => url_of(m.listen),
+        };
+        match self.string(t, P, "store")? {
+            None | Some("rocksdb") => {}
+            Some("etcd") => m.store = StoreKind::Etcd,
+            Some(other) => {
+                return Err(self.invalid(
+                    "manager.store",
+                    format!("unknown store {other:?} (valid: rocksdb, etcd)"),
+                ))
+            }
+        }
+        m.etcd_endpoints = self.urls(t, P, "etcd_endpoints")?;
+        m.managers = self.urls(t, P, "managers")?;
+        if m.store == StoreKind::Etcd && m.etcd_endpoints.is_empty() {
+            return Err(self.invalid(
+                "manager.etcd_endpoints",
+                "missing: store = \"etcd\" needs the etcd cluster's client URLs, e.g. [\"http://127.0.0.1:2379\"]",
+            ));
+        }
+        if m.store == StoreKind::Rocksdb && m.managers.len() > 1 {
+            return Err(self.invalid(
+                "manager.managers",
+                "several managers need store = \"etcd\": the embedded RocksDB store belongs to one manager",
+            ));
+        }
         Ok(m)
     }
 
@@ -230,8 +294,19 @@ impl Cx<'_> {
             Some(url) => url,
             None => url_of(w.listen),
         };
-        if let Some(url) = self.url(t, p, "manager")? {
-            w.manager = Some(url);
+        let explicit = self.url(t, p, "manager")?;
+        if let Some(url) = &explicit {
+            w.manager = Some(url.clone());
+        }
+        w.managers = self.urls(t, p, "managers")?;
+        if let Some(first) = w.managers.first() {
+            if explicit.is_some() {
+                return Err(self.invalid(
+                    &format!("{p}.managers"),
+                    "give either manager or managers, not both",
+                ));
+            }
+            w.manager = Some(first.clone());
         }
         if let Some(runtime) = self.string(t, p, "runtime")? {
             w.runtime = runtime

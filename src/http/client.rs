@@ -54,6 +54,9 @@ pub enum ClientError {
     },
 }
 
+/// The most redirects one call follows.
+pub const MAX_REDIRECTS: usize = 3;
+
 /// The connector: plain HTTP, or HTTPS with the client's TLS configuration.
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -136,7 +139,35 @@ impl HttpClient {
     }
 
     /// [`HttpClient::send`] with `Authorization: Bearer TOKEN` when a token is given.
+    ///
+    /// A `307` or `308` with an absolute `Location` (a follower manager sending a write to its
+    /// leader) is followed with the same method, body and token, at most [`MAX_REDIRECTS`] times;
+    /// hyper does not follow redirects by itself.
     pub async fn send_auth(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+        token: Option<&str>,
+    ) -> Result<RawResponse, ClientError> {
+        let mut url = url.to_string();
+        let mut hops = 0;
+        loop {
+            let raw = self
+                .send_once(method.clone(), &url, body.clone(), token)
+                .await?;
+            let next = match (&raw.status, &raw.location) {
+                (307 | 308, Some(loc)) if loc.starts_with("http") && hops < MAX_REDIRECTS => {
+                    loc.clone()
+                }
+                _ => return Ok(raw),
+            };
+            hops += 1;
+            url = next;
+        }
+    }
+
+    async fn send_once(
         &self,
         method: Method,
         url: &str,

@@ -35,6 +35,7 @@ pub mod catalog;
 pub mod dispatch;
 pub mod eligibility;
 pub mod events;
+pub mod leader;
 pub mod liveness;
 pub mod protocol;
 pub mod reconcile;
@@ -213,6 +214,27 @@ impl Manager {
         store: Arc<dyn Store>,
         shutdown: Shutdown,
     ) -> Result<Manager, ManagerError> {
+        let manager = Self::load(opts, security, store, shutdown)?;
+        tracing::info!(
+            tasks = lock(&manager.inner.state).tasks.len(),
+            scheduler = %manager.inner.opts.scheduler,
+            "manager loaded its state"
+        );
+        tokio::spawn(manager.clone().dispatch_loop());
+        tokio::spawn(manager.clone().monitor_loop());
+        tokio::spawn(manager.clone().service_loop());
+        manager.inner.wake_dispatch.notify_one();
+        Ok(manager)
+    }
+
+    /// Loads the state from `store` without starting the loops: a copy that answers reads and
+    /// never places, dispatches or counts nodes down (a follower's, see [`leader`]).
+    pub fn load(
+        opts: ManagerOptions,
+        security: crate::security::ManagerSecurity,
+        store: Arc<dyn Store>,
+        shutdown: Shutdown,
+    ) -> Result<Manager, ManagerError> {
         let scheduler = poseidon_schedulers::by_name(&opts.scheduler)
             .map_err(|e| ManagerError::Invalid(e.to_string()))?;
         let tasks = store::load_tasks(store.as_ref())?;
@@ -238,7 +260,8 @@ impl Manager {
         for n in nodes.values_mut() {
             n.ttl = ttl;
         }
-        tracing::info!(
+                // A follower reloads its copy often (see `leader`): only the leader's load is news.
+        tracing::debug!(
             tasks = tasks.len(),
             nodes = nodes.len(),
             scheduler = %opts.scheduler,
@@ -270,10 +293,6 @@ impl Manager {
                 security,
             }),
         };
-        tokio::spawn(manager.clone().dispatch_loop());
-        tokio::spawn(manager.clone().monitor_loop());
-        tokio::spawn(manager.clone().service_loop());
-        manager.inner.wake_dispatch.notify_one();
         Ok(manager)
     }
 

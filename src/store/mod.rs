@@ -6,7 +6,7 @@
 //! writer thread folds every write waiting for it into one batch and one fsync (see [`rocks`]).
 //!
 //! [`MemStore`] stands in where durability is not wanted (the scale benchmark's simulated workers), and
-//! a distributed backend (etcd, for managers in high availability) can later implement the same trait.
+//! [`etcd`] keeps the state in an etcd cluster, for several managers in high availability.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::task::{Task, TaskId};
 
+pub mod etcd;
 pub mod rocks;
 
 pub use rocks::RocksStore;

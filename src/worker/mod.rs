@@ -32,6 +32,7 @@ pub mod accept;
 mod adopt;
 pub mod api;
 mod health;
+mod managers;
 pub mod ops;
 mod phase;
 pub mod report;
@@ -49,6 +50,8 @@ pub struct WorkerOptions {
     pub advertise: String,
     /// The manager's URL, or `None` for a worker used alone.
     pub manager: Option<String>,
+    /// Further managers to try in turn when `manager` cannot be reached (high availability).
+    pub managers: Vec<String>,
     /// Declared capacity (or what sysinfo read).
     pub capacity: Capacity,
     /// Time between heartbeats.
@@ -118,8 +121,8 @@ pub(crate) struct Inner {
     /// Tasks changed since the last successful report.
     dirty: Mutex<HashSet<TaskId>>,
     report_now: Notify,
-    /// The manager's API, when this worker has one.
-    manager: Option<ManagerClient>,
+    /// The managers' APIs (none for a worker used alone).
+    managers: managers::Managers,
     /// When the manager last answered a heartbeat or a report (tokio's clock, so tests can pause it).
     last_contact: Mutex<Instant>,
     /// Whether the last heartbeat reached the manager: failures are logged on the change only.
@@ -199,13 +202,31 @@ impl Worker {
             .into_iter()
             .map(|task| (task.id, Entry::new(task, false)))
             .collect();
-        let manager = opts.manager.as_deref().map(|m| {
-            let http = match &client_tls {
-                Some(tls) => crate::http::HttpClient::with_tls(Duration::from_secs(5), tls.clone()),
-                None => crate::http::HttpClient::new(Duration::from_secs(5)),
-            };
-            ManagerClient::with_http(http, m).with_token(security.node_token.clone())
-        });
+        let mut urls: Vec<&String> = opts.manager.iter().collect();
+        urls.extend(
+            opts.managers
+                .iter()
+                .filter(|u| Some(*u) != opts.manager.as_ref()),
+        );
+        // With several managers, one that hangs (paused, cut off) must be left in time for the
+        // heartbeats to reach the next one before the leader's TTL runs out.
+        let timeout = if urls.len() > 1 {
+            (opts.heartbeat_interval * 3).clamp(Duration::from_secs(1), Duration::from_secs(5))
+        } else {
+            Duration::from_secs(5)
+        };
+        let http = match &client_tls {
+            Some(tls) => crate::http::HttpClient::with_tls(timeout, tls.clone()),
+            None => crate::http::HttpClient::new(timeout),
+        };
+        let managers = managers::Managers::new(
+            urls.into_iter()
+                .map(|m| {
+                    ManagerClient::with_http(http.clone(), m)
+                        .with_token(security.node_token.clone())
+                })
+                .collect(),
+        );
         let inner = Arc::new(Inner {
             opts,
             runtime,
@@ -213,7 +234,7 @@ impl Worker {
             tasks: Mutex::new(map),
             dirty: Mutex::new(HashSet::new()),
             report_now: Notify::new(),
-            manager,
+            managers,
             last_contact: Mutex::new(Instant::now()),
             contact_ok: AtomicBool::new(true),
             accepting: tokio::sync::Mutex::new(()),

@@ -90,7 +90,7 @@ impl Worker {
 
     /// Sends one heartbeat and applies the reply; returns whether the manager answered.
     pub async fn heartbeat_once(&self) -> bool {
-        let Some(manager) = self.inner.manager.clone() else {
+        let Some(manager) = self.inner.managers.current() else {
             return false;
         };
         // The engine's health comes from `engine_watch_loop`, never from a ping made here: a hung
@@ -130,6 +130,7 @@ impl Worker {
                 true
             }
             Err(e) => {
+                self.inner.managers.after(&manager, &e);
                 self.inner.need_full.store(true, Ordering::SeqCst);
                 // Logged on the change only: a manager away for an hour must not fill the log.
                 if self.inner.contact_ok.swap(false, Ordering::SeqCst) {
@@ -206,7 +207,7 @@ impl Worker {
 
     /// Sends the status of every changed task to the manager; returns whether it was delivered.
     pub async fn report_once(&self) -> bool {
-        let Some(manager) = self.inner.manager.clone() else {
+        let Some(manager) = self.inner.managers.current() else {
             return false;
         };
         let ids: Vec<TaskId> = lock(&self.inner.dirty).drain().collect();
@@ -233,6 +234,7 @@ impl Worker {
                 true
             }
             Err(e) => {
+                self.inner.managers.after(&manager, &e);
                 tracing::debug!(node = %self.name(), error = %e, "report failed; kept for the next one");
                 // Put them back; the next report or heartbeat carries them.
                 lock(&self.inner.dirty).extend(ids);

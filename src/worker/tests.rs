@@ -27,6 +27,7 @@ fn opts(manager: Option<&str>) -> WorkerOptions {
         name: "solo".into(),
         advertise: "http://127.0.0.1:1".into(),
         manager: manager.map(str::to_string),
+        managers: Vec::new(),
         capacity: Capacity {
             cpus: 4.0,
             memory: 8 << 30,

@@ -187,6 +187,7 @@ impl Standalone {
             name: "solo".into(),
             advertise: format!("http://{addr}"),
             manager,
+            managers: Vec::new(),
             capacity: Capacity {
                 cpus: 4.0,
                 memory: 8 << 30,

@@ -19,7 +19,7 @@ pub(super) fn render(m: &Manager) -> Resp {
 }
 
 /// Renders the Prometheus text exposition.
-fn metrics(m: &Manager) -> String {
+pub(super) fn metrics(m: &Manager) -> String {
     let mut out = String::new();
     let c = m.metrics();
     let counters = [

@@ -95,6 +95,7 @@ async fn route(m: &Manager, req: &Req) -> Result<Resp, ApiError> {
                     version: env!("CARGO_PKG_VERSION").into(),
                     scheduler: m.scheduler_name(),
                     uptime_s: m.uptime().as_secs(),
+                    ha: None,
                 },
             )),
             _ => Err(not_allowed(meth, &path)),
@@ -104,6 +105,11 @@ async fn route(m: &Manager, req: &Req) -> Result<Resp, ApiError> {
         }
         _ => Err(no_route(meth, &path)),
     }
+}
+
+/// The Prometheus text of `GET /metrics` (the managers in high availability add their lines).
+pub(crate) fn metrics_text(m: &Manager) -> String {
+    metrics::metrics(m)
 }
 
 /// 405 for a route that exists with another method.
