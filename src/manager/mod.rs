@@ -260,7 +260,7 @@ impl Manager {
         for n in nodes.values_mut() {
             n.ttl = ttl;
         }
-                // A follower reloads its copy often (see `leader`): only the leader's load is news.
+        // A follower reloads its copy often (see `leader`): only the leader's load is news.
         tracing::debug!(
             tasks = tasks.len(),
             nodes = nodes.len(),
