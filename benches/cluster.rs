@@ -46,20 +46,10 @@ use poseidon_runtimes::testing::{docker_or_skip, ensure_test_image, unique_name,
 use poseidon_runtimes::{ContainerSpec, Runtime};
 use serde_json::{json, Value};
 
-fn env_u64(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "support/load.rs"]
+mod load;
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
+use load::{env_u64, pct};
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -213,44 +203,23 @@ async fn submit_with_subscribers(
         assert_eq!(r.status, 201);
     }
     let syncs0 = b.manager.store_stats().syncs;
-    let t0 = Instant::now();
-    let mut handles = Vec::new();
-    for c in 0..clients {
-        let url = format!("{}/tasks", b.url);
-        let stop = stop.clone();
-        handles.push(tokio::spawn(async move {
-            let client = HttpClient::new(Duration::from_secs(30));
-            let mut lat = Vec::new();
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let body =
-                    serde_json::to_vec(&json!({"name": format!("c{c}-{i}"), "image": "busybox"}))
-                        .unwrap();
-                let s = Instant::now();
-                let r = client.send(Method::POST, &url, Some(body)).await.unwrap();
-                assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-                lat.push(s.elapsed().as_secs_f64() * 1000.0);
-                i += 1;
-            }
-            lat
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut lat = Vec::new();
-    for h in handles {
-        lat.extend(h.await.unwrap());
-    }
-    let elapsed = t0.elapsed().as_secs_f64();
+    let load = load::submit(
+        &b.url,
+        clients,
+        secs,
+        stop.clone(),
+        || HttpClient::new(Duration::from_secs(30)),
+        None,
+    )
+    .await;
+    let elapsed = load.elapsed_s;
     let syncs = b.manager.store_stats().syncs - syncs0;
-    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = lat.len();
     let out = (
-        n as f64 / elapsed,
-        pct(&lat, 0.5),
-        pct(&lat, 0.99),
+        load.rate(),
+        load.pct(0.5),
+        load.pct(0.99),
         syncs as f64 / elapsed,
-        n,
+        load.latencies_ms.len(),
     );
     if let Some(page) = page {
         let (lines, node_loads) = page.await.unwrap();
@@ -425,15 +394,11 @@ async fn secure_submit_level(secure: bool, clients: usize, secs: u64) -> (f64, f
             .unwrap();
         assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let t0 = Instant::now();
-    let mut handles = Vec::new();
-    for c in 0..clients {
-        let url = format!("{url}/tasks");
-        let stop = stop.clone();
-        // Each client has its own connection pool, so each pays its own TLS handshake once.
-        let client = if secure {
-            let ca = std::fs::read_to_string(dir.path().join("manager").join("ca.pem")).unwrap();
+    // Each client has its own connection pool, so each pays its own TLS handshake once.
+    let ca_dir = dir.path().join("manager");
+    let client = || {
+        if secure {
+            let ca = std::fs::read_to_string(ca_dir.join("ca.pem")).unwrap();
             HttpClient::with_tls(
                 Duration::from_secs(30),
                 poseidon::security::tls::client_config(
@@ -445,38 +410,17 @@ async fn secure_submit_level(secure: bool, clients: usize, secs: u64) -> (f64, f
             )
         } else {
             HttpClient::new(Duration::from_secs(30))
-        };
-        let token = token.clone();
-        handles.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let body =
-                    serde_json::to_vec(&json!({"name": format!("c{c}-{i}"), "image": "busybox"}))
-                        .unwrap();
-                let s = Instant::now();
-                let r = client
-                    .send_auth(Method::POST, &url, Some(body), token.as_deref())
-                    .await
-                    .unwrap();
-                assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-                lat.push(s.elapsed().as_secs_f64() * 1000.0);
-                i += 1;
-            }
-            lat
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut lat = Vec::new();
-    for h in handles {
-        lat.extend(h.await.unwrap());
-    }
-    let elapsed = t0.elapsed().as_secs_f64();
-    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = lat.len();
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = load::submit(&url, clients, secs, stop, client, token).await;
     run.stop().await;
-    (n as f64 / elapsed, pct(&lat, 0.5), pct(&lat, 0.99), n)
+    (
+        load.rate(),
+        load.pct(0.5),
+        load.pct(0.99),
+        load.latencies_ms.len(),
+    )
 }
 
 /// `submit-secure`: the same durable submissions with ACL and mutual TLS on, beside off, in one

@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,20 +27,10 @@ use serde_json::{json, Value};
 const BIN: &str = env!("CARGO_BIN_EXE_poseidon");
 const ETCD: &str = "/usr/bin/etcd";
 
-fn env_u64(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "support/load.rs"]
+mod load;
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
+use load::{env_u64, pct};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -189,39 +179,15 @@ async fn submit_level(eps: Option<&[String]>, clients: usize, secs: u64) -> (f64
         assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let t0 = Instant::now();
-    let mut handles = Vec::new();
-    for c in 0..clients {
-        let url = format!("{base}/tasks");
-        let stop = stop.clone();
-        handles.push(tokio::spawn(async move {
-            let client = HttpClient::new(Duration::from_secs(30));
-            let mut lat = Vec::new();
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let body =
-                    serde_json::to_vec(&json!({"name": format!("c{c}-{i}"), "image": "busybox"}))
-                        .unwrap();
-                let s = Instant::now();
-                let r = client.send(Method::POST, &url, Some(body)).await.unwrap();
-                assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-                lat.push(s.elapsed().as_secs_f64() * 1000.0);
-                i += 1;
-            }
-            lat
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut lat = Vec::new();
-    for h in handles {
-        lat.extend(h.await.unwrap());
-    }
-    let elapsed = t0.elapsed().as_secs_f64();
-    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = lat.len();
+    let client = || HttpClient::new(Duration::from_secs(30));
+    let load = load::submit(&base, clients, secs, stop, client, None).await;
     run.stop().await;
-    (n as f64 / elapsed, pct(&lat, 0.5), pct(&lat, 0.99), n)
+    (
+        load.rate(),
+        load.pct(0.5),
+        load.pct(0.99),
+        load.latencies_ms.len(),
+    )
 }
 
 async fn bench_submit(eps: &[String]) {
