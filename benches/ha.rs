@@ -25,7 +25,10 @@ use poseidon::http::HttpClient;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_poseidon");
-const ETCD: &str = "/usr/bin/etcd";
+#[path = "../tests/common/etcd.rs"]
+mod etcd;
+
+use etcd::ETCD;
 
 #[path = "support/load.rs"]
 mod load;
@@ -51,42 +54,13 @@ impl Drop for Proc {
 
 /// A three-member etcd cluster on loopback; returns its processes and client URLs.
 fn etcd_cluster(dir: &Path) -> (Vec<Proc>, Vec<String>) {
-    let names = ["e0", "e1", "e2"];
+    let names: Vec<String> = ["e0", "e1", "e2"].map(String::from).to_vec();
     let clients: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let peers: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let cluster: Vec<String> = names
-        .iter()
-        .zip(&peers)
-        .map(|(n, p)| format!("{n}=http://127.0.0.1:{p}"))
-        .collect();
     let mut procs = Vec::new();
     for i in 0..3 {
-        let client = format!("http://127.0.0.1:{}", clients[i]);
-        let peer = format!("http://127.0.0.1:{}", peers[i]);
         procs.push(Proc(
-            Command::new(ETCD)
-                .args([
-                    "--name",
-                    names[i],
-                    "--data-dir",
-                    dir.join(names[i]).to_str().unwrap(),
-                    "--listen-client-urls",
-                    &client,
-                    "--advertise-client-urls",
-                    &client,
-                    "--listen-peer-urls",
-                    &peer,
-                    "--initial-advertise-peer-urls",
-                    &peer,
-                    "--initial-cluster",
-                    &cluster.join(","),
-                    "--initial-cluster-state",
-                    "new",
-                    "--max-txn-ops",
-                    "10000",
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
+            etcd::member(dir, &names, &clients, &peers, i)
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap(),

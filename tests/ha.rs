@@ -24,7 +24,10 @@ use poseidon_runtimes::mock::MockRuntime;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_poseidon");
-const ETCD: &str = "/usr/bin/etcd";
+#[path = "common/etcd.rs"]
+mod etcd;
+
+use etcd::ETCD;
 const WAIT: Duration = Duration::from_secs(20);
 /// The promise: a new leader within 3 s of the old one's death.
 const FAILOVER: Duration = Duration::from_secs(3);
@@ -94,41 +97,8 @@ impl Etcd {
     }
 
     fn start_member(&mut self, i: usize) {
-        let cluster: Vec<String> = self
-            .names
-            .iter()
-            .zip(&self.peers)
-            .map(|(n, p)| format!("{n}=http://127.0.0.1:{p}"))
-            .collect();
-        let client = format!("http://127.0.0.1:{}", self.clients[i]);
-        let peer = format!("http://127.0.0.1:{}", self.peers[i]);
         let log = std::fs::File::create(self.dir.join(format!("{}.log", self.names[i]))).unwrap();
-        let child = Command::new(ETCD)
-            .args([
-                "--name",
-                &self.names[i],
-                "--data-dir",
-                self.dir.join(&self.names[i]).to_str().unwrap(),
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-                "--initial-cluster",
-                &cluster.join(","),
-                "--initial-cluster-state",
-                "new",
-                "--initial-cluster-token",
-                "poseidon-ha-test",
-                // A node's tasks move in one transaction (see docs/reliability.md).
-                "--max-txn-ops",
-                "10000",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+        let child = etcd::member(&self.dir, &self.names, &self.clients, &self.peers, i)
             .stderr(log)
             .spawn()
             .unwrap();
