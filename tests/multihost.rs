@@ -24,8 +24,8 @@
 //!    engine's own events show the old copy died before the new one started).
 //! 4. The manager restarted with `docker restart`: every task still known, none moved.
 //!
-//! No registry is reachable: the image is built from the binary and the libraries `ldd` names, and
-//! imported. A guard removes every container and network of the run, even when a step panics (and
+//! No registry is reachable: the image is made by `deploy/image.sh` (as `make image` makes
+//! Poseidon's own) from the binary and the libraries `ldd` names. A guard removes every container and network of the run, even when a step panics (and
 //! then prints the logs of the manager and the workers first).
 //!
 //! Over the house's ~700 lines: one scenario script on one expensive cluster (built once, about 40
@@ -33,10 +33,11 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "common/image.rs"]
+mod image;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::Hasher;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -80,7 +81,7 @@ async fn a_cluster_of_containers_schedules_fails_over_and_survives_a_manager_res
     };
     ensure_test_image(&rt).await.unwrap();
     let started = Instant::now();
-    let image = poseidon_image().await;
+    let image = image::poseidon_image(IMAGE_REPO, &[]).await;
     let mut cluster = Cluster::start(&image, "epvm").await;
     eprintln!("cluster up in {:.1} s", started.elapsed().as_secs_f64());
 
@@ -698,90 +699,6 @@ impl Drop for EngineEvents {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The image holding the binary
-// ---------------------------------------------------------------------------------------------
-
-/// Builds (once per binary) an image with the `poseidon` binary under test, its shared libraries
-/// and the dynamic loader, and returns its name. The tag is a hash of the binary, so a rebuilt
-/// binary gets a new image and an unchanged one reuses the old.
-async fn poseidon_image() -> String {
-    let bin = Path::new(env!("CARGO_BIN_EXE_poseidon"));
-    let bytes = tokio::fs::read(bin).await.unwrap();
-    let mut h = std::hash::DefaultHasher::new();
-    h.write(&bytes);
-    let tag = format!("{IMAGE_REPO}:{:016x}", h.finish());
-    drop(bytes);
-    if try_docker(&["image", "inspect", "--format", "{{.Id}}", &tag])
-        .await
-        .is_ok()
-    {
-        return tag;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("rootfs");
-    let put = |from: &Path, to: &str| {
-        let dest = root.join(to.trim_start_matches('/'));
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        // `copy` follows symlinks: the file lands under the name the loader asks for.
-        std::fs::copy(from, &dest).unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
-    };
-    put(bin, BIN);
-    for lib in shared_libraries(bin).await {
-        put(&lib, lib.to_str().unwrap());
-    }
-    for d in ["tmp", "var/lib/poseidon", "etc"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/false\n").unwrap();
-    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))
-            .unwrap();
-    }
-    let tar = dir.path().join("rootfs.tar");
-    let status = tokio::process::Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .args(["--owner=0", "--group=0", "--numeric-owner", "-cf"])
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success(), "tar of the poseidon rootfs failed");
-    docker(&["import", tar.to_str().unwrap(), &tag]).await;
-    // Older images of older binaries are of no use any more; one still in use stays.
-    let others = docker(&["images", IMAGE_REPO, "--format", "{{.Repository}}:{{.Tag}}"]).await;
-    for other in others.lines().filter(|o| *o != tag) {
-        let _ = try_docker(&["rmi", other]).await;
-    }
-    tag
-}
-
-/// The shared libraries and the loader `ldd` names for `bin`.
-async fn shared_libraries(bin: &Path) -> Vec<PathBuf> {
-    let out = tokio::process::Command::new("ldd")
-        .arg(bin)
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "ldd {} failed", bin.display());
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| {
-            // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)` or
-            // `/lib64/ld-linux-x86-64.so.2 (0x...)`; the vDSO has no file.
-            let path = match line.split_once("=>") {
-                Some((_, rest)) => rest.split_whitespace().next()?,
-                None => line.split_whitespace().next()?,
-            };
-            path.starts_with('/').then(|| PathBuf::from(path))
-        })
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
