@@ -10,44 +10,9 @@ use std::time::{Duration, Instant};
 use poseidon_runtimes::testing::docker_or_skip;
 use poseidon_runtimes::Runtime;
 
-const README: &str = include_str!("../README.md");
-
-/// The shell block after `<!-- readme-test: NAME -->`.
-fn block(name: &str) -> String {
-    let marker = format!("<!-- readme-test: {name} -->");
-    let start = README
-        .find(&marker)
-        .unwrap_or_else(|| panic!("README.md has no {marker}"));
-    let rest = &README[start + marker.len()..];
-    let open = rest.find("```sh\n").unwrap() + "```sh\n".len();
-    let close = rest[open..].find("\n```").unwrap();
-    rest[open..open + close].to_string()
-}
-
-fn run_script(script: &str, cwd: &Path, bin_dir: &Path) {
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = Command::new("timeout")
-        .args(["120", "bash", "-euo", "pipefail", "-x", "-c", script])
-        .current_dir(cwd)
-        .env("PATH", path)
-        .output()
-        .unwrap();
-    let log = format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "README block failed ({}):\n{log}",
-        out.status
-    );
-    eprintln!("{log}");
-}
+#[path = "common/readme.rs"]
+mod readme;
+use readme::{block, run_script};
 
 struct Killed(Child);
 impl Drop for Killed {
@@ -88,10 +53,10 @@ async fn readme_quick_start_and_worker_examples_work_verbatim() {
         .unwrap();
     }
 
-    let quick = block("quickstart");
-    let ops = block("ops");
-    let worker = block("worker");
-    let logs = block("logs");
+    let quick = block("quickstart", "sh");
+    let ops = block("ops", "sh");
+    let worker = block("worker", "sh");
+    let logs = block("logs", "sh");
     let result = std::panic::catch_unwind(|| {
         {
             // The README's first command, `cargo run`: the binary with no arguments.

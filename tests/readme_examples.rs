@@ -8,20 +8,9 @@ use std::path::PathBuf;
 
 use poseidon::task::{PullPolicy, Volume, VolumeSource};
 
-const README: &str = include_str!("../README.md");
-
-/// The fenced block of language `lang` right after `<!-- readme-test: NAME -->`.
-fn block(name: &str, lang: &str) -> String {
-    let marker = format!("<!-- readme-test: {name} -->");
-    let start = README
-        .find(&marker)
-        .unwrap_or_else(|| panic!("README.md has no {marker}"));
-    let rest = &README[start + marker.len()..];
-    let fence = format!("```{lang}\n");
-    let open = rest.find(&fence).unwrap() + fence.len();
-    let close = rest[open..].find("\n```").unwrap();
-    rest[open..open + close].to_string()
-}
+#[path = "common/readme.rs"]
+mod readme;
+use readme::block;
 
 #[test]
 fn the_readme_task_example_is_accepted_with_its_volumes_and_pull_policy() {

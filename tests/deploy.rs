@@ -1,0 +1,380 @@
+//! Issue 18's paths from a checkout to a running cluster, run as a user runs them:
+//!
+//! - `deploy/setup.sh` (behind `make run` and `make test`): as root it installs exactly the Debian
+//!   packages that are missing; as anyone else it names them in one `apt-get` line and exits 1.
+//!   A fake `dpkg` (saying which packages are missing) and a fake `apt-get` (recording its
+//!   arguments) stand in for the package system, so nothing is installed; everything else the
+//!   script calls is real. Under `CI=true` the real script on the real machine must find nothing
+//!   to install (`.ci/run` ran it before the suite).
+//! - The Compose cluster (`deploy/compose.yaml` through `make up` and `make down`): the README's
+//!   block, verbatim, against the image of the binary under test (made by `deploy/image.sh`, as
+//!   `make image` makes the release one): three workers up, a task on each, and nothing left on
+//!   the engine afterwards.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+#[path = "common/image.rs"]
+mod image;
+#[path = "common/readme.rs"]
+mod readme;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use poseidon_runtimes::testing::{docker_or_skip, ensure_test_image, TEST_IMAGE};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn is_root() -> bool {
+    let out = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+/// A directory of fake `dpkg` and `apt-get`: `dpkg -s P` fails for each P of `missing`, and
+/// `apt-get` appends its arguments to `apt.log` there.
+fn fake_packages(missing: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    // An empty pattern list is a syntax error in sh: a name no package has stands in for none.
+    let cases = if missing.is_empty() {
+        "no-such-package".to_string()
+    } else {
+        missing.join("|")
+    };
+    let dpkg = format!(
+        "#!/bin/sh\n[ \"$1\" = -s ] || exit 2\ncase \"$2\" in {cases}) exit 1;; *) exit 0;; esac\n"
+    );
+    let log = dir.path().join("apt.log");
+    let apt = format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display());
+    for (name, body) in [("dpkg", dpkg), ("apt-get", apt)] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // Readable by the unprivileged user the non-root case runs as.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// `deploy/setup.sh run` with `fakes` first on the PATH, as root or (`as_nobody`) as uid 65534.
+fn setup_run(fakes: &Path, as_nobody: bool) -> Output {
+    // A copy the unprivileged user can read wherever the checkout is (CI clones under /root).
+    let script = fakes.join("setup.sh");
+    std::fs::copy(Path::new(ROOT).join("deploy/setup.sh"), &script).unwrap();
+    let path = format!(
+        "{}:{}",
+        fakes.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = if as_nobody {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "bash"]);
+        c
+    } else {
+        Command::new("bash")
+    };
+    cmd.arg(&script)
+        .arg("run")
+        .current_dir(fakes)
+        .env("PATH", path)
+        .env("HOME", fakes)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn setup_installs_what_is_missing_as_root_and_names_it_in_one_line_otherwise() {
+    if !is_root() {
+        eprintln!("SKIPPED: the set-up test switches users and needs root (CI runs as root)");
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI runs as root"
+        );
+        return;
+    }
+    // Two packages of the `run` set missing: exactly those two are asked for, in the set's order.
+    let fakes = fake_packages(&["curl", "libclang-dev"]);
+    let out = setup_run(fakes.path(), false);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let log = std::fs::read_to_string(fakes.path().join("apt.log")).unwrap_or_default();
+    assert_eq!(
+        log.trim(),
+        "install -y --no-install-recommends libclang-dev curl",
+        "apt-get's arguments as root; stderr:\n{stderr}"
+    );
+    let docker_up = Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if docker_up {
+        assert!(out.status.success(), "setup as root failed:\n{stderr}");
+        assert!(stderr.contains("ready for make run"), "{stderr}");
+    } else {
+        assert!(stderr.contains("Docker Engine is unreachable"), "{stderr}");
+    }
+
+    // Not root: nothing is installed, the one command that would is printed, exit 1.
+    let fakes = fake_packages(&["busybox-static", "protobuf-compiler"]);
+    let out = setup_run(fakes.path(), true);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "exit code as nobody:\n{stderr}");
+    assert!(
+        stderr.contains(
+            "\napt-get install -y --no-install-recommends protobuf-compiler busybox-static\n"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !fakes.path().join("apt.log").exists(),
+        "apt-get ran without root"
+    );
+
+    // Nothing missing: nothing installed.
+    let fakes = fake_packages(&[]);
+    let out = setup_run(fakes.path(), false);
+    assert!(
+        !fakes.path().join("apt.log").exists(),
+        "apt-get ran for nothing"
+    );
+    if docker_up {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // CI ran the real script before the suite: on this machine it finds nothing to install.
+    if std::env::var("CI").as_deref() == Ok("true") {
+        let out = Command::new(Path::new(ROOT).join("deploy/setup.sh"))
+            .arg("test")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "deploy/setup.sh test: {stderr}");
+        assert!(!stderr.contains("installing"), "{stderr}");
+    }
+}
+
+/// Whichever Compose the Makefile will use, if any.
+fn compose_installed() -> bool {
+    let ok = |cmd: &mut Command| {
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    ok(Command::new("docker").args(["compose", "version"]))
+        || ok(Command::new("docker-compose").arg("version"))
+}
+
+/// Lines of `docker ARGS` (empty if it fails).
+fn docker_lines(args: &[&str]) -> Vec<String> {
+    let out = Command::new("docker").args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// What the cluster of `project` left on the engine: its containers, networks and volumes, and
+/// the task containers of the Compose workers.
+fn leftovers(project: &str) -> Vec<String> {
+    let label = format!("label=com.docker.compose.project={project}");
+    let mut left = Vec::new();
+    for kind in [
+        &["ps", "-a", "--format", "{{.Names}}", "--filter", &label][..],
+        &["network", "ls", "--format", "{{.Name}}", "--filter", &label][..],
+        &["volume", "ls", "--format", "{{.Name}}", "--filter", &label][..],
+    ] {
+        left.extend(docker_lines(kind));
+    }
+    for w in ["compose-w1", "compose-w2", "compose-w3"] {
+        let node = format!("label=io.poseidon.node={w}");
+        left.extend(docker_lines(&[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &node,
+        ]));
+    }
+    left
+}
+
+/// Runs `make down` for the test's cluster when dropped (a failed step included), printing the
+/// cluster's logs first if the test is panicking.
+struct Down {
+    env: Vec<(&'static str, String)>,
+}
+
+impl Down {
+    fn make(&self, target: &str) -> Output {
+        Command::new("make")
+            .arg("--no-print-directory")
+            .arg(target)
+            .current_dir(ROOT)
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let project = &self
+                .env
+                .iter()
+                .find(|(k, _)| *k == "COMPOSE_PROJECT_NAME")
+                .unwrap()
+                .1;
+            for c in docker_lines(&[
+                "ps",
+                "-a",
+                "--format",
+                "{{.Names}}",
+                "--filter",
+                &format!("label=com.docker.compose.project={project}"),
+            ]) {
+                let out = Command::new("docker")
+                    .args(["logs", "--tail", "40", &c])
+                    .output();
+                if let Ok(o) = out {
+                    eprintln!(
+                        "--- {c}\n{}{}",
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                }
+            }
+        }
+        let _ = self.make("down");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compose_cluster_comes_up_takes_a_task_on_each_worker_and_leaves_nothing_behind() {
+    let test = "the_compose_cluster_comes_up_takes_a_task_on_each_worker_and_leaves_nothing_behind";
+    let Some(rt) = docker_or_skip(test).await else {
+        return;
+    };
+    if !compose_installed() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI: neither `docker compose` nor docker-compose is installed"
+        );
+        eprintln!("SKIPPED {test}: no Docker Compose");
+        return;
+    }
+    // The compose file's default image is the one `make image` makes for this version.
+    let compose = std::fs::read_to_string(Path::new(ROOT).join("deploy/compose.yaml")).unwrap();
+    let default_image = format!(
+        "${{POSEIDON_IMAGE:-poseidon:{}}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(
+        compose.contains(&default_image),
+        "deploy/compose.yaml lacks {default_image}"
+    );
+
+    // The quick start's image, which the README's block runs.
+    ensure_test_image(&rt).await.unwrap();
+    let tagged = Command::new("docker")
+        .args(["tag", TEST_IMAGE, "busybox-local:latest"])
+        .status()
+        .unwrap();
+    assert!(tagged.success());
+    let image = image::poseidon_image("poseidon-test/deploy", &[]).await;
+
+    let project = format!("pdeploy{}", std::process::id());
+    let down = Down {
+        env: vec![
+            ("POSEIDON_IMAGE", image.clone()),
+            ("COMPOSE_PROJECT_NAME", project.clone()),
+        ],
+    };
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_poseidon"));
+    let env: Vec<(&str, &str)> = down.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // The block up to its last line, `make down`; what it left running is checked in between.
+    let script = readme::block("compose", "sh");
+    let (up, last) = script.trim_end().rsplit_once('\n').unwrap();
+    assert!(
+        last.starts_with("make down"),
+        "the block ends with make down: {last}"
+    );
+    let run = |s: &str| {
+        tokio::task::block_in_place(|| {
+            readme::run_script_with(s, Path::new(ROOT), bin.parent().unwrap(), &env, 180)
+        })
+    };
+    let started = std::time::Instant::now();
+    run(up);
+    eprintln!(
+        "the README's Compose block up to make down took {:?}",
+        started.elapsed()
+    );
+
+    // Three workers as declared in deploy/compose/cluster.toml, each with one task, running as a
+    // container of its own on the engine.
+    let api = common::Api::new("http://127.0.0.1:5555");
+    let (s, nodes) = api.get("/nodes").await;
+    assert_eq!(s, 200, "{nodes}");
+    let mut seen: Vec<(String, f64, String)> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap().to_string(),
+                n["capacity"]["cpus"].as_f64().unwrap(),
+                n["labels"]["disk"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    let expected = [
+        ("compose-w1", 1.0, "ssd"),
+        ("compose-w2", 2.0, "hdd"),
+        ("compose-w3", 4.0, "ssd"),
+    ]
+    .map(|(n, c, d)| (n.to_string(), c, d.to_string()));
+    assert_eq!(seen, expected.to_vec(), "GET /nodes: {nodes}");
+    let (s, tasks) = api.get("/tasks").await;
+    assert_eq!(s, 200, "{tasks}");
+    let mut on: Vec<String> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["state"] == "running")
+        .map(|t| t["node"].as_str().unwrap().to_string())
+        .collect();
+    on.sort();
+    assert_eq!(on, ["compose-w1", "compose-w2", "compose-w3"], "{tasks}");
+    for w in ["compose-w1", "compose-w2", "compose-w3"] {
+        let running = docker_lines(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=io.poseidon.node={w}"),
+        ]);
+        assert_eq!(running.len(), 1, "task containers of {w}: {running:?}");
+    }
+
+    run(last);
+    assert_eq!(
+        leftovers(&project),
+        Vec::<String>::new(),
+        "left behind by make down"
+    );
+    drop(down);
+}
