@@ -83,6 +83,7 @@ async fn sim_worker(name: &str, manager: &str, heartbeat: Duration, shutdown: &S
         network: None,
         host_volumes: Default::default(),
         labels: Default::default(),
+        endpoint_address: None,
     };
     let w = Worker::start(
         opts,

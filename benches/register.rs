@@ -44,6 +44,7 @@ fn beat(i: usize) -> Heartbeat {
         full: true,
         host_volumes: Vec::new(),
         labels: Default::default(),
+        endpoint_address: None,
     }
 }
 

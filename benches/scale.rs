@@ -358,6 +358,7 @@ impl Agent {
             full: true,
             host_volumes: Vec::new(),
             labels: Default::default(),
+            endpoint_address: None,
         };
         let _permit = self.gate.acquire().await.unwrap();
         match self.manager.heartbeat(&hb).await {

@@ -564,6 +564,7 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             network: wc.network.clone(),
             host_volumes: wc.host_volumes.clone(),
             labels: wc.labels.clone(),
+            endpoint_address: wc.endpoint_address,
         };
         with_manager.push(opts.manager.is_some());
         let (mut sec, tls) =

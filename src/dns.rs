@@ -12,7 +12,9 @@
 //!   outside the zone: REFUSED (the server is not a resolver). TTLs are [`TTL`] seconds, so a
 //!   resolver's cache follows the catalog within a few seconds.
 //!
-//! An endpoint whose node advertises a host name rather than an IP address has no record here.
+//! An endpoint's address is its node's endpoint address (the worker's `endpoint_address`, else the
+//! host it advertises); an endpoint whose node advertises a host name and names no
+//! `endpoint_address` has no record here.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

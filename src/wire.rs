@@ -187,6 +187,12 @@ pub struct Heartbeat {
     /// empty from a worker that predates labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The IP address at which the ports its task containers publish are reached (its config's
+    /// `endpoint_address`); absent when that is the host of `address`, and from workers that
+    /// predate the field. The catalog, DNS and the routing mesh give a service's endpoints on
+    /// this node this address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_address: Option<String>,
 }
 
 fn yes() -> bool {
@@ -277,6 +283,10 @@ pub struct NodeView {
     /// Whether it is being drained: ineligible, and its service tasks moved off.
     #[serde(default)]
     pub draining: bool,
+    /// The address its tasks' published ports are reached at, when its worker's config sets one
+    /// (`endpoint_address`); otherwise they are reached at the host of `address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_address: Option<String>,
 }
 
 /// A task's logs, as `GET /tasks/{id}/logs` answers on the worker and the manager.
@@ -546,7 +556,8 @@ pub struct CatalogEndpoint {
     pub task: TaskId,
     /// The node it runs on.
     pub node: String,
-    /// The host of the node's advertised address (an IP address, or the name the worker gave).
+    /// The node's endpoint address: its worker's `endpoint_address`, else the host of its
+    /// advertised address (an IP address, or the name the worker advertised).
     pub address: String,
     /// The host port Docker bound for the published container port.
     pub port: u16,

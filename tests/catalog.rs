@@ -31,6 +31,8 @@ runtime = "mock"
 listen = "127.0.0.1:0"
 heartbeat_interval = "200ms"
 capacity = { cpus = 64.0, memory = "64g" }
+# Its tasks' ports are reached elsewhere than its API (TEST-NET-1, nothing is dialled).
+endpoint_address = "192.0.2.7"
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,7 +72,17 @@ async fn healthy_copies_with_a_published_port_are_endpoints_and_a_blocking_query
             .expect("an endpoint is a task of the service");
         assert_eq!(t["state"], "running");
         assert_eq!(t["node"], e.node.as_str());
-        assert_eq!(e.address, "127.0.0.1", "the workers advertise loopback");
+        // c1 advertises loopback; c2 names where its tasks' ports are reached.
+        let want = if e.node == "c2" {
+            "192.0.2.7"
+        } else {
+            "127.0.0.1"
+        };
+        assert_eq!(
+            e.address, want,
+            "the endpoint address of a task on {}",
+            e.node
+        );
         // The host port Docker bound for container port 80, not the one for 9000.
         let bound = t["host_ports"]
             .as_array()
@@ -81,6 +93,18 @@ async fn healthy_copies_with_a_published_port_are_endpoints_and_a_blocking_query
         assert_eq!(bound["host_port"].as_u64(), Some(u64::from(e.port)));
         assert!(e.healthy);
     }
+    let nodes = api.ok("/nodes").await;
+    let node = |name: &str| {
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(node("c2")["endpoint_address"], "192.0.2.7");
+    assert!(node("c1").get("endpoint_address").is_none(), "{nodes}");
     let list = client.catalog_services(None).await.unwrap();
     assert_eq!(list.value.len(), 1);
     assert_eq!(

@@ -24,6 +24,12 @@
 //!    engine's own events show the old copy died before the new one started).
 //! 4. The manager restarted with `docker restart`: every task still known, none moved.
 //!
+//! Before the failures, the routing mesh and DNS across hosts (issue 13): a service of three HTTP
+//! servers, one on each host, is named by the manager's DNS (`dig`, SRV records with the ports the
+//! engine bound) and reached through the published port of every worker (`curl`). As the workers
+//! share the host's engine, their task containers publish their ports on the host: each worker's
+//! `endpoint_address` is the cluster network's gateway, where the other workers reach them.
+//!
 //! No registry is reachable: the image is made by `deploy/image.sh` (as `make image` makes
 //! Poseidon's own) from the binary and the libraries `ldd` names. A guard removes every container and network of the run, even when a step panics (and
 //! then prints the logs of the manager and the workers first).
@@ -67,6 +73,12 @@ const FAILOVER: Duration = Duration::from_secs(TTL.as_secs() + 25);
 /// The declared capacity of each worker, so that the schedulers have something to choose between.
 const CAPACITIES: [(f64, &str); 3] = [(1.0, "1g"), (2.0, "2g"), (4.0, "4g")];
 
+/// The port the routing mesh opens on every worker (inside each worker's container) for the
+/// scenario's service.
+const MESH_PORT: u16 = 8080;
+/// Requests sent through each worker's mesh in the measured burst.
+const MESH_REQUESTS: usize = 30;
+
 /// Each worker's `disk` label: the first and the third have ssd.
 const DISKS: [&str; 3] = ["ssd", "hdd", "ssd"];
 /// A task that runs until stopped, and exits at once on SIGTERM (so a stop never waits out the
@@ -95,6 +107,7 @@ async fn a_cluster_of_containers_schedules_fails_over_and_survives_a_manager_res
     round_robin_spreads_tasks_evenly(&cluster).await;
     health_checks_reach_tasks_over_each_workers_own_network(&cluster).await;
     constraints_spread_and_a_drain_moves_a_service_between_hosts(&cluster).await;
+    dns_names_a_service_on_three_hosts_and_each_workers_mesh_reaches_all(&cluster).await;
     a_killed_worker_is_replaced_and_its_stale_copies_stopped(&cluster).await;
     a_cut_off_worker_is_replaced_and_at_most_one_holds(&cluster).await;
     a_manager_restart_loses_and_moves_nothing(&mut cluster).await;
@@ -510,6 +523,216 @@ async fn health_checks_reach_tasks_over_each_workers_own_network(c: &Cluster) {
     c.stop_all(&ids).await;
 }
 
+/// Issue 13 across hosts: a service of three HTTP servers, each answering its own task id, one
+/// on each host, published in HTTP mode. The workers' task containers publish their ports on the
+/// host's shared engine, so each worker's `endpoint_address` is the cluster network's gateway: the
+/// catalog gives that address with the ports the engine bound, `dig` against the manager's DNS
+/// answers three SRV records with those ports (over UDP and TCP) and the gateway as their
+/// address, each answers its own copy from the host, and `curl` to the published port on each
+/// worker, from the host, reaches all three copies in a burst of requests on one connection.
+async fn dns_names_a_service_on_three_hosts_and_each_workers_mesh_reaches_all(c: &Cluster) {
+    let started = Instant::now();
+    let service = json!({"name": "echo", "count": 3,
+        "task": {"image": TEST_IMAGE,
+                 "cmd": ["sh", "-c", "echo $POSEIDON_TASK_ID > /tmp/index.html && exec httpd -f -p 80 -h /tmp"],
+                 "ports": ["80"],
+                 "health_check": {"type": "tcp", "port": 80, "interval": "200ms", "retries": 1}},
+        "update": {"max_parallel": 1, "min_healthy": "200ms", "healthy_deadline": "30s"},
+        "constraints": [{"operator": "distinct_hosts"}],
+        "publish": [{"port": MESH_PORT, "target": 80, "mode": "http"}]});
+    let (s, v) = c
+        .call(Method::POST, "/services", Some(&service))
+        .await
+        .unwrap();
+    assert_eq!(s, 201, "POST /services: {v}");
+    let eps = wait_for("3 endpoints of echo in the catalog", WAIT, || async {
+        let eps = c.try_get("/catalog/services/echo").await?;
+        (eps.as_array()?.len() == 3).then_some(eps.as_array()?.clone())
+    })
+    .await;
+    let nodes: BTreeSet<&str> = eps.iter().filter_map(|e| e["node"].as_str()).collect();
+    assert_eq!(nodes.len(), 3, "one copy on each host: {eps:?}");
+
+    // Each endpoint: the gateway, and the port the engine bound for the task's container.
+    let mut ports: BTreeMap<u16, String> = BTreeMap::new();
+    for e in &eps {
+        let task = e["task"].as_str().unwrap();
+        assert_eq!(e["address"], c.gateway.as_str(), "{e}");
+        let node = e["node"].as_str().unwrap();
+        let copies = running_copies(node, task).await;
+        assert_eq!(
+            copies.len(),
+            1,
+            "the engine runs {copies:?} for {task} on {node}"
+        );
+        let bound = docker(&["port", &copies[0], "80/tcp"]).await;
+        let engine_port: u16 = bound
+            .lines()
+            .next()
+            .and_then(|l| l.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or_else(|| panic!("docker port {}: {bound:?}", copies[0]));
+        assert_eq!(e["port"].as_u64(), Some(u64::from(engine_port)), "{e}");
+        ports.insert(engine_port, task.to_string());
+    }
+
+    // DNS, with a stock resolver, over UDP and over TCP.
+    let dns_port = c.dns_port.to_string();
+    for transport in ["+notcp", "+tcp"] {
+        let srv = dig(&dns_port, transport, "_echo._tcp.service.poseidon", "SRV").await;
+        let mut got: Vec<u16> = srv
+            .lines()
+            .map(|l| {
+                // priority weight port target
+                let f: Vec<&str> = l.split_whitespace().collect();
+                assert_eq!(f.len(), 4, "an SRV record: {l:?}");
+                f[2].parse().unwrap()
+            })
+            .collect();
+        got.sort();
+        let want: Vec<u16> = ports.keys().copied().collect();
+        assert_eq!(got, want, "dig {transport} SRV:\n{srv}");
+        let a = dig(&dns_port, transport, "echo.service.poseidon", "A").await;
+        assert_eq!(a.trim(), c.gateway, "dig {transport} A");
+    }
+    // Where DNS sends a client, the copy answers: gateway and port reach that very task.
+    let direct: Vec<String> = ports
+        .keys()
+        .map(|p| format!("http://{}:{p}/", c.gateway))
+        .collect();
+    let answers = curl_burst(&direct).await;
+    let want: Vec<String> = ports.values().cloned().collect();
+    assert_eq!(
+        answers,
+        Ok(want),
+        "each SRV target's port answers its own task id"
+    );
+
+    // Through each worker's mesh, from the host, at the worker's address on the cluster network.
+    let mut per_worker: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for w in &c.workers {
+        let format = format!(
+            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+            c.net
+        );
+        let ip = docker(&["inspect", "--format", &format, w]).await;
+        let url = format!("http://{ip}:{MESH_PORT}/");
+        let urls = vec![url.clone(); MESH_REQUESTS];
+        // The worker learns the endpoints through its watch of the catalog: wait until its mesh
+        // routes to all three, then measure a burst of its own.
+        wait_for(
+            &format!("{w}'s mesh at {url} to reach all three copies"),
+            WAIT,
+            || async {
+                let got = curl_burst(&urls).await.ok()?;
+                let seen: BTreeSet<&String> = got.iter().collect();
+                (seen.len() == 3).then_some(())
+            },
+        )
+        .await;
+        let got = curl_burst(&urls)
+            .await
+            .unwrap_or_else(|e| panic!("through {w}'s mesh: {e}"));
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for id in got {
+            assert!(
+                ports.values().any(|t| *t == id),
+                "{w}'s mesh answered {id:?}, not a copy of echo"
+            );
+            *counts.entry(id).or_default() += 1;
+        }
+        assert_eq!(counts.len(), 3, "{w}'s mesh reached {counts:?}");
+        per_worker.insert(w.clone(), counts);
+    }
+    let routed = started.elapsed();
+
+    // Stopped, so that the failure scenarios after this one find only their own tasks running.
+    let (s, v) = c
+        .call(Method::DELETE, "/services/echo", None)
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "DELETE /services/echo: {v}");
+    wait_for("the copies of echo to stop", WAIT, || async {
+        let tasks = c.try_get("/tasks?service=echo").await?;
+        tasks
+            .as_array()?
+            .iter()
+            .all(|t| t["state"] != "running")
+            .then_some(())
+    })
+    .await;
+    eprintln!(
+        "mesh across hosts: {MESH_REQUESTS} requests through each worker, per copy: {:?}; \
+         routed {:.1} s after the service was created, stopped at {:.1} s",
+        per_worker
+            .values()
+            .map(|c| c.values().copied().collect::<Vec<_>>())
+            .collect::<Vec<_>>(),
+        routed.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// `dig +short` against the manager's DNS on the host's loopback; `transport` is `+tcp` or
+/// `+notcp`.
+async fn dig(port: &str, transport: &str, name: &str, kind: &str) -> String {
+    let out = tokio::process::Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            port,
+            transport,
+            "+short",
+            "+time=5",
+            "+tries=2",
+        ])
+        .args([name, kind])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("dig (dnsutils) must be installed: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "dig {transport} {name} {kind}: {}: {text}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// `GET`s every URL of `urls` with one `curl` (one keep-alive connection per host and port) and
+/// returns each answer's body, trimmed, in order; an error when any answer is not a 200.
+async fn curl_burst(urls: &[String]) -> Result<Vec<String>, String> {
+    // The status follows each body on a line of its own, after a marker no body holds.
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "--max-time", "20", "-w", "\n@@%{http_code}\n"])
+        .args(urls)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("curl must be installed: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut bodies = Vec::new();
+    let mut body = String::new();
+    for line in text.lines() {
+        match line.strip_prefix("@@") {
+            Some("200") => bodies.push(std::mem::take(&mut body).trim().to_string()),
+            Some(code) => return Err(format!("an answer {code}: {body:?} in {text:?}")),
+            None => body.push_str(line),
+        }
+    }
+    if bodies.len() != urls.len() {
+        return Err(format!(
+            "{} answers of {} ({}): {text:?}",
+            bodies.len(),
+            urls.len(),
+            out.status
+        ));
+    }
+    Ok(bodies)
+}
+
 // ---------------------------------------------------------------------------------------------
 
 fn long_running(name: &str) -> Value {
@@ -726,6 +949,12 @@ struct Cluster {
     token: String,
     /// Every network of the run, removed on drop.
     networks: Vec<String>,
+    /// The cluster network's gateway: the host as the containers on it see it, so where the
+    /// ports the workers' task containers publish (on the host's shared engine) are reached. Each
+    /// worker's `endpoint_address`.
+    gateway: String,
+    /// The host's loopback port (UDP and TCP) published to the manager's `dns_listen`.
+    dns_port: u16,
 }
 
 impl Cluster {
@@ -746,19 +975,37 @@ impl Cluster {
             networks: Vec::new(),
             manager_data: PathBuf::new(),
             token: String::new(),
+            gateway: String::new(),
+            dns_port: common::free_port(),
         };
         c.manager_data = c.dir.path().join("manager-data");
         std::fs::create_dir_all(&c.manager_data).unwrap();
         let manager_data = format!("{}:/var/lib/poseidon/manager", c.manager_data.display());
         let label = format!("io.poseidon.multihost={run}");
         // The cluster network needs no outside access but cannot be internal: the manager's port
-        // is published on the host's loopback. Task networks are internal.
+        // is published on the host's loopback. Nor can the task networks: the engine publishes no
+        // port of a container that is only on an internal network, and the routing mesh reaches
+        // the service copies at their published ports.
         c.networks.push(c.net.clone());
         docker(&["network", "create", "--label", &label, &c.net]).await;
+        c.gateway = docker(&[
+            "network",
+            "inspect",
+            "--format",
+            "{{(index .IPAM.Config 0).Gateway}}",
+            &c.net,
+        ])
+        .await;
+        assert!(
+            c.gateway.parse::<std::net::IpAddr>().is_ok(),
+            "the gateway of {}: {:?}",
+            c.net,
+            c.gateway
+        );
         for w in c.workers.clone() {
             let net = format!("{w}-net");
             c.networks.push(net.clone());
-            docker(&["network", "create", "--internal", "--label", &label, &net]).await;
+            docker(&["network", "create", "--label", &label, &net]).await;
         }
 
         c.write_manager_config(scheduler);
@@ -767,6 +1014,8 @@ impl Cluster {
             c.config_path("manager").display()
         );
         let publish = format!("127.0.0.1:{port}:5555");
+        let dns_udp = format!("127.0.0.1:{}:8600/udp", c.dns_port);
+        let dns_tcp = format!("127.0.0.1:{}:8600/tcp", c.dns_port);
         docker(&[
             "run",
             "-d",
@@ -778,6 +1027,10 @@ impl Cluster {
             &c.net,
             "-p",
             &publish,
+            "-p",
+            &dns_udp,
+            "-p",
+            &dns_tcp,
             "-v",
             &config,
             "-v",
@@ -802,8 +1055,9 @@ impl Cluster {
                  capacity = {{ cpus = {cpus:.1}, memory = \"{memory}\" }}\n\
                  heartbeat_interval = \"{HEARTBEAT}\"\nstop_grace = \"2s\"\nnetwork = \"{net}\"\n\
                  labels = {{ disk = \"{disk}\" }}\n\
+                 ingress_listen = \"0.0.0.0\"\nendpoint_address = \"{}\"\n\
                  [security]\nacl = true\ntls = \"auto\"\njoin_token = \"{join_token}\"\n",
-                c.manager
+                c.manager, c.gateway
             );
             std::fs::write(c.config_path(w), toml).unwrap();
             let config = format!("{}:/etc/poseidon.toml:ro", c.config_path(w).display());
@@ -887,6 +1141,7 @@ impl Cluster {
         let toml = format!(
             "[manager]\nlisten = \"0.0.0.0:5555\"\ndata_dir = \"/var/lib/poseidon/manager\"\n\
              scheduler = \"{scheduler}\"\nheartbeat_ttl = \"{}ms\"\ndispatch_backoff = \"200ms\"\n\
+             dns_listen = \"0.0.0.0:8600\"\n\
              [security]\nacl = true\ntls = \"auto\"\n",
             TTL.as_millis()
         );

@@ -28,6 +28,7 @@ const ROUTES: &[(&str, &str, bool)] = &[
     ("post", "/nodes/{name}/drain", false),
     ("post", "/nodes/{name}/heartbeat", false),
     ("post", "/nodes/{name}/reports", false),
+    ("get", "/nodes/{name}/mesh", false),
     ("get", "/events", false),
     ("get", "/health", false),
     ("get", "/metrics", false),
@@ -40,6 +41,9 @@ const ROUTES: &[(&str, &str, bool)] = &[
     ("put", "/services/{name}", true),
     ("delete", "/services/{name}", true),
     ("post", "/services/{name}/rollback", true),
+    ("get", "/catalog/services", false),
+    ("get", "/catalog/services/{name}", false),
+    ("get", "/catalog/mesh", false),
 ];
 
 /// One answer of the manager.
@@ -199,7 +203,8 @@ async fn every_route_answers_as_the_openapi_document_says() {
         .map(|(m, p, planned)| (m.to_string(), p.to_string(), *planned))
         .collect();
     assert_eq!(documented, table, "the document's operations vs the table");
-    // Internal operations are the cluster protocol's two routes.
+    // Internal operations are the cluster protocol's routes: the workers' heartbeats, reports and
+    // routing-mesh table.
     let internal: Vec<&str> = ROUTES
         .iter()
         .filter(|(m, p, _)| doc.0["paths"][*p][*m]["x-internal"] == true)
@@ -207,7 +212,11 @@ async fn every_route_answers_as_the_openapi_document_says() {
         .collect();
     assert_eq!(
         internal,
-        ["/nodes/{name}/heartbeat", "/nodes/{name}/reports"]
+        [
+            "/nodes/{name}/heartbeat",
+            "/nodes/{name}/reports",
+            "/nodes/{name}/mesh"
+        ]
     );
 
     common::wait_for("three nodes up", WAIT, || async {
@@ -402,6 +411,51 @@ async fn every_route_answers_as_the_openapi_document_says() {
         post("/nodes/extra/reports", &json!({"tasks": 1})),
     );
     check("get", "/nodes", get("/nodes"));
+
+    // The catalog and the routing mesh's table, with a published service that has an endpoint.
+    let publish = common::free_port();
+    let service = json!({"name": "web", "count": 1,
+        "task": {"image": "busybox:latest", "cmd": ["sleep", "3600"], "ports": ["80"]},
+        "publish": [{"port": publish, "target": 80, "mode": "http"}]});
+    assert_eq!(api.post("/services", &service).await.0, 201);
+    common::wait_for("an endpoint of web", WAIT, || async {
+        let (_, v) = api.get("/catalog/services/web").await;
+        (v.as_array().is_some_and(|e| e.len() == 1)).then_some(())
+    })
+    .await;
+    check("get", "/catalog/services", get("/catalog/services"));
+    check("get", "/catalog/services", get("/catalog/services?index=x"));
+    check(
+        "get",
+        "/catalog/services/{name}",
+        get("/catalog/services/web"),
+    );
+    check(
+        "get",
+        "/catalog/services/{name}",
+        get("/catalog/services/web?index=1&wait=20ms"),
+    );
+    check(
+        "get",
+        "/catalog/services/{name}",
+        get("/catalog/services/nope"),
+    );
+    check(
+        "get",
+        "/catalog/services/{name}",
+        get("/catalog/services/Not_A_Label"),
+    );
+    let mesh = check("get", "/catalog/mesh", get("/catalog/mesh"));
+    assert!(
+        mesh.json()[0]["entries"][0]["endpoints"][0]["port"].is_u64(),
+        "the mesh table has web's endpoint: {}",
+        mesh.json()
+    );
+    check("get", "/catalog/mesh", get("/catalog/mesh?wait=forever"));
+    check("get", "/nodes/{name}/mesh", get("/nodes/m1/mesh"));
+    check("get", "/nodes/{name}/mesh", get("/nodes/m1/mesh?index=-1"));
+    assert_eq!(api.delete("/services/web").await.0, 200);
+
     // 410: the history does not reach back to index 0 (it is kept only while someone follows).
     check("get", "/events", get("/events?index=0"));
     check("get", "/events", get("/events?index=x"));

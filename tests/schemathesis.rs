@@ -73,6 +73,14 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
             "taskLogs",
         ])
         .args(["--exclude-tag", "services"])
+        // Blocking queries hold the request until the catalog changes or their wait ends (5
+        // minutes by default), which a fuzzer reads as a hang; tests/openapi.rs validates them.
+        .args([
+            "--exclude-tag",
+            "catalog",
+            "--exclude-operation-id",
+            "nodeMesh",
+        ])
         .args(["--request-timeout", "10", "--max-response-time", "10"])
         .args(["--seed", "16"])
         .env("NO_COLOR", "1")

@@ -93,6 +93,7 @@ const WORKER_KEYS: &[&str] = &[
     "registry_auth",
     "labels",
     "ingress_listen",
+    "endpoint_address",
 ];
 const CAPACITY_KEYS: &[&str] = &["cpus", "memory"];
 
@@ -258,6 +259,12 @@ pub struct WorkerConfig {
     /// The address the routing mesh opens services' published ports on (default `127.0.0.1`);
     /// `None` (`ingress_listen = "off"`) runs the worker without a mesh.
     pub ingress_listen: Option<IpAddr>,
+    /// The address at which the ports the task containers of this worker publish are reached
+    /// from the other workers and from DNS clients (`endpoint_address = "172.18.0.1"`); `None`
+    /// means the host of `advertise`. Set it when the worker's API and its engine's published
+    /// ports are not at one address, as when the worker runs in a container that drives the
+    /// host's engine.
+    pub endpoint_address: Option<IpAddr>,
 }
 
 impl WorkerConfig {
@@ -280,6 +287,7 @@ impl WorkerConfig {
             registry_auth: Vec::new(),
             labels: BTreeMap::new(),
             ingress_listen: Some(DEFAULT_INGRESS),
+            endpoint_address: None,
         }
     }
 }

@@ -114,6 +114,7 @@ fn the_embedded_default_is_a_manager_and_one_local_docker_worker() {
             registry_auth: Vec::new(),
             labels: BTreeMap::new(),
             ingress_listen: Some("127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))),
+            endpoint_address: None,
         }
     );
     assert!(c.worker("nope").is_none());
@@ -149,6 +150,7 @@ fn every_key_is_read_into_the_config() {
             ]
             labels = { disk = "ssd", "rack.row-2" = "a 1" }
             ingress_listen = "0.0.0.0"
+            endpoint_address = "172.18.0.1"
 
             [[worker]]
             name = "w2"
@@ -213,6 +215,7 @@ fn every_key_is_read_into_the_config() {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
                 ingress_listen: Some("0.0.0.0".parse().unwrap_or_else(|e| panic!("{e}"))),
+                endpoint_address: Some("172.18.0.1".parse().unwrap_or_else(|e| panic!("{e}"))),
             },
             WorkerConfig {
                 name: "w2".into(),
@@ -235,6 +238,7 @@ fn every_key_is_read_into_the_config() {
                 registry_auth: Vec::new(),
                 labels: BTreeMap::new(),
                 ingress_listen: Some("127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))),
+                endpoint_address: None,
             },
         ]
     );
@@ -385,7 +389,7 @@ fn bad_files_are_refused_with_the_file_the_key_and_the_valid_choices() {
         ),
         (
             "[[worker]]\nname = \"a\"\nnmae = \"b\"\n",
-            "cluster.toml: unknown key \"nmae\" in worker[0] (valid: name, listen, advertise, manager, managers, runtime, docker_host, data_dir, capacity, heartbeat_interval, stop_grace, network, host_volumes, registry_auth, labels, ingress_listen)",
+            "cluster.toml: unknown key \"nmae\" in worker[0] (valid: name, listen, advertise, manager, managers, runtime, docker_host, data_dir, capacity, heartbeat_interval, stop_grace, network, host_volumes, registry_auth, labels, ingress_listen, endpoint_address)",
         ),
         (
             "[[worker]]\nname = \"a\"\nadvertise = \"127.0.0.1:5556\"\n",
@@ -434,6 +438,18 @@ fn bad_files_are_refused_with_the_file_the_key_and_the_valid_choices() {
         (
             "[[worker]]\nname = \"a\"\ningress_listen = \"127.0.0.1:80\"\n",
             "cluster.toml: worker[0].ingress_listen: invalid address \"127.0.0.1:80\" (expected an IP address such as 127.0.0.1 or 0.0.0.0, or \"off\")",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\nendpoint_address = \"worker-1\"\n",
+            "cluster.toml: worker[0].endpoint_address: invalid address \"worker-1\" (expected the IP address at which this host's published ports are reached, such as 10.0.0.5; not a name, a port or 0.0.0.0)",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\nendpoint_address = \"0.0.0.0\"\n",
+            "cluster.toml: worker[0].endpoint_address: invalid address \"0.0.0.0\" (expected the IP address at which this host's published ports are reached, such as 10.0.0.5; not a name, a port or 0.0.0.0)",
+        ),
+        (
+            "[[worker]]\nname = \"a\"\nendpoint_address = \"10.0.0.5:80\"\n",
+            "cluster.toml: worker[0].endpoint_address: invalid address \"10.0.0.5:80\" (expected the IP address at which this host's published ports are reached, such as 10.0.0.5; not a name, a port or 0.0.0.0)",
         ),
         (
             "[[worker]]\nname = \"a\"\nnetwork = \"-net\"\n",

@@ -377,6 +377,16 @@ impl Cx<'_> {
                 })?);
             }
         }
+        if let Some(ip) = self.string(t, p, "endpoint_address")? {
+            let parsed = ip.parse::<std::net::IpAddr>().ok();
+            // An unspecified address reaches nothing: it is a bind address, not a destination.
+            w.endpoint_address = Some(parsed.filter(|a| !a.is_unspecified()).ok_or_else(|| {
+                self.invalid(
+                    &format!("{p}.endpoint_address"),
+                    format!("invalid address {ip:?} (expected the IP address at which this host's published ports are reached, such as 10.0.0.5; not a name, a port or 0.0.0.0)"),
+                )
+            })?);
+        }
         w.host_volumes = self.host_volumes(t, p)?;
         w.registry_auth = self.registry_auth(t, p)?;
         match t.get("labels") {

@@ -2,8 +2,9 @@
 //! task state, and numbered by an index that grows on every change of an endpoint set.
 //!
 //! An endpoint is a running task of a service that is healthy (or has no health check) and has a
-//! published container port bound on its node: the node's advertised host and the host port Docker
-//! bound for the `publish` entry's `target`. [`endpoints_of`] decides that for one task (pure, table
+//! published container port bound on its node: the node's endpoint host (its worker's
+//! `endpoint_address`, else the host of its advertised address) and the host port Docker bound for
+//! the `publish` entry's `target`. [`endpoints_of`] decides that for one task (pure, table
 //! tested); [`Catalog`] holds the sets, and [`State::apply`](super::State) calls
 //! [`Catalog::set_task`] for every change of a service task, so the catalog is never behind the
 //! state the API answers from. Blocking queries (`?index=N`) wait on a [`watch`] channel that
@@ -35,19 +36,16 @@ pub fn address_host(address: &str) -> Option<&str> {
 
 /// The endpoints a task gives its service: one per `publish` entry whose `target` its container
 /// has bound on the host (TCP), if the task runs, is wanted, and passes its health check (or has
-/// none). `node_address` is the advertised address of the node it runs on.
-pub fn endpoints_of(
-    task: &Task,
-    publish: &[Publish],
-    node_address: Option<&str>,
-) -> Vec<CatalogEndpoint> {
+/// none). `host` is where the node it runs on has its published ports reached
+/// ([`NodeRecord::endpoint_host`](super::state::NodeRecord::endpoint_host)).
+pub fn endpoints_of(task: &Task, publish: &[Publish], host: Option<&str>) -> Vec<CatalogEndpoint> {
     if task.service.is_none() || task.state != TaskState::Running || task.desired != Desired::Run {
         return Vec::new();
     }
     if task.spec.health_check.is_some() && task.health.as_deref() != Some("healthy") {
         return Vec::new();
     }
-    let (Some(node), Some(host)) = (task.node.as_ref(), node_address.and_then(address_host)) else {
+    let (Some(node), Some(host)) = (task.node.as_ref(), host) else {
         return Vec::new();
     };
     let mut out: Vec<CatalogEndpoint> = Vec::new();
@@ -223,17 +221,36 @@ impl super::State {
         self.catalog.set_task(id, old_service, new_service, new_eps);
     }
 
-    /// A task's endpoints under its service's current `publish` entries and its node's address.
+    /// A task's endpoints under its service's current `publish` entries and its node's endpoint
+    /// host.
     fn task_endpoints(&self, t: &Task) -> Vec<CatalogEndpoint> {
         let Some(svc) = t.service.as_ref().and_then(|s| self.services.get(s)) else {
             return Vec::new();
         };
-        let address = t
-            .node
+        endpoints_of(t, &svc.spec().publish, self.endpoint_host_of(t))
+    }
+
+    /// Where the ports of task `t`'s container are reached: its node's endpoint host.
+    fn endpoint_host_of(&self, t: &Task) -> Option<&str> {
+        t.node
             .as_ref()
             .and_then(|n| self.nodes.get(n))
-            .map(|n| n.record.address.as_str());
-        endpoints_of(t, &svc.spec().publish, address)
+            .and_then(|n| n.record.endpoint_host())
+    }
+
+    /// Recomputes the endpoints of every service with a task on `node`; called when the node's
+    /// endpoint host changes.
+    pub(super) fn refresh_node_endpoints(&mut self, node: &str) {
+        let services: std::collections::BTreeSet<String> = self
+            .by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.tasks.get(id)?.service.clone())
+            .collect();
+        for s in services {
+            self.refresh_catalog(&s);
+        }
     }
 
     /// Recomputes a service's endpoints from its tasks; called where a service's spec (its
@@ -277,12 +294,7 @@ impl super::State {
                         let mut endpoints: Vec<CatalogEndpoint> = tasks
                             .iter()
                             .flat_map(|t| {
-                                let address = t
-                                    .node
-                                    .as_ref()
-                                    .and_then(|n| self.nodes.get(n))
-                                    .map(|n| n.record.address.as_str());
-                                endpoints_of(t, std::slice::from_ref(p), address)
+                                endpoints_of(t, std::slice::from_ref(p), self.endpoint_host_of(t))
                             })
                             .collect();
                         endpoints.sort();

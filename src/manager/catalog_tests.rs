@@ -100,6 +100,30 @@ fn an_address_host_is_the_advertised_url_without_scheme_and_port() {
 }
 
 #[test]
+fn a_nodes_endpoint_host_is_its_endpoint_address_else_its_advertised_host() {
+    use crate::manager::state::NodeRecord;
+    let rows: &[(&str, Option<&str>, Option<&str>)] = &[
+        ("http://10.0.0.5:5556", None, Some("10.0.0.5")),
+        ("https://worker-3:5556", None, Some("worker-3")),
+        // A worker in a container of a host whose engine it drives: its tasks' ports are on the
+        // host, not at the container's address.
+        (
+            "https://worker-3:5556",
+            Some("172.18.0.1"),
+            Some("172.18.0.1"),
+        ),
+        ("http://10.0.0.5:5556", Some("fd00::1"), Some("fd00::1")),
+        ("http://:5556", None, None),
+        ("http://:5556", Some("10.0.0.9"), Some("10.0.0.9")),
+    ];
+    for (address, endpoint_address, want) in rows {
+        let mut r = NodeRecord::new("a", *address, Default::default());
+        r.endpoint_address = endpoint_address.map(str::to_string);
+        assert_eq!(r.endpoint_host(), *want, "{address} {endpoint_address:?}");
+    }
+}
+
+#[test]
 fn only_running_healthy_or_check_less_tasks_with_a_bound_published_port_are_endpoints() {
     use TaskState::*;
     type Row = (
@@ -114,70 +138,70 @@ fn only_running_healthy_or_check_less_tasks_with_a_bound_published_port_are_endp
             "running, no check, port bound",
             task(1, Running, false, None, &[(80, 32768, "tcp")]),
             publish(&[80]),
-            Some("http://10.0.0.5:5556"),
+            Some("10.0.0.5"),
             vec![ep(1, "10.0.0.5", 32768)],
         ),
         (
             "running, check passes",
             task(1, Running, true, Some("healthy"), &[(80, 32768, "tcp")]),
             publish(&[80]),
-            Some("http://10.0.0.5:5556"),
+            Some("10.0.0.5"),
             vec![ep(1, "10.0.0.5", 32768)],
         ),
         (
             "running, check still starting",
             task(1, Running, true, Some("starting"), &[(80, 32768, "tcp")]),
             publish(&[80]),
-            Some("http://10.0.0.5:5556"),
+            Some("10.0.0.5"),
             vec![],
         ),
         (
             "running, check fails",
             task(1, Running, true, Some("unhealthy"), &[(80, 32768, "tcp")]),
             publish(&[80]),
-            Some("http://10.0.0.5:5556"),
+            Some("10.0.0.5"),
             vec![],
         ),
         (
             "running, check not reported yet",
             task(1, Running, true, None, &[(80, 32768, "tcp")]),
             publish(&[80]),
-            Some("http://10.0.0.5:5556"),
+            Some("10.0.0.5"),
             vec![],
         ),
         (
             "placed, not running yet",
             task(1, Scheduled, false, None, &[(80, 32768, "tcp")]),
             publish(&[80]),
-            Some("http://10.0.0.5:5556"),
+            Some("10.0.0.5"),
             vec![],
         ),
         (
             "exited",
             task(1, Completed, false, None, &[(80, 32768, "tcp")]),
             publish(&[80]),
-            Some("http://10.0.0.5:5556"),
+            Some("10.0.0.5"),
             vec![],
         ),
         (
             "the published target is not the port bound",
             task(1, Running, false, None, &[(81, 32768, "tcp")]),
             publish(&[80]),
-            Some("http://10.0.0.5:5556"),
+            Some("10.0.0.5"),
             vec![],
         ),
         (
             "the target is bound over udp only",
             task(1, Running, false, None, &[(80, 32768, "udp")]),
             publish(&[80]),
-            Some("http://10.0.0.5:5556"),
+            Some("10.0.0.5"),
             vec![],
         ),
         (
             "nothing published",
             task(1, Running, false, None, &[(80, 32768, "tcp")]),
             publish(&[]),
-            Some("http://10.0.0.5:5556"),
+            Some("10.0.0.5"),
             vec![],
         ),
         (
@@ -197,14 +221,14 @@ fn only_running_healthy_or_check_less_tasks_with_a_bound_published_port_are_endp
                 &[(80, 32768, "tcp"), (443, 32769, "tcp")],
             ),
             publish(&[80, 443]),
-            Some("http://[fd00::7]:5556"),
+            Some("fd00::7"),
             vec![ep(1, "fd00::7", 32768), ep(1, "fd00::7", 32769)],
         ),
         (
             "one target published twice is one endpoint",
             task(1, Running, false, None, &[(80, 32768, "tcp")]),
             publish(&[80, 80]),
-            Some("http://10.0.0.5:5556"),
+            Some("10.0.0.5"),
             vec![ep(1, "10.0.0.5", 32768)],
         ),
     ];
@@ -217,20 +241,14 @@ fn only_running_healthy_or_check_less_tasks_with_a_bound_published_port_are_endp
 fn a_task_being_stopped_is_not_an_endpoint_even_while_it_still_runs() {
     let mut t = task(1, TaskState::Running, false, None, &[(80, 32768, "tcp")]);
     t.desired = Desired::Stop;
-    assert_eq!(
-        endpoints_of(&t, &publish(&[80]), Some("http://10.0.0.5:5556")),
-        vec![]
-    );
+    assert_eq!(endpoints_of(&t, &publish(&[80]), Some("10.0.0.5")), vec![]);
 }
 
 #[test]
 fn a_plain_task_is_never_an_endpoint() {
     let mut t = task(1, TaskState::Running, false, None, &[(80, 32768, "tcp")]);
     t.service = None;
-    assert_eq!(
-        endpoints_of(&t, &publish(&[80]), Some("http://10.0.0.5:5556")),
-        vec![]
-    );
+    assert_eq!(endpoints_of(&t, &publish(&[80]), Some("10.0.0.5")), vec![]);
 }
 
 #[test]

@@ -476,6 +476,7 @@ impl Manager {
                     labels: n.record.labels.clone(),
                     eligible: n.record.eligible,
                     draining: n.record.draining,
+                    endpoint_address: n.record.endpoint_address.clone(),
                 }
             })
             .collect()

@@ -34,6 +34,11 @@ impl Manager {
         let mut record = NodeRecord::new(name, hb.address.clone(), hb.capacity);
         record.labels = hb.labels.clone();
         record.host_volumes = hb.host_volumes.clone();
+        record.endpoint_address = hb
+            .endpoint_address
+            .as_deref()
+            .map(endpoint_address)
+            .transpose()?;
         let (plan, staged, want_full, interval) = {
             let mut st = lock(&self.inner.state);
             // Eligibility is the user's decision, kept in the record; a heartbeat never changes it.
@@ -112,6 +117,11 @@ impl Manager {
         let changed = old.as_ref().is_none_or(|(r, _)| r != record);
         if changed {
             st.refresh_snapshot(name);
+        }
+        // Its tasks' endpoints are reached elsewhere now (its worker's `endpoint_address` or
+        // advertised address changed): the catalog follows at once, not at each task's next change.
+        if old.as_ref().map(|(r, _)| r.endpoint_host()) != Some(record.endpoint_host()) {
+            st.refresh_node_endpoints(name);
         }
         st.set_node_up(name, new_state == NodeState::Up);
         st.set_used_memory(name, hb.stats.memory_used);
@@ -216,5 +226,17 @@ impl Manager {
         };
         self.commit(staged).await?;
         Ok(self.answer(plan, false))
+    }
+}
+
+/// A heartbeat's `endpoint_address`, checked and written the one way an address prints: an IP
+/// address other than the unspecified one (the catalog, DNS answers and the routing mesh give it
+/// out as is).
+fn endpoint_address(text: &str) -> Result<String, ManagerError> {
+    match text.parse::<std::net::IpAddr>() {
+        Ok(ip) if !ip.is_unspecified() => Ok(ip.to_string()),
+        _ => Err(ManagerError::Invalid(format!(
+            "endpoint_address must be an IP address other than 0.0.0.0 or ::, got {text:?}"
+        ))),
     }
 }

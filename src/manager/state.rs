@@ -54,6 +54,10 @@ pub struct NodeRecord {
     /// tasks are moved off.
     #[serde(default)]
     pub draining: bool,
+    /// The IP address its tasks' published ports are reached at, as its last heartbeat carried
+    /// it (the worker's `endpoint_address`); `None`: the host of `address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_address: Option<String>,
 }
 
 fn eligible_by_default() -> bool {
@@ -71,7 +75,16 @@ impl NodeRecord {
             host_volumes: Vec::new(),
             eligible: true,
             draining: false,
+            endpoint_address: None,
         }
+    }
+
+    /// Where its tasks' published ports are reached: its `endpoint_address`, else the host of
+    /// its advertised address (`None` when that has none).
+    pub fn endpoint_host(&self) -> Option<&str> {
+        self.endpoint_address
+            .as_deref()
+            .or_else(|| super::catalog::address_host(&self.address))
     }
 
     /// The scheduler's view of what the user decided about the node.

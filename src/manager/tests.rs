@@ -127,6 +127,7 @@ fn beat(name: &str, cpus: f64, tasks: Vec<TaskStatus>, full: bool) -> Heartbeat 
         full,
         host_volumes: Vec::new(),
         labels: Default::default(),
+        endpoint_address: None,
     }
 }
 
@@ -682,4 +683,70 @@ async fn a_slow_worker_gets_one_request_at_a_time_and_bigger_batches_under_load(
         requests < 100,
         "200 tasks took {requests} requests: the outbox did not batch"
     );
+}
+
+/// A worker's `endpoint_address` (a worker in a container that publishes its tasks' ports on the
+/// host's engine) is what the catalog gives its endpoints; without one, the host of its advertised
+/// address; a change moves them at once; a value that is not an IP address is refused.
+#[tokio::test]
+async fn a_nodes_endpoint_address_is_where_the_catalog_sends_its_endpoints() {
+    let store = TestStore::new();
+    let m = manager(&store).await;
+    let mut hb = beat("n1", 2.0, Vec::new(), true);
+    hb.endpoint_address = Some("fd00:0:0::1".into());
+    m.heartbeat("n1", hb.clone()).await.unwrap();
+    let view = m.nodes().into_iter().find(|n| n.name == "n1").unwrap();
+    assert_eq!(view.endpoint_address.as_deref(), Some("fd00::1"));
+    let body = serde_json::json!({
+        "name": "web", "count": 1, "task": {"image": "busybox", "ports": ["80"]},
+        "publish": [{"port": 8080, "target": 80}]});
+    let spec = crate::spec::parse_service(body.to_string().as_bytes(), None).unwrap();
+    m.create_service(spec).await.unwrap();
+    let mut placed = None;
+    wait_until(
+        "the service's copy to be placed on n1",
+        || {
+            placed = m
+                .tasks(None, None)
+                .into_iter()
+                .find(|t| t.service.as_deref() == Some("web") && t.node.as_deref() == Some("n1"));
+            placed.is_some()
+        },
+        Duration::from_secs(10),
+    )
+    .await;
+    let mut status = TaskStatus::of(&placed.unwrap());
+    status.state = TaskState::Running;
+    status.container_id = Some("c1".into());
+    status.host_ports = vec![crate::task::HostPort {
+        container_port: 80,
+        host_port: 32768,
+        protocol: "tcp".into(),
+    }];
+    m.report("n1", vec![status]).await.unwrap();
+    let where_ = |m: &Manager| {
+        let (_, eps) = m.catalog_service("web").unwrap();
+        eps.iter()
+            .map(|e| (e.address.clone(), e.port))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(where_(&m), [("fd00::1".to_string(), 32768)]);
+    let (_, mesh) = m.catalog_mesh();
+    assert_eq!(mesh[0].entries[0].endpoints[0].address, "fd00::1");
+
+    // The worker drops the key: its endpoints are at its advertised host again, at once.
+    hb.endpoint_address = None;
+    hb.full = false;
+    m.heartbeat("n1", hb.clone()).await.unwrap();
+    assert_eq!(where_(&m), [("127.0.0.1".to_string(), 32768)]);
+
+    for bad in ["worker-1", "0.0.0.0", "::", "10.0.0.5:80", ""] {
+        hb.endpoint_address = Some(bad.into());
+        let e = m.heartbeat("n1", hb.clone()).await.unwrap_err();
+        assert!(
+            matches!(&e, ManagerError::Invalid(s) if s.contains("endpoint_address")),
+            "{bad:?}: {e}"
+        );
+    }
+    assert_eq!(where_(&m), [("127.0.0.1".to_string(), 32768)]);
 }

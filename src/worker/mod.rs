@@ -65,6 +65,9 @@ pub struct WorkerOptions {
     pub host_volumes: BTreeMap<String, PathBuf>,
     /// Node labels from the config, sent with every heartbeat.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Where the ports its task containers publish are reached (the config's `endpoint_address`),
+    /// sent with every heartbeat; `None`: the host of `advertise`.
+    pub endpoint_address: Option<std::net::IpAddr>,
 }
 
 /// Worker errors, mapped to HTTP statuses by the API.

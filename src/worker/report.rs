@@ -77,6 +77,7 @@ impl Worker {
             full,
             host_volumes: self.inner.opts.host_volumes.keys().cloned().collect(),
             labels: self.inner.opts.labels.clone(),
+            endpoint_address: self.inner.opts.endpoint_address.map(|a| a.to_string()),
         }
     }
 

@@ -38,6 +38,7 @@ fn opts(manager: Option<&str>) -> WorkerOptions {
         network: None,
         host_volumes: BTreeMap::new(),
         labels: Default::default(),
+        endpoint_address: None,
     }
 }
 

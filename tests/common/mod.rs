@@ -197,6 +197,7 @@ impl Standalone {
             network: None,
             host_volumes: Default::default(),
             labels: Default::default(),
+            endpoint_address: None,
         };
         let w = Worker::start(opts, Arc::new(mock.clone()), store, shutdown.clone())
             .await
