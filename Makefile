@@ -6,8 +6,9 @@ IMAGE ?= poseidon:$(VERSION)
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 POSEIDON_CACHE ?= $(if $(filter 0,$(shell id -u)),/var/cache/poseidon,$(HOME)/.cache/poseidon)
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
-# The Compose cluster's project and API port; the image it runs (the default: make image's).
+# The Compose cluster's project and API port; it runs $(IMAGE).
 export COMPOSE_PROJECT_NAME ?= poseidon
+COMPOSE_RUN = POSEIDON_IMAGE=$(IMAGE) $(COMPOSE) -f deploy/compose.yaml
 export POSEIDON_API_PORT ?= 5555
 export POSEIDON_CACHE
 
@@ -35,13 +36,16 @@ image: setup-run
 	deploy/image.sh $(IMAGE) $(TARGET_DIR)/release/poseidon
 
 # A manager and three workers as containers on a private network (deploy/compose.yaml); the API
-# on 127.0.0.1:$(POSEIDON_API_PORT). POSEIDON_IMAGE=name skips building the image.
-up: $(if $(POSEIDON_IMAGE),,image)
-	POSEIDON_IMAGE=$(or $(POSEIDON_IMAGE),$(IMAGE)) $(COMPOSE) -f deploy/compose.yaml up -d
+# on 127.0.0.1:$(POSEIDON_API_PORT). Given an image (`make up IMAGE=name`), it builds none.
+up: $(if $(filter file,$(origin IMAGE)),image)
+	$(COMPOSE_RUN) up -d
 
-# Removes the cluster's containers, network and volumes, then the task containers its workers
-# started on this engine (the workers drive the host's engine, so Compose does not own them).
+# Stops the cluster, removes the task containers its workers started on this engine (they drive
+# the host's engine, so Compose does not own them), then the cluster's containers, networks and
+# volume. In that order: a running worker would restart what is removed under it, and a network
+# with task containers on it cannot be removed.
 down:
-	POSEIDON_IMAGE=$(or $(POSEIDON_IMAGE),$(IMAGE)) $(COMPOSE) -f deploy/compose.yaml down --volumes --remove-orphans
-	ids=$$(docker ps -aq --filter label=io.poseidon.node=compose-w1; docker ps -aq --filter label=io.poseidon.node=compose-w2; docker ps -aq --filter label=io.poseidon.node=compose-w3); \
+	$(COMPOSE_RUN) stop
+	ids=$$(for w in compose-w1 compose-w2 compose-w3; do docker ps -aq --filter label=io.poseidon.node=$$w; done); \
 	if [ -n "$$ids" ]; then docker rm -f $$ids >/dev/null; fi
+	$(COMPOSE_RUN) down --volumes --remove-orphans

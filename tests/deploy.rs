@@ -299,7 +299,7 @@ async fn the_compose_cluster_comes_up_takes_a_task_on_each_worker_and_leaves_not
     let project = format!("pdeploy{}", std::process::id());
     let down = Down {
         env: vec![
-            ("POSEIDON_IMAGE", image.clone()),
+            ("IMAGE", image.clone()),
             ("COMPOSE_PROJECT_NAME", project.clone()),
         ],
     };
@@ -370,7 +370,54 @@ async fn the_compose_cluster_comes_up_takes_a_task_on_each_worker_and_leaves_not
         assert_eq!(running.len(), 1, "task containers of {w}: {running:?}");
     }
 
+    // The routing mesh and health checks in this cluster: the README's mesh block, through w1's
+    // mesh at its address on the cluster network, to copies on all the workers.
+    let w1 = docker_lines(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.compose.project={project}"),
+        "--filter",
+        "label=com.docker.compose.service=w1",
+    ]);
+    assert_eq!(w1.len(), 1, "the w1 container: {w1:?}");
+    let ip = docker_lines(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{project}_cluster\").IPAddress}}}}"),
+        &w1[0],
+    ]);
+    let ip = ip
+        .first()
+        .expect("w1's address on the cluster network")
+        .clone();
+    let worker = format!("http://{ip}:5556");
+    let mut mesh_env = env.clone();
+    mesh_env.extend([
+        ("POSEIDON_MANAGER", "http://127.0.0.1:5555"),
+        ("POSEIDON_WORKER", worker.as_str()),
+        ("POSEIDON_MESH", ip.as_str()),
+        ("POSEIDON_MESH_PORT", "8080"),
+        ("POSEIDON_IMAGE", "busybox-local"),
+    ]);
+    let mesh = readme::block("mesh", "sh");
+    let dir = tempfile::tempdir().unwrap();
+    tokio::task::block_in_place(|| {
+        readme::run_script_with(&mesh, dir.path(), bin.parent().unwrap(), &mesh_env, 180)
+    });
+
     run(last);
+    assert!(
+        docker_lines(&[
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            "name=poseidon-compose-tasks"
+        ])
+        .is_empty(),
+        "the task network is left"
+    );
     assert_eq!(
         leftovers(&project),
         Vec::<String>::new(),
