@@ -14,6 +14,9 @@
 //! `cargo bench --bench mesh`.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+#[path = "support/wrk.rs"]
+mod wrk;
+
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
@@ -42,14 +45,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// Starts the backend on its own runtime thread; returns its port.
@@ -164,54 +159,18 @@ fn haproxy(backend: u16, port: u16) -> (std::process::Child, tempfile::TempDir) 
     (child, dir)
 }
 
-/// One wrk run: (requests/s, p99 in ms).
+/// One wrk run of `-t1 -c16`: (requests/s, p99 in ms).
 fn wrk(port: u16, secs: u64) -> (f64, f64) {
-    let out = Command::new("wrk")
-        .args([
-            "-t1",
-            "-c16",
-            &format!("-d{secs}s"),
-            "--latency",
-            &format!("http://127.0.0.1:{port}/"),
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let rps = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{text}"));
-    let p99 = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("99%"))
-        .map(|v| millis(v.trim()))
-        .unwrap_or_else(|| panic!("no 99% line in wrk's output:\n{text}"));
-    (rps, p99)
-}
-
-/// wrk's latency (`812.00us`, `1.23ms`, `2.00s`) in ms.
-fn millis(v: &str) -> f64 {
-    let (num, scale) = if let Some(n) = v.strip_suffix("us") {
-        (n, 0.001)
-    } else if let Some(n) = v.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1000.0)
-    } else {
-        (v, 1.0)
-    };
-    num.parse::<f64>().unwrap() * scale
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
+    let r = wrk::run(
+        &["-t1", "-c16", &format!("-d{secs}s")],
+        &format!("http://127.0.0.1:{port}/"),
+    );
+    (r.rps, r.p99_ms)
 }
 
 fn main() {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    if !have("wrk") {
+    if !wrk::have("wrk") {
         assert!(!ci, "wrk is missing and CI=true");
         eprintln!("SKIPPED the mesh bench: wrk is not installed (apt-get install wrk)");
         return;
@@ -221,7 +180,7 @@ fn main() {
     let backend = backend();
     let (tcp_port, http_port, ha_port) = (free_port(), free_port(), free_port());
     mesh(backend, tcp_port, http_port);
-    let ha = if have("haproxy") {
+    let ha = if wrk::have("haproxy") {
         Some(haproxy(backend, ha_port))
     } else {
         assert!(!ci, "haproxy is missing and CI=true");
@@ -249,12 +208,15 @@ fn main() {
             figures[i].1.push(p99);
         }
     }
-    let direct = (median(figures[0].0.clone()), median(figures[0].1.clone()));
+    let direct = (
+        wrk::median(figures[0].0.clone()),
+        wrk::median(figures[0].1.clone()),
+    );
     println!("| target | req/s (median) | vs direct | p99 ms (median) | added p99 ms |");
     println!("| --- | ---: | ---: | ---: | ---: |");
     for (i, (name, _)) in targets.iter().enumerate() {
-        let rps = median(figures[i].0.clone());
-        let p99 = median(figures[i].1.clone());
+        let rps = wrk::median(figures[i].0.clone());
+        let p99 = wrk::median(figures[i].1.clone());
         println!(
             "| {name} | {rps:.0} | {:.0} % | {p99:.3} | {:+.3} |",
             100.0 * rps / direct.0,
