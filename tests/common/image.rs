@@ -15,7 +15,11 @@ pub async fn poseidon_image(repo: &str, extra: &[&str]) -> String {
     bins.extend_from_slice(extra);
     let mut h = std::hash::DefaultHasher::new();
     for b in &bins {
-        h.write(&tokio::fs::read(b).await.unwrap_or_else(|e| panic!("reading {b}: {e}")));
+        h.write(
+            &tokio::fs::read(b)
+                .await
+                .unwrap_or_else(|e| panic!("reading {b}: {e}")),
+        );
     }
     let tag = format!("{repo}:{:016x}", h.finish());
     if docker_ok(&["image", "inspect", "--format", "{{.Id}}", &tag]).await {
