@@ -86,13 +86,13 @@ async fn three_manager_containers_on_etcd_containers_fail_over_losing_and_restar
     ensure_test_image(&rt).await.unwrap();
     let started = Instant::now();
     let image = image::poseidon_image(IMAGE_REPO, &[etcd::ETCD]).await;
-    let mut c = Cluster::start(&image).await;
+    let c = Cluster::start(&image).await;
     eprintln!("HA cluster up in {:.1} s", started.elapsed().as_secs_f64());
 
     let mut acked = tasks_run_in_containers_of_their_own(&c).await;
-    acked.extend(a_killed_leader_is_replaced_within_3_s_under_submitters(&mut c).await);
+    acked.extend(a_killed_leader_is_replaced_within_3_s_under_submitters(&c).await);
     acked.extend(a_killed_etcd_member_changes_nothing(&c).await);
-    acked.extend(a_cut_off_leader_is_replaced_and_acknowledges_nothing(&mut c).await);
+    acked.extend(a_cut_off_leader_is_replaced_and_acknowledges_nothing(&c).await);
 
     // The whole run: every acknowledged task is there, once, in one container that never restarted.
     let tasks = c.wait_all_running().await;
@@ -145,7 +145,7 @@ async fn tasks_run_in_containers_of_their_own(c: &Cluster) -> Acked {
     acked
 }
 
-async fn a_killed_leader_is_replaced_within_3_s_under_submitters(c: &mut Cluster) -> Acked {
+async fn a_killed_leader_is_replaced_within_3_s_under_submitters(c: &Cluster) -> Acked {
     let leader = c.leader_now().await;
     // What runs before must run on, where it is, in the same container.
     let before = c.wait_all_running().await;
@@ -195,7 +195,8 @@ async fn a_killed_leader_is_replaced_within_3_s_under_submitters(c: &mut Cluster
 
 async fn a_killed_etcd_member_changes_nothing(c: &Cluster) -> Acked {
     let leader = c.leader_now().await;
-    let changes = c.health(leader).await.unwrap()["ha"]["leader_changes"].clone();
+    let health = || wait_for("the leader's health", WAIT, || c.health(leader));
+    let changes = health().await["ha"]["leader_changes"].clone();
     let raft = c.etcd_raft_leader().await;
     let victim = (raft + 1) % 3;
     docker(&["kill", &c.etcd[victim]]).await;
@@ -211,7 +212,7 @@ async fn a_killed_etcd_member_changes_nothing(c: &Cluster) -> Acked {
     }
     let tasks = c.wait_all_running().await;
     assert_acknowledged_once(&acked, &tasks);
-    let h = c.health(leader).await.unwrap();
+    let h = health().await;
     assert_eq!(h["ha"]["role"], "leader", "{h}");
     assert_eq!(h["ha"]["leader_changes"], changes, "{h}");
     eprintln!(
@@ -224,7 +225,7 @@ async fn a_killed_etcd_member_changes_nothing(c: &Cluster) -> Acked {
     acked
 }
 
-async fn a_cut_off_leader_is_replaced_and_acknowledges_nothing(c: &mut Cluster) -> Acked {
+async fn a_cut_off_leader_is_replaced_and_acknowledges_nothing(c: &Cluster) -> Acked {
     let cut = c.leader_now().await;
     // Every manager up and following, so that the two others can take over.
     for i in (0..3).filter(|&i| i != cut) {
