@@ -104,14 +104,15 @@ async fn three_manager_containers_on_etcd_containers_fail_over_losing_and_restar
         acked.len()
     );
 
-    // For BENCHMARKS.md: POSEIDON_FAILOVER_KILLS=N kills the leader N more times and prints the
-    // failover times (the test's own single kill above asserts the promise).
-    let kills: usize = std::env::var("POSEIDON_FAILOVER_KILLS")
+    // For BENCHMARKS.md: POSEIDON_FAILOVER_ROUNDS=N kills the leader N more times, then cuts it
+    // off N times, and prints the failover times (the scenarios above assert the promise).
+    let rounds: usize = std::env::var("POSEIDON_FAILOVER_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    if kills > 0 {
-        failover_times(&c, kills).await;
+    if rounds > 0 {
+        failover_times(&c, rounds, Loss::Kill).await;
+        failover_times(&c, rounds, Loss::Cut).await;
     }
 }
 
@@ -303,26 +304,45 @@ async fn a_cut_off_leader_is_replaced_and_acknowledges_nothing(c: &Cluster) -> A
     acked
 }
 
-/// Kills the leader's container `kills` times (started again each time, and followed before the
-/// next kill), and prints each time from the kill until another manager says it leads, with the
-/// median and the maximum.
-async fn failover_times(c: &Cluster, kills: usize) {
+/// How the leader is lost when failover is measured.
+#[derive(Debug, Clone, Copy)]
+enum Loss {
+    /// `docker kill` (then `docker start`).
+    Kill,
+    /// `docker network disconnect` from the cluster network (then connected again at its address).
+    Cut,
+}
+
+/// Loses the leader `rounds` times by `loss` (brought back each time, and following the new
+/// leader before the next round), and prints each time from the start of the docker command until
+/// another manager says it leads, with the median and the maximum.
+async fn failover_times(c: &Cluster, rounds: usize, loss: Loss) {
     let mut times = Vec::new();
-    for _ in 0..kills {
+    for _ in 0..rounds {
         let leader = c.leader_now().await;
-        let killed_at = Instant::now();
-        docker(&["kill", &c.managers[leader]]).await;
+        let m = c.managers[leader].as_str();
+        let lost_at = Instant::now();
+        match loss {
+            Loss::Kill => docker(&["kill", m]).await,
+            Loss::Cut => docker(&["network", "disconnect", &c.net, m]).await,
+        };
         let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
         let new_leader = c.wait_leader(&others).await;
-        times.push(killed_at.elapsed().as_millis());
-        docker(&["start", &c.managers[leader]]).await;
+        times.push(lost_at.elapsed().as_millis());
+        match loss {
+            Loss::Kill => docker(&["start", m]).await,
+            Loss::Cut => {
+                let ip = c.manager_ip(leader);
+                docker(&["network", "connect", "--ip", &ip, &c.net, m]).await
+            }
+        };
         c.wait_following(leader, new_leader).await;
     }
     let mut sorted = times.clone();
     sorted.sort_unstable();
     eprintln!(
-        "failover over containers, {kills} kills: median {} ms, max {} ms, min {} ms; every one, \
-         ms: {times:?}",
+        "failover over containers, {rounds} x {loss:?}: median {} ms, max {} ms, min {} ms; \
+         every one, ms: {times:?}",
         // The median as benches/ha.rs takes it (the upper one of an even count).
         sorted[sorted.len() / 2],
         sorted[sorted.len() - 1],
