@@ -20,9 +20,13 @@
 //!    restarted, moved or doubled (the engine's own record: container id and start time per task).
 //! 3. `docker kill` of an etcd member (not etcd's raft leader): writes go on, the leader stays.
 //! 4. `docker network disconnect` of the leader's container (a real partition: it loses etcd and
-//!    the workers): another manager leads; the cut-off one acknowledges no write once it is cut off
-//!    (its own submissions are refused), every write it did acknowledge is there, and reconnected
-//!    it follows the new leader; again no container restarted, moved or doubled.
+//!    the workers): another manager leads within 3 s; by then the cut-off one no longer says it
+//!    leads (never two leaders), and it acknowledges none of the writes sent to it from then on
+//!    (503, or no answer); every write it did acknowledge is there; reconnected, it follows the new
+//!    leader; again no container restarted, moved or doubled.
+//!
+//! `POSEIDON_FAILOVER_ROUNDS=N` adds N kills and N partitions of the leader after the scenarios and
+//! prints the failover times (BENCHMARKS.md).
 //!
 //! Without ACL and TLS (`insecure = true`): the etcd store refuses both for now (see the README's
 //! high-availability section). A guard removes every container and network of the run, even when
