@@ -27,7 +27,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_poseidon");
 #[path = "common/etcd.rs"]
 mod etcd;
 
-use etcd::ETCD;
+use etcd::etcd_or_skip;
 const WAIT: Duration = Duration::from_secs(20);
 /// The promise: a new leader within 3 s of the old one's death.
 const FAILOVER: Duration = Duration::from_secs(3);
@@ -55,18 +55,6 @@ impl Proc {
 fn signal(pid: &str, sig: &str) {
     let status = Command::new("kill").args([sig, pid]).status().unwrap();
     assert!(status.success(), "kill {sig} {pid}: {status}");
-}
-
-/// Whether the test can run: etcd installed, or (outside CI) a reason to skip.
-fn etcd_or_skip() -> bool {
-    if Path::new(ETCD).exists() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI: {ETCD} is missing (Debian package etcd-server); the HA test needs it");
-    }
-    eprintln!("skipping: {ETCD} is missing (apt-get install etcd-server)");
-    false
 }
 
 struct Etcd {
@@ -274,7 +262,8 @@ async fn all_running(api: &Api, mocks: &[MockRuntime]) -> BTreeMap<String, Value
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_managers_on_etcd_survive_a_killed_leader_a_paused_one_and_etcd_faults() {
-    if !etcd_or_skip() {
+    if !etcd_or_skip("three_managers_on_etcd_survive_a_killed_leader_a_paused_one_and_etcd_faults")
+    {
         return;
     }
     let started = Instant::now();
@@ -728,7 +717,7 @@ fn the_example_files_describe_three_managers_on_etcd_and_a_worker_that_lists_the
 async fn the_etcd_store_groups_writes_and_refuses_a_stale_fence() {
     use poseidon::store::etcd::{EtcdStore, Fence, LEADER_KEY};
     use poseidon::store::{Op, Space, Store};
-    if !etcd_or_skip() {
+    if !etcd_or_skip("the_etcd_store_groups_writes_and_refuses_a_stale_fence") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

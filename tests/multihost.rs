@@ -39,6 +39,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "common/docker.rs"]
+mod docker_cli;
 #[path = "common/image.rs"]
 mod image;
 
@@ -49,6 +51,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::wait_for;
+use docker_cli::docker;
 use hyper::Method;
 use poseidon::http::HttpClient;
 use poseidon::security::ca::MANAGER_NAME;
@@ -782,42 +785,6 @@ fn assert_untouched(before: &[Value], after: &[Value], moved: &[(String, u64)]) 
 // The engine, through the docker CLI
 // ---------------------------------------------------------------------------------------------
 
-async fn try_docker(args: &[&str]) -> Result<String, String> {
-    let out = tokio::process::Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("docker {}: {e}", args.join(" ")))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(format!(
-            "docker {}: {}: {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-async fn docker(args: &[&str]) -> String {
-    try_docker(args).await.unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn docker_blocking(args: &[&str]) -> Result<String, String> {
-    let out = std::process::Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
-}
-
 /// The ids of the running containers of task `task` on node `node`, as the engine sees them.
 async fn running_copies(node: &str, task: &str) -> Vec<String> {
     docker(&[
@@ -1316,36 +1283,8 @@ impl Drop for Cluster {
         roles.extend(self.workers.iter().cloned());
         if std::thread::panicking() {
             // The logs of every role, to see why.
-            for r in &roles {
-                let logs = std::process::Command::new("docker")
-                    .args(["logs", "--tail", "60", r])
-                    .output();
-                if let Ok(out) = logs {
-                    let text = format!(
-                        "\n----- logs of {r} -----\n{}{}",
-                        String::from_utf8_lossy(&out.stdout),
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                    let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
-                }
-            }
+            docker_cli::print_logs(&roles, 60);
         }
-        let mut containers = roles.clone();
-        for w in &self.workers {
-            if let Ok(ids) = docker_blocking(&[
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=io.poseidon.node={w}"),
-            ]) {
-                containers.extend(ids.lines().map(str::to_string));
-            }
-        }
-        let mut args = vec!["rm", "-f"];
-        args.extend(containers.iter().map(String::as_str));
-        let _ = docker_blocking(&args);
-        for n in &self.networks {
-            let _ = docker_blocking(&["network", "rm", n]);
-        }
+        docker_cli::remove_all(&roles, &self.workers, &self.networks);
     }
 }

@@ -1,5 +1,6 @@
 //! The image of the binary under test for the container tests (`tests/multihost.rs`,
-//! `tests/deploy.rs`): made by `deploy/image.sh`, the one implementation `make image` uses too.
+//! `tests/multihost_ha.rs` with etcd beside it, `tests/deploy.rs`): made by `deploy/image.sh`, the
+//! one implementation `make image` uses too.
 
 use std::hash::Hasher;
 use std::path::Path;
