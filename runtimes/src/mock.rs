@@ -205,6 +205,9 @@ struct State {
     open_log_streams: usize,
     stats: HashMap<String, StatsSample>,
     containers: HashMap<String, Container>,
+    /// Container ids by name: a create checks the name and a lookup by name finds it without
+    /// scanning every container (the mock cluster runs hundreds of thousands).
+    names: HashMap<String, String>,
     created: u64,
     started: u64,
     next_port: u16,
@@ -540,8 +543,8 @@ impl State {
             return Some(key.to_string());
         }
         let name = key.strip_prefix('/').unwrap_or(key);
-        if let Some(c) = self.containers.values().find(|c| c.name == name) {
-            return Some(c.id.clone());
+        if let Some(id) = self.names.get(name) {
+            return Some(id.clone());
         }
         if key.is_empty() {
             return None;
@@ -784,11 +787,10 @@ impl Runtime for MockRuntime {
                 ),
             });
         }
-        if let Some(other) = st.containers.values().find(|c| c.name == name) {
+        if let Some(other) = st.names.get(&name) {
             return Err(RuntimeError::Conflict(format!(
-                "Conflict. The container name \"/{name}\" is already in use by container \"{}\". \
-                 You have to remove (or rename) that container to be able to reuse that name.",
-                other.id
+                "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". \
+                 You have to remove (or rename) that container to be able to reuse that name."
             )));
         }
         let container = Container {
@@ -810,6 +812,7 @@ impl Runtime for MockRuntime {
             })
             .0,
         };
+        st.names.insert(container.name.clone(), id.clone());
         st.containers.insert(id.clone(), container);
         Ok(id)
     }
@@ -973,7 +976,9 @@ impl Runtime for MockRuntime {
             }
             st.finish(&self.inner.feed, &id, None, SIGKILL_EXIT_CODE);
         }
-        st.containers.remove(&id);
+        if let Some(c) = st.containers.remove(&id) {
+            st.names.remove(&c.name);
+        }
         Ok(())
     }
 
