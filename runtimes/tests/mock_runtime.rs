@@ -61,6 +61,14 @@ async fn container_names_are_unique_like_docker() {
         matches!(err, RuntimeError::Conflict(ref m) if m.contains("already in use")),
         "{err}"
     );
+    // The name is found by name, and free again once its container is removed.
+    let id = rt.inspect("web").await.unwrap().id;
+    assert_eq!(rt.inspect("/web").await.unwrap().id, id);
+    rt.remove("web", true).await.unwrap();
+    assert!(rt.inspect("web").await.is_err());
+    let again = rt.create(&spec("web", "nginx")).await.unwrap();
+    assert_ne!(again, id);
+    assert_eq!(rt.inspect("web").await.unwrap().id, again);
 }
 
 #[tokio::test]
