@@ -124,6 +124,11 @@ pub(crate) struct Inner {
     /// Tasks changed since the last successful report.
     dirty: Mutex<HashSet<TaskId>>,
     report_now: Notify,
+    /// Held from building a message that carries task statuses (a report, a full heartbeat) until
+    /// the manager has answered it, so that the manager applies them in the order they were taken:
+    /// a full heartbeat built before a task started, answered after the report that it runs,
+    /// would otherwise set the manager's copy back to Scheduled until the next full beat.
+    speaking: tokio::sync::Mutex<()>,
     /// The managers' APIs (none for a worker used alone).
     managers: managers::Managers,
     /// When the manager last answered a heartbeat or a report (tokio's clock, so tests can pause it).
@@ -237,6 +242,7 @@ impl Worker {
             tasks: Mutex::new(map),
             dirty: Mutex::new(HashSet::new()),
             report_now: Notify::new(),
+            speaking: tokio::sync::Mutex::new(()),
             managers,
             last_contact: Mutex::new(Instant::now()),
             contact_ok: AtomicBool::new(true),

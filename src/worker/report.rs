@@ -104,7 +104,19 @@ impl Worker {
         let n = self.inner.beats.fetch_add(1, Ordering::SeqCst);
         let full =
             self.inner.need_full.swap(false, Ordering::SeqCst) || n.is_multiple_of(FULL_EVERY);
-        let hb = self.heartbeat_of(full);
+        // A full beat's statuses are taken and answered in turn with reports (see `speaking`).
+        // A beat never waits for a report, so liveness never waits on one: while a report is on
+        // its way, this beat goes partial and the next one is full.
+        let turn = if full {
+            let turn = self.inner.speaking.try_lock().ok();
+            if turn.is_none() {
+                self.inner.need_full.store(true, Ordering::SeqCst);
+            }
+            turn
+        } else {
+            None
+        };
+        let hb = self.heartbeat_of(turn.is_some());
         match manager.heartbeat(&hb).await {
             Ok(reply) => {
                 self.contact();
@@ -211,6 +223,8 @@ impl Worker {
         let Some(manager) = self.inner.managers.current() else {
             return false;
         };
+        // Statuses are taken and answered in turn with full heartbeats (see `speaking`).
+        let _turn = self.inner.speaking.lock().await;
         let ids: Vec<TaskId> = lock(&self.inner.dirty).drain().collect();
         if ids.is_empty() {
             return true;
