@@ -6,10 +6,13 @@
 //! - `direct`: wrk to the backend;
 //! - `mesh tcp` and `mesh http`: wrk through the mesh (the code a worker runs, its table set by
 //!   hand, no manager) on a second one-thread runtime;
-//! - `haproxy http`: wrk through Debian's haproxy (`mode http`, one thread), the stock anchor.
+//! - `haproxy tcp` and `haproxy http`: wrk through Debian's haproxy (`mode tcp` and `mode http`,
+//!   one thread), the stock anchors of the two modes.
 //!
 //! Each of `POSEIDON_BENCH_RUNS` rounds (default 3) runs every target once, in turn, for
 //! `POSEIDON_BENCH_SECS` (default 5) with `wrk -t1 -c16 --latency`; the figures are medians.
+//! `POSEIDON_BENCH_TARGETS` (names joined by commas, e.g. `mesh http`) runs only those, for a
+//! profile (`perf record -e cpu-clock -g -t TID` on the thread named `mesh` or `backend`).
 //! wrk must be installed (haproxy is skipped when absent, except under CI=true).
 //! `cargo bench --bench mesh`.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -52,29 +55,32 @@ fn backend() -> u16 {
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = std_listener.local_addr().unwrap().port();
     std_listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-            loop {
-                let (s, _) = listener.accept().await.unwrap();
-                let _ = s.set_nodelay(true);
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(|_req| async {
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
-                            b"hello world\n",
-                        ))))
+    let thread = std::thread::Builder::new().name("backend".into());
+    thread
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+                loop {
+                    let (s, _) = listener.accept().await.unwrap();
+                    let _ = s.set_nodelay(true);
+                    tokio::spawn(async move {
+                        let svc = hyper::service::service_fn(|_req| async {
+                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+                                b"hello world\n",
+                            ))))
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(s), svc)
+                            .await;
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(s), svc)
-                        .await;
-                });
-            }
-        });
-    });
+                }
+            });
+        })
+        .unwrap();
     port
 }
 
@@ -82,45 +88,48 @@ fn backend() -> u16 {
 /// one-thread runtime.
 fn mesh(backend: u16, tcp_port: u16, http_port: u16) {
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let m = Mesh::start(
-                MeshOptions {
-                    node: "bench".into(),
-                    ingress: IpAddr::from([127, 0, 0, 1]),
-                    api_port: 1,
-                },
-                None,
-                Shutdown::new(),
-            );
-            let entry = |port: u16, mode: &str| MeshEntry {
-                publish: Publish {
-                    port,
-                    target: 80,
-                    mode: mode.into(),
-                    hosts: Vec::new(),
-                    balance: "round_robin".into(),
-                },
-                endpoints: vec![CatalogEndpoint {
-                    task: TaskId::new(),
-                    node: "bench".into(),
-                    address: "127.0.0.1".into(),
-                    port: backend,
-                    healthy: true,
-                }],
-            };
-            m.set_services(&[MeshService {
-                name: "bench".into(),
-                entries: vec![entry(tcp_port, "tcp"), entry(http_port, "http")],
-            }]);
-            tx.send(()).unwrap();
-            std::future::pending::<()>().await;
-        });
-    });
+    let thread = std::thread::Builder::new().name("mesh".into());
+    thread
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let m = Mesh::start(
+                    MeshOptions {
+                        node: "bench".into(),
+                        ingress: IpAddr::from([127, 0, 0, 1]),
+                        api_port: 1,
+                    },
+                    None,
+                    Shutdown::new(),
+                );
+                let entry = |port: u16, mode: &str| MeshEntry {
+                    publish: Publish {
+                        port,
+                        target: 80,
+                        mode: mode.into(),
+                        hosts: Vec::new(),
+                        balance: "round_robin".into(),
+                    },
+                    endpoints: vec![CatalogEndpoint {
+                        task: TaskId::new(),
+                        node: "bench".into(),
+                        address: "127.0.0.1".into(),
+                        port: backend,
+                        healthy: true,
+                    }],
+                };
+                m.set_services(&[MeshService {
+                    name: "bench".into(),
+                    entries: vec![entry(tcp_port, "tcp"), entry(http_port, "http")],
+                }]);
+                tx.send(()).unwrap();
+                std::future::pending::<()>().await;
+            });
+        })
+        .unwrap();
     rx.recv().unwrap();
     for port in [tcp_port, http_port] {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -133,14 +142,19 @@ fn mesh(backend: u16, tcp_port: u16, http_port: u16) {
     }
 }
 
-/// Starts haproxy in HTTP mode in front of the backend; the child and its config directory.
-fn haproxy(backend: u16, port: u16) -> (std::process::Child, tempfile::TempDir) {
+/// Starts haproxy in front of the backend, in TCP mode on `tcp_port` and in HTTP mode on
+/// `http_port`; the child and its config directory.
+fn haproxy(
+    backend: u16,
+    tcp_port: u16,
+    http_port: u16,
+) -> (std::process::Child, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("haproxy.cfg");
     std::fs::write(
         &cfg,
         format!(
-            "global\n  nbthread 1\n  maxconn 1000\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n  option http-keep-alive\nfrontend f\n  bind 127.0.0.1:{port}\n  default_backend b\nbackend b\n  server s1 127.0.0.1:{backend}\n"
+            "global\n  nbthread 1\n  maxconn 1000\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n  option http-keep-alive\nfrontend f\n  bind 127.0.0.1:{http_port}\n  default_backend b\nbackend b\n  server s1 127.0.0.1:{backend}\nfrontend ft\n  mode tcp\n  bind 127.0.0.1:{tcp_port}\n  default_backend bt\nbackend bt\n  mode tcp\n  server s1 127.0.0.1:{backend}\n"
         ),
     )
     .unwrap();
@@ -150,11 +164,13 @@ fn haproxy(backend: u16, port: u16) -> (std::process::Child, tempfile::TempDir) 
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
+    for port in [tcp_port, http_port] {
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
-        std::thread::sleep(Duration::from_millis(10));
     }
     (child, dir)
 }
@@ -178,10 +194,11 @@ fn main() {
     let runs = env_or("POSEIDON_BENCH_RUNS", 3);
     let secs = env_or("POSEIDON_BENCH_SECS", 5);
     let backend = backend();
-    let (tcp_port, http_port, ha_port) = (free_port(), free_port(), free_port());
+    let (tcp_port, http_port) = (free_port(), free_port());
+    let (ha_tcp, ha_http) = (free_port(), free_port());
     mesh(backend, tcp_port, http_port);
     let ha = if wrk::have("haproxy") {
-        Some(haproxy(backend, ha_port))
+        Some(haproxy(backend, ha_tcp, ha_http))
     } else {
         assert!(!ci, "haproxy is missing and CI=true");
         eprintln!("haproxy is not installed: no anchor");
@@ -193,7 +210,16 @@ fn main() {
         ("mesh http", http_port),
     ];
     if ha.is_some() {
-        targets.push(("haproxy http", ha_port));
+        targets.push(("haproxy tcp", ha_tcp));
+        targets.push(("haproxy http", ha_http));
+    }
+    if let Ok(only) = std::env::var("POSEIDON_BENCH_TARGETS") {
+        let only: Vec<&str> = only.split(',').map(str::trim).collect();
+        targets.retain(|(name, _)| only.contains(name));
+        assert!(
+            !targets.is_empty(),
+            "POSEIDON_BENCH_TARGETS names no target"
+        );
     }
     // Warm every path (pools, caches) before measuring.
     for (_, port) in &targets {
@@ -208,6 +234,7 @@ fn main() {
             figures[i].1.push(p99);
         }
     }
+    // The ratios are against direct when it ran (else against the first target).
     let direct = (
         wrk::median(figures[0].0.clone()),
         wrk::median(figures[0].1.clone()),
