@@ -4,8 +4,8 @@
 //! mode passes a half-close through; a port that leaves the table stops listening while an
 //! established connection goes on; the worker's own API port is never opened. HTTP mode keeps a
 //! client's connection alive across requests and reuses its connections to the endpoints (one
-//! each for a client's sequential requests), and an endpoint that closes its connection after
-//! every answer still answers every request.
+//! each for a client's sequential requests), an endpoint that closes its connection after every
+//! answer still answers every request, and a chunked request body is streamed through.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -372,6 +372,20 @@ async fn http_mode_keeps_connections_alive_on_both_sides() {
         assert_eq!((status, body.as_str()), (200, "c 0"));
     }
     assert_eq!(closing_conns.load(std::sync::atomic::Ordering::SeqCst), 10);
+    // A chunked body (no length known) is streamed to the endpoint rather than held.
+    let mut s = TcpStream::connect(SocketAddr::new(ip, one)).await.unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: c\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        raw.starts_with("HTTP/1.1 200") && raw.ends_with("c 12"),
+        "{raw}"
+    );
     shutdown.trigger();
 }
 
