@@ -2,7 +2,10 @@
 //! over the endpoints, adds `X-Forwarded-For`, routes by `Host`, and retries past an endpoint that
 //! refuses or closes without answering; 503 with a JSON body when a service has no endpoint; TCP
 //! mode passes a half-close through; a port that leaves the table stops listening while an
-//! established connection goes on; the worker's own API port is never opened.
+//! established connection goes on; the worker's own API port is never opened. HTTP mode keeps a
+//! client's connection alive across requests and reuses its connections to the endpoints (one
+//! each for a client's sequential requests), an endpoint that closes its connection after every
+//! answer still answers every request, and a chunked request body is streamed through.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -54,6 +57,43 @@ async fn http_backend(name: &'static str) -> u16 {
         }
     });
     port
+}
+
+/// An HTTP backend answering `NAME POST-BODY-LENGTH` and counting the connections it accepted;
+/// with `keep_alive` false it closes each connection after its first answer.
+async fn counting_backend(
+    name: &'static str,
+    keep_alive: bool,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: Request<hyper::body::Incoming>| async move {
+                        let body = http_body_util::BodyExt::collect(req.into_body())
+                            .await
+                            .unwrap()
+                            .to_bytes();
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
+                            "{name} {}",
+                            body.len()
+                        )))))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(keep_alive)
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    (port, accepted)
 }
 
 /// A backend that accepts and closes at once, as docker-proxy does when its container is gone.
@@ -265,6 +305,87 @@ async fn hosts_pick_the_service_and_a_service_without_endpoints_is_a_503_with_js
     assert_eq!(s, 503, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["error"], "no healthy endpoint for service \"idle\"");
+    shutdown.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_mode_keeps_connections_alive_on_both_sides() {
+    let ((a, a_conns), (b, b_conns)) = (
+        counting_backend("a", true).await,
+        counting_backend("b", true).await,
+    );
+    let (closing, closing_conns) = counting_backend("c", false).await;
+    let (m, ip, shutdown) = mesh("127.0.0.15", 1);
+    let (both, one) = (free_on(ip), free_on(ip));
+    m.set_services(&[
+        service("ab", vec![entry(both, "http", &[], &[a, b])]),
+        service("c", vec![entry(one, "http", &[], &[closing])]),
+    ]);
+    for port in [both, one] {
+        listening(SocketAddr::new(ip, port)).await;
+    }
+    // One client connection, 20 requests in turn (GETs and POSTs with a body).
+    let stream = TcpStream::connect(SocketAddr::new(ip, both)).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut seen = Vec::new();
+    for i in 0..20 {
+        let body = if i % 2 == 0 { "" } else { "twelve bytes" };
+        let req = Request::builder()
+            .method(if body.is_empty() { "GET" } else { "POST" })
+            .uri("/")
+            .header("host", "ab.example")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        tx.ready().await.unwrap();
+        let resp = tokio::time::timeout(WAIT, tx.send_request(req))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let text = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let text = String::from_utf8(text.to_vec()).unwrap();
+        assert!(text.ends_with(&format!(" {}", body.len())), "{text}");
+        seen.push(text[..1].to_string());
+    }
+    assert!(
+        seen.iter().filter(|s| *s == "a").count() == 10,
+        "round-robin per request on one client connection: {seen:?}"
+    );
+    // The mesh reused one connection to each endpoint for the client's sequential requests.
+    assert_eq!(
+        (
+            a_conns.load(std::sync::atomic::Ordering::SeqCst),
+            b_conns.load(std::sync::atomic::Ordering::SeqCst)
+        ),
+        (1, 1)
+    );
+    // An endpoint closing after every answer: each request finds its pooled connection closed
+    // (or closing) and goes out on a new one; none fails.
+    for _ in 0..10 {
+        let (status, body) = get(SocketAddr::new(ip, one), "/", None).await;
+        assert_eq!((status, body.as_str()), (200, "c 0"));
+    }
+    assert_eq!(closing_conns.load(std::sync::atomic::Ordering::SeqCst), 10);
+    // A chunked body (no length known) is streamed to the endpoint rather than held.
+    let mut s = TcpStream::connect(SocketAddr::new(ip, one)).await.unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: c\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        raw.starts_with("HTTP/1.1 200") && raw.ends_with("c 12"),
+        "{raw}"
+    );
     shutdown.trigger();
 }
 

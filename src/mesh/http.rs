@@ -11,23 +11,24 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Body, Incoming};
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, HOST};
-use hyper::{Request, Response};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_TYPE, HOST};
+use hyper::{Request, Response, Uri};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::metrics::ActiveGuard;
-use super::{tcp, Shared, CONNECT_TIMEOUT};
+use super::metrics::{ActiveGuard, EndpointStats};
+use super::pool::{Pool, Sender};
+use super::table::Backend;
+use super::{tcp, Shared};
 
 /// The largest request body held in memory so that the request can be retried; a larger (or
 /// unsized, chunked) body is streamed to one endpoint and not retried.
@@ -35,23 +36,6 @@ pub const MAX_RETRY_BODY: u64 = 1 << 20;
 
 /// How long a client connection may take to send a request's headers (and stay idle).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The body type of proxied requests and answers.
-pub type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
-
-/// The pooled HTTP client towards the endpoints.
-pub type Upstream = Client<HttpConnector, ProxyBody>;
-
-/// A client keeping idle connections to endpoints for reuse.
-pub(crate) fn upstream() -> Upstream {
-    let mut c = HttpConnector::new();
-    c.set_nodelay(true);
-    c.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(c)
-}
 
 /// Serves one accepted client connection on `port`, request after request (keep-alive).
 pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, port: u16) {
@@ -73,14 +57,125 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
     }
 }
 
+/// A request body on its way to an endpoint: held whole (and so resendable), or streamed once.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// Read whole before the first attempt.
+    Held(Full<Bytes>),
+    /// Passed on as it arrives.
+    Stream(Incoming),
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Held(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
+            RequestBody::Stream(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Held(b) => b.is_end_stream(),
+            RequestBody::Stream(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Held(b) => b.size_hint(),
+            RequestBody::Stream(b) => b.size_hint(),
+        }
+    }
+}
+
+/// An endpoint's answer on its way to the client. It counts as open on the endpoint (for
+/// least-connections) until it is dropped, counts its bytes, and gives its connection back to
+/// the endpoint's pool once read to its end (a connection whose answer was cut short is dropped,
+/// which closes it, since the rest of that answer would otherwise precede the next one).
+#[derive(Debug)]
+pub struct Answer {
+    body: Incoming,
+    conn: Option<(Sender, Arc<Pool>)>,
+    done: bool,
+    stats: Arc<EndpointStats>,
+    _open: ActiveGuard,
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        if let Some((tx, pool)) = self.conn.take() {
+            if self.done || self.body.is_end_stream() {
+                pool.put(tx);
+            }
+        }
+    }
+}
+
+/// What the proxy answers a client: an endpoint's answer, or its own (a JSON error).
+#[derive(Debug)]
+pub enum ProxyBody {
+    /// From an endpoint.
+    Answer(Answer),
+    /// The proxy's own.
+    Own(Full<Bytes>),
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Own(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
+            ProxyBody::Answer(a) => {
+                let polled = Pin::new(&mut a.body).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(Some(Ok(f))) => {
+                        if let Some(d) = f.data_ref() {
+                            a.stats
+                                .bytes_out
+                                .fetch_add(d.len() as u64, Ordering::Relaxed);
+                        }
+                    }
+                    Poll::Ready(None) => a.done = true,
+                    // The connection is broken: it is not given back.
+                    Poll::Ready(Some(Err(_))) => a.conn = None,
+                    Poll::Pending => {}
+                }
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Own(b) => b.is_end_stream(),
+            ProxyBody::Answer(a) => a.done || a.body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Own(b) => b.size_hint(),
+            ProxyBody::Answer(a) => a.body.size_hint(),
+        }
+    }
+}
+
 /// A JSON `{"error": message}` answer of the proxy itself.
 fn error(status: u16, message: String) -> Response<ProxyBody> {
     let body = serde_json::json!({ "error": message }).to_string();
-    let mut resp = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
+    let mut resp = Response::new(ProxyBody::Own(Full::new(Bytes::from(body))));
     *resp.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
     resp.headers_mut()
@@ -88,28 +183,40 @@ fn error(status: u16, message: String) -> Response<ProxyBody> {
     resp
 }
 
-/// The headers that describe one connection, not the message (RFC 9110 section 7.6.1), with
+/// The headers that describe one connection, not the message (RFC 9110 section 7.6.1), besides
 /// those the `Connection` header names.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes the hop-by-hop headers, with those the `Connection` header names. Most messages have
+/// none, so one pass over the names comes first and the removals only when one is there.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(hyper::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
+    let any = headers
+        .keys()
+        .any(|k| HOP_BY_HOP.iter().any(|h| k.as_str() == *h));
+    if !any {
+        return;
     }
-    for n in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ] {
+    if headers.contains_key(CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
+    }
+    for n in HOP_BY_HOP {
         headers.remove(n);
     }
 }
@@ -121,15 +228,61 @@ fn forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
         Some(prev) if !prev.trim().is_empty() => format!("{prev}, {client}"),
         _ => client.to_string(),
     };
-    if let Ok(v) = HeaderValue::from_str(&value) {
+    // The string becomes the value's bytes without a copy.
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
         headers.insert(name, v);
     }
 }
 
-/// A request body: held (and so resendable), or a stream that can be sent once.
-enum Payload {
-    Held(Bytes),
-    Stream(Option<Incoming>),
+/// Sends `req` to `b` over a pooled connection (or a new one), and returns its answer as the
+/// client's. A request that a reused connection did not take (it had closed meanwhile) goes out
+/// again on a new connection to the same endpoint, as it never left. An error (why) means that
+/// the endpoint refused, or closed without answering: nothing has reached the client, and the
+/// next endpoint may be tried (with a held body).
+async fn attempt(
+    b: &Backend,
+    mut req: Request<RequestBody>,
+) -> Result<Response<ProxyBody>, String> {
+    let mut pooled = b.pool.take();
+    loop {
+        let reused = pooled.is_some();
+        let mut tx = match pooled.take() {
+            Some(tx) => tx,
+            None => b.pool.connect().await?,
+        };
+        if let Err(e) = tx.ready().await {
+            if reused {
+                continue;
+            }
+            return Err(format!("connection: {e}"));
+        }
+        // Counted open from the send, so least-connections sees requests in flight.
+        let open = ActiveGuard::new(b.stats.clone());
+        match tx.try_send_request(req).await {
+            Ok(resp) => {
+                let (mut parts, body) = resp.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                let answer = Answer {
+                    body,
+                    conn: Some((tx, b.pool.clone())),
+                    done: false,
+                    stats: b.stats.clone(),
+                    _open: open,
+                };
+                return Ok(Response::from_parts(parts, ProxyBody::Answer(answer)));
+            }
+            Err(mut e) => match e.take_message() {
+                Some(back) if reused => req = back,
+                _ => {
+                    let mut why = e.error().to_string();
+                    if let Some(src) = std::error::Error::source(e.error()) {
+                        why.push_str(&format!(": {src}"));
+                    }
+                    return Err(why);
+                }
+            },
+        }
+    }
 }
 
 async fn handle(
@@ -146,9 +299,8 @@ async fn handle(
         .headers()
         .get(HOST)
         .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .map(str::to_string);
-    let Some(route) = plan.route_for(host.as_deref()) else {
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let Some(route) = plan.route_for(host) else {
         return error(
             404,
             format!(
@@ -168,72 +320,62 @@ async fn handle(
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     forwarded_for(&mut parts.headers, client);
-    let mut payload = match body.size_hint().upper() {
-        Some(n) if n <= MAX_RETRY_BODY => {
-            match Limited::new(body, MAX_RETRY_BODY as usize).collect().await {
-                Ok(c) => Payload::Held(c.to_bytes()),
-                Err(e) => return error(400, format!("cannot read the request body: {e}")),
-            }
-        }
-        _ => Payload::Stream(Some(body)),
-    };
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
-    let mut tried = Vec::new();
-    let mut last_error = String::from("no endpoint was tried");
-    while let Some(b) = tcp::next_backend(shared, route, port, &mut tried) {
-        let (body, sent) = match &mut payload {
-            Payload::Held(bytes) => (
-                Full::new(bytes.clone())
-                    .map_err(|never| match never {})
-                    .boxed_unsync(),
-                bytes.len() as u64,
-            ),
-            Payload::Stream(slot) => match slot.take() {
-                Some(s) => (s.boxed_unsync(), 0),
-                // A streamed body went to a failed endpoint and cannot be sent again.
-                None => break,
-            },
-        };
-        let mut up = Request::new(body);
-        *up.method_mut() = parts.method.clone();
-        *up.headers_mut() = parts.headers.clone();
-        *up.uri_mut() = match format!("http://{}{path}", b.addr).parse() {
+    // Endpoints take the origin form (`/path?query`), whatever form the client used.
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = match path.parse::<Uri>() {
             Ok(u) => u,
             Err(e) => return error(400, format!("cannot forward path {path:?}: {e}")),
         };
-        let stats = shared.metrics.endpoint(&route.service, &b.addr);
-        let open = ActiveGuard::new(stats.clone());
-        match shared.http.request(up).await {
-            Ok(resp) => {
-                stats.requests.fetch_add(1, Ordering::Relaxed);
-                stats.bytes_in.fetch_add(sent, Ordering::Relaxed);
-                let (mut rp, rb) = resp.into_parts();
-                strip_hop_by_hop(&mut rp.headers);
-                let counted = stats.clone();
-                // The answer counts as open (for least-connections) until its body is done.
-                let body = rb
-                    .map_frame(move |f| {
-                        let _still_open = &open;
-                        if let Some(d) = f.data_ref() {
-                            counted
-                                .bytes_out
-                                .fetch_add(d.len() as u64, Ordering::Relaxed);
-                        }
-                        f
-                    })
-                    .boxed_unsync();
-                return Response::from_parts(rp, body);
-            }
-            Err(e) => {
-                stats.failures.fetch_add(1, Ordering::Relaxed);
-                last_error = format!("{}: {e}", b.addr);
-                if let Some(src) = std::error::Error::source(&e) {
-                    last_error.push_str(&format!(": {src}"));
+    }
+    let mut stream = None;
+    let held = if body.is_end_stream() {
+        Some(Bytes::new())
+    } else {
+        match body.size_hint().upper() {
+            Some(n) if n <= MAX_RETRY_BODY => {
+                match Limited::new(body, MAX_RETRY_BODY as usize).collect().await {
+                    Ok(c) => Some(c.to_bytes()),
+                    Err(e) => return error(400, format!("cannot read the request body: {e}")),
                 }
+            }
+            _ => {
+                stream = Some(body);
+                None
+            }
+        }
+    };
+    let mut tried = Vec::new();
+    let mut last_error = String::from("no endpoint was tried");
+    while let Some(b) = tcp::next_backend(route, &mut tried) {
+        let (body, sent) = match (&held, stream.take()) {
+            (Some(bytes), _) => (
+                RequestBody::Held(Full::new(bytes.clone())),
+                bytes.len() as u64,
+            ),
+            (None, Some(s)) => (RequestBody::Stream(s), 0),
+            // A streamed body went to a failed endpoint and cannot be sent again.
+            (None, None) => break,
+        };
+        let mut up = Request::new(body);
+        *up.method_mut() = parts.method.clone();
+        *up.uri_mut() = parts.uri.clone();
+        *up.headers_mut() = parts.headers.clone();
+        if !up.headers().contains_key(HOST) {
+            // HTTP/1.1 asks for one; a client without it (HTTP/1.0) gets the endpoint's.
+            if let Ok(v) = HeaderValue::from_str(&b.addr) {
+                up.headers_mut().insert(HOST, v);
+            }
+        }
+        match attempt(b, up).await {
+            Ok(resp) => {
+                b.stats.requests.fetch_add(1, Ordering::Relaxed);
+                b.stats.bytes_in.fetch_add(sent, Ordering::Relaxed);
+                return resp;
+            }
+            Err(why) => {
+                b.stats.failures.fetch_add(1, Ordering::Relaxed);
+                last_error = format!("{}: {why}", b.addr);
                 tracing::debug!(service = %route.service, endpoint = %b.addr, error = %last_error, "mesh: request failed before an answer, trying the next endpoint");
             }
         }

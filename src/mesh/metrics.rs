@@ -81,16 +81,24 @@ impl Metrics {
     /// The next turn of the route of `service` on `port` (its round-robin position), kept across
     /// table changes so a new table does not send everyone to the first endpoint again.
     pub fn turn(&self, service: &str, port: u16) -> usize {
-        let counter = lock(&self.turns)
+        self.turn_counter(service, port)
+            .fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The turn counter of the route of `service` on `port` (made on first use), which a table
+    /// holds so that a pick needs no lookup.
+    pub fn turn_counter(&self, service: &str, port: u16) -> Arc<AtomicUsize> {
+        lock(&self.turns)
             .entry((service.to_string(), port))
             .or_default()
-            .clone();
-        counter.fetch_add(1, Ordering::Relaxed)
+            .clone()
     }
 
     /// Forgets the counters of endpoints that left `table` and have nothing open, and the turns
     /// of routes that left it, so that a long run of rolling updates (each copy a new host
-    /// port) does not grow the figures without bound.
+    /// port) does not grow the figures without bound. Counters still held elsewhere (by an older
+    /// table a connection or request in progress still reads) are kept until a later prune, so
+    /// that no count is lost.
     pub fn prune(&self, table: &super::Table) {
         let mut live: std::collections::BTreeSet<(&str, &str)> = Default::default();
         let mut routes: std::collections::BTreeSet<(&str, u16)> = Default::default();
@@ -110,6 +118,7 @@ impl Metrics {
                 ep != RETIRED
                     && !live.contains(&(svc.as_str(), ep.as_str()))
                     && s.active.load(Ordering::Relaxed) == 0
+                    && Arc::strong_count(s) == 1
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -270,10 +279,8 @@ mod tests {
                     service: "web".into(),
                     hosts: Vec::new(),
                     balance: crate::mesh::balance::Balance::RoundRobin,
-                    backends: vec![Backend {
-                        addr: "h:1".into(),
-                        task: "t".into(),
-                    }],
+                    backends: vec![Backend::new("h:1".into(), "t".into())],
+                    turn: Default::default(),
                 }],
             },
         );

@@ -7,13 +7,16 @@
 //! - [`tcp`]: TCP mode (bytes both ways, half-close honoured) and the connect-with-retry both
 //!   modes share;
 //! - [`http`]: HTTP/1.1 mode (keep-alive, `X-Forwarded-For`, `hosts`, retries, 503 JSON);
+//! - [`pool`]: HTTP mode's keep-alive connections to each endpoint;
 //! - [`listeners`]: opens and closes the listeners as the table's ports come and go;
 //! - [`watch`]: the worker's blocking query on `GET /nodes/{name}/mesh`, which keeps the last
 //!   table while the manager is unreachable;
 //! - [`metrics`]: counters per service and endpoint for the worker's `/metrics`.
 //!
 //! A new table replaces the old one whole; connections already made keep their endpoint, so an
-//! endpoint leaving the catalog drops no established connection.
+//! endpoint leaving the catalog drops no established connection. The table carries each route's
+//! and endpoint's live state (turn, counters, idle connections), so the hot path takes one
+//! read lock (the table's `Arc`) and no map lookup per request.
 
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
@@ -29,6 +32,7 @@ pub mod balance;
 pub mod http;
 pub mod listeners;
 pub mod metrics;
+pub mod pool;
 pub mod table;
 pub mod tcp;
 pub mod watch;
@@ -56,14 +60,23 @@ pub(crate) struct Shared {
     metrics: metrics::Metrics,
     /// Wakes the listener supervisor when the table changed.
     changed: Notify,
-    /// The pooled client of HTTP mode (keep-alive towards the endpoints).
-    http: http::Upstream,
 }
 
 impl Shared {
     /// The current table (a cheap clone of its `Arc`).
     pub(crate) fn table(&self) -> Arc<Table> {
         self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Closes idle connections to endpoints that have waited past [`pool::IDLE_TIMEOUT`] (a pool in
+/// use also does it when it is used), until shut down.
+async fn sweep_idle(shared: Arc<Shared>, shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(pool::IDLE_TIMEOUT / 2) => shared.table().sweep_idle(),
+        }
     }
 }
 
@@ -90,10 +103,10 @@ impl Mesh {
             table: RwLock::new(Arc::new(Table::default())),
             metrics: metrics::Metrics::default(),
             changed: Notify::new(),
-            http: http::upstream(),
         });
         let mesh = Mesh { shared };
         tokio::spawn(listeners::run(mesh.shared.clone(), shutdown.clone()));
+        tokio::spawn(sweep_idle(mesh.shared.clone(), shutdown.clone()));
         if let Some(client) = manager {
             tokio::spawn(watch::run(mesh.clone(), client, shutdown));
         }
@@ -102,24 +115,25 @@ impl Mesh {
 
     /// Replaces the table with the one of a mesh answer; returns whether it changed.
     pub fn set_services(&self, services: &[MeshService]) -> bool {
-        let (table, conflicts) = Table::build(services);
+        let (mut table, conflicts) = Table::build(services);
         for c in conflicts {
             tracing::error!(node = %self.shared.opts.node, "routing mesh: {c}");
         }
-        let changed = {
+        let (old, new) = {
             let mut slot = self.shared.table.write().unwrap_or_else(|p| p.into_inner());
             if **slot == table {
-                false
-            } else {
-                self.shared.metrics.prune(&table);
-                *slot = Arc::new(table);
-                true
+                return false;
             }
+            table.adopt(&self.shared.metrics, &slot);
+            let new = Arc::new(table);
+            (std::mem::replace(&mut *slot, new.clone()), new)
         };
-        if changed {
-            self.shared.changed.notify_one();
-        }
-        changed
+        // Without the old table, the counters of endpoints that left are held only by requests
+        // still in progress (kept until a later prune) or by nothing (folded now).
+        drop(old);
+        self.shared.metrics.prune(&new);
+        self.shared.changed.notify_one();
+        true
     }
 
     /// The current table.

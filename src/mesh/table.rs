@@ -1,10 +1,19 @@
 //! The endpoint table: what every published port of this worker routes to, built from the
 //! manager's mesh answer (`GET /nodes/{name}/mesh`). Pure: a new answer builds a new table, which
 //! replaces the old one whole, so a connection in progress keeps the endpoint it was given.
+//!
+//! Each route and endpoint also carries its live state (the round-robin turn, the counters, the
+//! idle connections of HTTP mode), so a request reaches them without a lookup. `build` gives
+//! fresh ones; the mesh swaps in the kept ones before it installs a table ([`Table::adopt`]).
+//! They are left out of equality, which compares what the manager said.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 
 use super::balance::Balance;
+use super::metrics::{EndpointStats, Metrics};
+use super::pool::Pool;
 use crate::wire::MeshService;
 
 /// How a published port is proxied.
@@ -28,16 +37,40 @@ impl Mode {
 }
 
 /// One endpoint a route may send to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Backend {
     /// `host:port` to connect to (`[v6]:port` for an IPv6 address).
     pub addr: String,
     /// The task behind it, for logs.
     pub task: String,
+    /// Its counters (the ones `/metrics` shows once adopted).
+    pub stats: Arc<EndpointStats>,
+    /// Its idle keep-alive connections (HTTP mode).
+    pub pool: Arc<Pool>,
 }
 
+impl Backend {
+    /// An endpoint with fresh counters and an empty pool.
+    pub fn new(addr: String, task: String) -> Backend {
+        Backend {
+            stats: Arc::default(),
+            pool: Arc::new(Pool::new(&addr)),
+            addr,
+            task,
+        }
+    }
+}
+
+impl PartialEq for Backend {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.addr, &self.task) == (&other.addr, &other.task)
+    }
+}
+
+impl Eq for Backend {}
+
 /// One service's entry on a port.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Route {
     /// The service.
     pub service: String,
@@ -47,7 +80,18 @@ pub struct Route {
     pub balance: Balance,
     /// Its endpoints, sorted.
     pub backends: Vec<Backend>,
+    /// Its round-robin position (raised at every pick).
+    pub turn: Arc<AtomicUsize>,
 }
+
+impl PartialEq for Route {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.service, &self.hosts, self.balance, &self.backends)
+            == (&other.service, &other.hosts, other.balance, &other.backends)
+    }
+}
+
+impl Eq for Route {}
 
 /// What one published port does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,12 +106,11 @@ impl PortPlan {
     /// The route for a request's `Host` header (its port, if any, ignored): the route naming
     /// that host, else the one naming no hosts; `None` when neither exists.
     pub fn route_for(&self, host: Option<&str>) -> Option<&Route> {
-        let name = host.map(host_name);
-        if let Some(name) = name.as_deref() {
+        if let Some(name) = host.map(host_name) {
             if let Some(r) = self
                 .routes
                 .iter()
-                .find(|r| r.hosts.iter().any(|h| h == name))
+                .find(|r| r.hosts.iter().any(|h| h.eq_ignore_ascii_case(name)))
             {
                 return Some(r);
             }
@@ -76,13 +119,13 @@ impl PortPlan {
     }
 }
 
-/// A `Host` header's name, lower-cased, without its port (`Web.Example:8080` -> `web.example`).
-fn host_name(host: &str) -> String {
-    let name = match host.strip_prefix('[') {
+/// A `Host` header's name without its port (`Web.Example:8080` -> `Web.Example`), compared
+/// without regard to case.
+fn host_name(host: &str) -> &str {
+    match host.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(v6),
         None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-    };
-    name.to_ascii_lowercase()
+    }
 }
 
 /// Every published port of the cluster and what it routes to.
@@ -117,10 +160,7 @@ impl Table {
                     .endpoints
                     .iter()
                     .filter(|e| e.healthy)
-                    .map(|e| Backend {
-                        addr: join_host_port(&e.address, e.port),
-                        task: e.task.to_string(),
-                    })
+                    .map(|e| Backend::new(join_host_port(&e.address, e.port), e.task.to_string()))
                     .collect();
                 backends.sort_by(|a, b| a.addr.cmp(&b.addr));
                 backends.dedup_by(|a, b| a.addr == b.addr);
@@ -129,6 +169,7 @@ impl Table {
                     hosts: p.hosts.clone(),
                     balance: Balance::parse(&p.balance),
                     backends,
+                    turn: Arc::default(),
                 };
                 let plan = ports.entry(p.port).or_insert_with(|| PortPlan {
                     mode,
@@ -152,6 +193,40 @@ impl Table {
             }
         }
         (Table { ports }, conflicts)
+    }
+
+    /// Gives this (new) table the live state it shares with the running mesh: each endpoint's
+    /// counters and each route's turn from `metrics` (which outlive tables), and each endpoint's
+    /// idle connections from `old` when the same service had the same endpoint there.
+    pub fn adopt(&mut self, metrics: &Metrics, old: &Table) {
+        for (port, plan) in &mut self.ports {
+            for route in &mut plan.routes {
+                route.turn = metrics.turn_counter(&route.service, *port);
+                let before = old
+                    .ports
+                    .values()
+                    .flat_map(|p| &p.routes)
+                    .filter(|r| r.service == route.service)
+                    .flat_map(|r| &r.backends);
+                for b in &mut route.backends {
+                    b.stats = metrics.endpoint(&route.service, &b.addr);
+                    if let Some(prev) = before.clone().find(|p| p.addr == b.addr) {
+                        b.pool = prev.pool.clone();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes the idle connections of every endpoint that are too old to reuse.
+    pub fn sweep_idle(&self) {
+        for plan in self.ports.values() {
+            for r in &plan.routes {
+                for b in &r.backends {
+                    b.pool.sweep();
+                }
+            }
+        }
     }
 }
 

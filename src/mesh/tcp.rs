@@ -14,22 +14,13 @@ use super::table::{Backend, Route};
 use super::{Shared, CONNECT_TIMEOUT};
 
 /// Picks an endpoint of `route` not in `tried` (and adds it there), by the route's balancing.
-pub(crate) fn next_backend<'r>(
-    shared: &Shared,
-    route: &'r Route,
-    port: u16,
-    tried: &mut Vec<usize>,
-) -> Option<&'r Backend> {
-    let turn = shared.metrics.turn(&route.service, port);
+pub(crate) fn next_backend<'r>(route: &'r Route, tried: &mut Vec<usize>) -> Option<&'r Backend> {
+    let turn = route.turn.fetch_add(1, Ordering::Relaxed);
     let i = balance::pick(
         route.balance,
         route.backends.len(),
         turn,
-        |i| {
-            shared
-                .metrics
-                .active(&route.service, &route.backends[i].addr)
-        },
+        |i| route.backends[i].stats.active.load(Ordering::Relaxed),
         |i| tried.contains(&i),
     )?;
     tried.push(i);
@@ -38,14 +29,10 @@ pub(crate) fn next_backend<'r>(
 
 /// Connects to an endpoint of `route`, trying the next one after a refused or timed-out
 /// connect, until one answers or every one has failed. Each failure is counted on its endpoint.
-pub(crate) async fn connect(
-    shared: &Shared,
-    route: &Route,
-    port: u16,
-) -> Option<(TcpStream, Arc<EndpointStats>, String)> {
+pub(crate) async fn connect(route: &Route) -> Option<(TcpStream, Arc<EndpointStats>, String)> {
     let mut tried = Vec::new();
-    while let Some(b) = next_backend(shared, route, port, &mut tried) {
-        let stats = shared.metrics.endpoint(&route.service, &b.addr);
+    while let Some(b) = next_backend(route, &mut tried) {
+        let stats = b.stats.clone();
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&b.addr)).await {
             Ok(Ok(s)) => {
                 // Small writes (requests, answers) go out at once rather than waiting for Nagle.
@@ -72,7 +59,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut client: TcpStream, port: u16)
         return;
     };
     let _ = client.set_nodelay(true);
-    let Some((mut upstream, stats, addr)) = connect(&shared, route, port).await else {
+    let Some((mut upstream, stats, addr)) = connect(route).await else {
         // Nothing to reach: the client sees its connection closed.
         shared
             .metrics
