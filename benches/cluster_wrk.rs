@@ -13,6 +13,8 @@
 //! `POSEIDON_BENCH_SECS` seconds (default 10); the figures are medians. Needs wrk and curl.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+#[path = "support/load.rs"]
+mod load;
 #[path = "support/wrk.rs"]
 mod wrk;
 
@@ -25,21 +27,6 @@ const POST: &str = r#"wrk.method = "POST"
 wrk.body = '{"name":"bench","image":"busybox-local","cmd":["sleep","3600"]}'
 wrk.headers["Content-Type"] = "application/json"
 "#;
-
-fn env_u64(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `curl -sf URL`, or None.
 fn get(url: &str) -> Option<String> {
@@ -87,10 +74,10 @@ impl Drop for Server {
 fn start(toml: &str, workers: usize) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let mut text = toml.replace("{DIR}", dir.path().to_str().unwrap());
-    let port = free_port();
+    let port = wrk::free_port();
     text = text.replace("{PORT}", &port.to_string());
     while let Some(at) = text.find("{WPORT}") {
-        text.replace_range(at..at + "{WPORT}".len(), &free_port().to_string());
+        text.replace_range(at..at + "{WPORT}".len(), &wrk::free_port().to_string());
     }
     let cfg = dir.path().join("cluster.toml");
     std::fs::write(&cfg, text).unwrap();
@@ -150,8 +137,8 @@ fn main() {
             return;
         }
     }
-    let runs = env_u64("POSEIDON_BENCH_RUNS", 3);
-    let secs = env_u64("POSEIDON_BENCH_SECS", 10);
+    let runs = load::env_u64("POSEIDON_BENCH_RUNS", 3);
+    let secs = load::env_u64("POSEIDON_BENCH_SECS", 10);
     let lua = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(lua.path(), POST).unwrap();
     let script = lua.path().to_str().unwrap().to_string();

@@ -20,6 +20,8 @@
 //! `cargo bench --bench mesh`.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+#[path = "support/load.rs"]
+mod load;
 #[path = "support/wrk.rs"]
 mod wrk;
 
@@ -37,21 +39,6 @@ use poseidon::mesh::{Mesh, MeshOptions};
 use poseidon::service::Publish;
 use poseidon::task::TaskId;
 use poseidon::wire::{CatalogEndpoint, MeshEntry, MeshService};
-
-fn env_or(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Starts the backend on its own runtime thread; returns its port.
 fn backend() -> u16 {
@@ -233,11 +220,11 @@ fn main() {
         eprintln!("SKIPPED the mesh bench: wrk is not installed (apt-get install wrk)");
         return;
     }
-    let runs = env_or("POSEIDON_BENCH_RUNS", 3);
-    let secs = env_or("POSEIDON_BENCH_SECS", 5);
+    let runs = load::env_u64("POSEIDON_BENCH_RUNS", 3);
+    let secs = load::env_u64("POSEIDON_BENCH_SECS", 5);
     let backend = backend();
-    let (tcp_port, http_port) = (free_port(), free_port());
-    let (ha_tcp, ha_http) = (free_port(), free_port());
+    let (tcp_port, http_port) = (wrk::free_port(), wrk::free_port());
+    let (ha_tcp, ha_http) = (wrk::free_port(), wrk::free_port());
     mesh(backend, tcp_port, http_port);
     let ha = if wrk::have("haproxy") {
         Some(haproxy(backend, ha_tcp, ha_http))

@@ -1,5 +1,7 @@
 //! The submission load the cluster and HA benches share: keep-alive clients, each `POST /tasks`
 //! one task a request as fast as the answers come, for a fixed time; latencies in milliseconds.
+//! The wrk benches take only `env_u64` from here.
+#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

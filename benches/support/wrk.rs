@@ -15,6 +15,15 @@ pub struct Run {
     pub non_2xx: u64,
 }
 
+/// A free port on the loopback, for a server the bench starts and loads.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Whether `cmd` is on the PATH.
 pub fn have(cmd: &str) -> bool {
     Command::new("sh")
