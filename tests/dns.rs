@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "common/readme.rs"]
+mod readme;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -233,38 +235,32 @@ async fn the_readme_discovery_block_runs_as_written() {
         eprintln!("skipping the README discovery block: dig is not installed");
         return;
     }
-    const README: &str = include_str!("../README.md");
-    let marker = "<!-- readme-test: discovery -->";
-    let rest =
-        &README[README.find(marker).expect("README has the discovery block") + marker.len()..];
-    let open = rest.find("```sh\n").unwrap() + "```sh\n".len();
-    let script = rest[open..open + rest[open..].find("\n```").unwrap()].to_string();
+    let script = readme::block("discovery", "sh");
     let dir = tempfile::tempdir().unwrap();
     let run = start(&localize(CLUSTER, dir.path(), true)).await;
     let url = run.manager_url().unwrap();
-    let dns = run.manager.as_ref().unwrap().dns_addr.unwrap();
-    let cwd = dir.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("timeout")
-            .args(["60", "bash", "-euo", "pipefail", "-x", "-c", &script])
-            .current_dir(cwd)
-            .env("POSEIDON_MANAGER", url)
-            .env("POSEIDON_DNS_PORT", dns.port().to_string())
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let log = format!(
-        "--- stdout\n{stdout}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "README discovery block failed ({}):\n{log}",
-        out.status
-    );
+    let dns = run
+        .manager
+        .as_ref()
+        .unwrap()
+        .dns_addr
+        .unwrap()
+        .port()
+        .to_string();
+    let (stdout, log) = tokio::task::block_in_place(|| {
+        readme::run_script_with(
+            &script,
+            dir.path(),
+            std::path::Path::new(env!("CARGO_BIN_EXE_poseidon"))
+                .parent()
+                .unwrap(),
+            &[
+                ("POSEIDON_MANAGER", url.as_str()),
+                ("POSEIDON_DNS_PORT", dns.as_str()),
+            ],
+            60,
+        )
+    });
     assert!(
         stdout.contains(r#"[{"name":"web","endpoints":2}]"#),
         "{log}"

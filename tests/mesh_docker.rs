@@ -19,6 +19,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "common/readme.rs"]
+mod readme;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -458,37 +460,30 @@ async fn the_mesh_routes_retries_follows_the_catalog_and_outlives_the_manager() 
 
 /// Runs the README's `mesh` block with bash against the cluster, through worker 1's mesh.
 async fn readme_block(mport: u16, wport: u16, dir: &std::path::Path) {
-    const README: &str = include_str!("../README.md");
-    let marker = "<!-- readme-test: mesh -->";
-    let rest = &README[README.find(marker).expect("README has the mesh block") + marker.len()..];
-    let open = rest.find("```sh\n").unwrap() + "```sh\n".len();
-    let script = rest[open..open + rest[open..].find("\n```").unwrap()].to_string();
-    let port = common::free_port();
-    let cwd = dir.to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("timeout")
-            .args(["60", "bash", "-euo", "pipefail", "-c", &script])
-            .current_dir(cwd)
-            .env("POSEIDON_MANAGER", format!("http://127.0.0.1:{mport}"))
-            .env("POSEIDON_WORKER", format!("http://127.0.0.1:{wport}"))
-            .env("POSEIDON_MESH", INGRESS[0])
-            .env("POSEIDON_MESH_PORT", port.to_string())
-            .env("POSEIDON_IMAGE", TEST_IMAGE)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let log = format!(
-        "--- stdout\n{stdout}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let script = readme::block("mesh", "sh");
+    let port = common::free_port().to_string();
+    let (manager, worker) = (
+        format!("http://127.0.0.1:{mport}"),
+        format!("http://127.0.0.1:{wport}"),
     );
-    assert!(
-        out.status.success(),
-        "README mesh block failed ({}):\n{log}",
-        out.status
-    );
+    let env = [
+        ("POSEIDON_MANAGER", manager.as_str()),
+        ("POSEIDON_WORKER", worker.as_str()),
+        ("POSEIDON_MESH", INGRESS[0]),
+        ("POSEIDON_MESH_PORT", port.as_str()),
+        ("POSEIDON_IMAGE", TEST_IMAGE),
+    ];
+    let (stdout, log) = tokio::task::block_in_place(|| {
+        readme::run_script_with(
+            &script,
+            dir,
+            std::path::Path::new(env!("CARGO_BIN_EXE_poseidon"))
+                .parent()
+                .unwrap(),
+            &env,
+            60,
+        )
+    });
     let hellos: BTreeSet<&str> = stdout
         .lines()
         .filter_map(|l| l.strip_prefix("hello from "))

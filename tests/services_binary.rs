@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "common/readme.rs"]
+mod readme;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -214,47 +216,21 @@ capacity = {{ cpus = 64.0, memory = "64g" }}
 /// `poseidon`, against a mock cluster whose manager `POSEIDON_MANAGER` names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_services_block_runs_as_written() {
-    const README: &str = include_str!("../README.md");
-    let marker = "<!-- readme-test: services -->";
-    let rest =
-        &README[README.find(marker).expect("README has the services block") + marker.len()..];
-    let open = rest.find("```sh\n").unwrap() + "```sh\n".len();
-    let script = rest[open..open + rest[open..].find("\n```").unwrap()].to_string();
+    let script = readme::block("services", "sh");
     let dir = tempfile::tempdir().unwrap();
     let run = start(&localize(CLUSTER, dir.path(), true)).await;
     let url = run.manager_url().unwrap();
-    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_poseidon"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let cwd = dir.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("timeout")
-            .args(["120", "bash", "-euo", "pipefail", "-x", "-c", &script])
-            .current_dir(cwd)
-            .env("PATH", path)
-            .env("POSEIDON_MANAGER", url)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let log = format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "README services block failed ({}):\n{log}",
-        out.status
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (stdout, log) = tokio::task::block_in_place(|| {
+        readme::run_script_with(
+            &script,
+            dir.path(),
+            std::path::Path::new(env!("CARGO_BIN_EXE_poseidon"))
+                .parent()
+                .unwrap(),
+            &[("POSEIDON_MANAGER", url.as_str())],
+            120,
+        )
+    });
     assert!(
         stdout.contains("version 4: 3/3 healthy (running)"),
         "update shows progress to the end:\n{log}"

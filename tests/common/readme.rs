@@ -22,7 +22,14 @@ pub fn block(name: &str, lang: &str) -> String {
 
 /// Runs `script` with bash (`-euo pipefail -x`, at most `secs` seconds) in `cwd`, with `bin_dir`
 /// (where `poseidon` is) first on the PATH and `env` added; panics with its output if it fails.
-pub fn run_script_with(script: &str, cwd: &Path, bin_dir: &Path, env: &[(&str, &str)], secs: u32) {
+/// Returns its stdout, and stdout and stderr together for messages.
+pub fn run_script_with(
+    script: &str,
+    cwd: &Path,
+    bin_dir: &Path,
+    env: &[(&str, &str)],
+    secs: u32,
+) -> (String, String) {
     let path = format!(
         "{}:{}",
         bin_dir.display(),
@@ -36,9 +43,9 @@ pub fn run_script_with(script: &str, cwd: &Path, bin_dir: &Path, env: &[(&str, &
         .envs(env.iter().copied())
         .output()
         .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let log = format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
+        "--- stdout\n{stdout}\n--- stderr\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
@@ -47,6 +54,7 @@ pub fn run_script_with(script: &str, cwd: &Path, bin_dir: &Path, env: &[(&str, &
         out.status
     );
     eprintln!("{log}");
+    (stdout, log)
 }
 
 /// [`run_script_with`] with no extra environment and two minutes.
