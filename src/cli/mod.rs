@@ -299,7 +299,11 @@ pub(super) fn manager_client(flag: &Option<String>) -> ManagerClient {
                 .filter(|s| !s.is_empty())
         })
         .unwrap_or_else(|| DEFAULT_MANAGER.to_string());
-    let timeout = Duration::from_secs(10);
+    client_at(&base, Duration::from_secs(10))
+}
+
+/// A client of the manager at `base` (trusting `$POSEIDON_CA` for `https://`, with the token).
+pub(super) fn client_at(base: &str, timeout: Duration) -> ManagerClient {
     let http = match std::env::var("POSEIDON_CA").ok().filter(|s| !s.is_empty()) {
         None => crate::http::HttpClient::new(timeout),
         Some(path) => match cluster_ca_client(&path) {
@@ -310,7 +314,7 @@ pub(super) fn manager_client(flag: &Option<String>) -> ManagerClient {
             }
         },
     };
-    ManagerClient::with_http(http, &base).with_token(token())
+    ManagerClient::with_http(http, base).with_token(token())
 }
 
 /// A TLS client that trusts the cluster CA in the PEM file at `path` (`$POSEIDON_CA`; with
