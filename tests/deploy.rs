@@ -1,7 +1,9 @@
 //! Issue 18's paths from a checkout to a running cluster, run as a user runs them:
 //!
-//! - `deploy/setup.sh` (behind `make run` and `make test`): as root it installs exactly the Debian
-//!   packages that are missing; as anyone else it names them in one `apt-get` line and exits 1.
+//! - The set-up `make run` and `make test` start with (`make setup-run`, `make setup-test`, that
+//!   is `deploy/setup.sh`), run by `make` in a `git clone` of this checkout: as root it installs
+//!   exactly the Debian packages that are missing; as anyone else it names them in one `apt-get`
+//!   line and exits non-zero.
 //!   A fake `dpkg` (saying which packages are missing) and a fake `apt-get` (recording its
 //!   arguments) stand in for the package system, so nothing is installed; everything else the
 //!   script calls is real. Under `CI=true` the real script on the real machine must find nothing
@@ -56,11 +58,34 @@ fn fake_packages(missing: &[&str]) -> tempfile::TempDir {
     dir
 }
 
-/// `deploy/setup.sh run` with `fakes` first on the PATH, as root or (`as_nobody`) as uid 65534.
-fn setup_run(fakes: &Path, as_nobody: bool) -> Output {
-    // A copy the unprivileged user can read wherever the checkout is (CI clones under /root).
-    let script = fakes.join("setup.sh");
-    std::fs::copy(Path::new(ROOT).join("deploy/setup.sh"), &script).unwrap();
+/// A checkout of this repository for the set-up to run in, readable by anyone (the non-root case
+/// runs as uid 65534): `git clone` of this one, with the working tree's `Makefile` and
+/// `deploy/setup.sh` over the clone's (so that uncommitted edits of the two are what is tested;
+/// in CI the tree is a clean clone of main, so they are the same). Without git metadata (a
+/// source archive), a copy of the two and `Cargo.toml`, which the Makefile reads its version from.
+fn checkout() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let repo = dir.path().join("poseidon");
+    let cloned = Path::new(ROOT).join(".git").exists()
+        && Command::new("git")
+            .args(["clone", "--quiet", "--no-hardlinks", ROOT])
+            .arg(&repo)
+            .stdin(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !cloned {
+        std::fs::create_dir_all(repo.join("deploy")).unwrap();
+    }
+    for f in ["Makefile", "Cargo.toml", "deploy/setup.sh"] {
+        std::fs::copy(Path::new(ROOT).join(f), repo.join(f)).unwrap();
+    }
+    dir
+}
+
+/// `make setup-run` or `make setup-test` (`what`: the set-up `make run` and `make test` start
+/// with) in `repo`, with `fakes` first on the PATH, as root or (`as_nobody`) as uid 65534.
+fn setup(repo: &Path, what: &str, fakes: &Path, as_nobody: bool) -> Output {
     let path = format!(
         "{}:{}",
         fakes.display(),
@@ -68,14 +93,14 @@ fn setup_run(fakes: &Path, as_nobody: bool) -> Output {
     );
     let mut cmd = if as_nobody {
         let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "bash"]);
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "make"]);
         c
     } else {
-        Command::new("bash")
+        Command::new("make")
     };
-    cmd.arg(&script)
-        .arg("run")
-        .current_dir(fakes)
+    cmd.args(["-s", "-C"])
+        .arg(repo)
+        .arg(format!("setup-{what}"))
         .env("PATH", path)
         .env("HOME", fakes)
         .stdin(Stdio::null())
@@ -94,9 +119,11 @@ fn setup_installs_what_is_missing_as_root_and_names_it_in_one_line_otherwise() {
         );
         return;
     }
+    let co = checkout();
+    let repo = co.path().join("poseidon");
     // Two packages of the `run` set missing: exactly those two are asked for, in the set's order.
     let fakes = fake_packages(&["curl", "libclang-dev"]);
-    let out = setup_run(fakes.path(), false);
+    let out = setup(&repo, "run", fakes.path(), false);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let log = std::fs::read_to_string(fakes.path().join("apt.log")).unwrap_or_default();
     assert_eq!(
@@ -119,9 +146,11 @@ fn setup_installs_what_is_missing_as_root_and_names_it_in_one_line_otherwise() {
 
     // Not root: nothing is installed, the one command that would is printed, exit 1.
     let fakes = fake_packages(&["busybox-static", "protobuf-compiler"]);
-    let out = setup_run(fakes.path(), true);
+    let out = setup(&repo, "run", fakes.path(), true);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "exit code as nobody:\n{stderr}");
+    // The script exits 1; make reports that (`Error 1`) and exits non-zero itself.
+    assert_ne!(out.status.code(), Some(0), "exit code as nobody:\n{stderr}");
+    assert!(stderr.contains("setup-run] Error 1"), "{stderr}");
     assert!(
         stderr.contains(
             "\napt-get install -y --no-install-recommends protobuf-compiler busybox-static\n"
@@ -135,7 +164,7 @@ fn setup_installs_what_is_missing_as_root_and_names_it_in_one_line_otherwise() {
 
     // Nothing missing: nothing installed.
     let fakes = fake_packages(&[]);
-    let out = setup_run(fakes.path(), false);
+    let out = setup(&repo, "run", fakes.path(), false);
     assert!(
         !fakes.path().join("apt.log").exists(),
         "apt-get ran for nothing"
@@ -147,6 +176,34 @@ fn setup_installs_what_is_missing_as_root_and_names_it_in_one_line_otherwise() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+
+    // `make test`'s set-up: the test tools too, one from the build set and two of the test set.
+    let fakes = fake_packages(&["wrk", "etcd-server", "protobuf-compiler"]);
+    let out = setup(&repo, "test", fakes.path(), false);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let log = std::fs::read_to_string(fakes.path().join("apt.log")).unwrap_or_default();
+    assert_eq!(
+        log.trim(),
+        "install -y --no-install-recommends protobuf-compiler wrk etcd-server",
+        "apt-get's arguments for make test; stderr:\n{stderr}"
+    );
+    let fakes = fake_packages(&["dnsutils", "chromium-driver"]);
+    let out = setup(&repo, "test", fakes.path(), true);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "make setup-test as nobody:\n{stderr}"
+    );
+    assert!(stderr.contains("setup-test] Error 1"), "{stderr}");
+    assert!(
+        stderr.contains("\napt-get install -y --no-install-recommends dnsutils chromium-driver\n"),
+        "{stderr}"
+    );
+    assert!(
+        !fakes.path().join("apt.log").exists(),
+        "apt-get ran without root"
+    );
 
     // CI ran the real script before the suite: on this machine it finds nothing to install.
     if std::env::var("CI").as_deref() == Ok("true") {
