@@ -118,10 +118,8 @@ struct ManagerTls {
     client: Arc<rustls::ClientConfig>,
 }
 
-fn manager_tls(dir: &std::path::Path) -> Result<ManagerTls, String> {
-    let ca = Arc::new(
-        security::ca::ClusterCa::load_or_create(dir).map_err(|e| format!("manager: {e}"))?,
-    );
+fn manager_tls(ca: security::ca::ClusterCa) -> Result<ManagerTls, String> {
+    let ca = Arc::new(ca);
     let certs = security::tls::CertStore::new(&ca.issue_manager()?)?;
     let server = security::tls::server_config(ca.cert_pem(), certs.clone())?;
     let client =
@@ -148,6 +146,30 @@ async fn renew_manager_cert(tls: ManagerTls, shutdown: Shutdown) {
             }
         }
     }
+}
+
+/// The key material of managers on etcd: what etcd holds, or a new set that this manager puts
+/// there first (see `security::shared`).
+async fn shared_keys(endpoints: &[String]) -> Result<security::shared::SharedKeys, String> {
+    let mut client = crate::store::etcd::connect(endpoints)
+        .await
+        .map_err(|e| format!("manager: {e}"))?;
+    let fresh = security::shared::SharedKeys::generate()
+        .and_then(|k| k.encode())
+        .map_err(|e| format!("manager: {e}"))?;
+    let held = crate::store::etcd::create_once(
+        &mut client,
+        crate::store::etcd::SHARED_KEYS_KEY,
+        fresh.clone(),
+    )
+    .await
+    .map_err(|e| format!("manager: {e}"))?;
+    if held == fresh {
+        tracing::info!(
+            "made the cluster's keys and CA, shared with the other managers through etcd"
+        );
+    }
+    security::shared::SharedKeys::decode(&held).map_err(|e| format!("manager: {e}"))
 }
 
 /// A worker's TLS material: its certificate (renewed by a loop), and its server and client
@@ -349,12 +371,6 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
         let ha_store = match mc.store {
             StoreKind::Rocksdb => None,
             StoreKind::Etcd => {
-                if cfg.security.acl || tls_on {
-                    return Err(format!(
-                        "{}: store = \"etcd\" does not support [security] acl or tls yet",
-                        cfg.source
-                    ));
-                }
                 let eps = mc.etcd_endpoints.clone();
                 let opened = tokio::task::spawn_blocking(move || EtcdStore::open(&eps))
                     .await
@@ -384,15 +400,29 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             max_heartbeats_per_second: mc.max_heartbeats_per_second,
             known_workers: known,
         };
+        // One manager keeps its keys in its data directory; managers on etcd share one set there.
+        let shared = match &ha_store {
+            Some(_) => Some(shared_keys(&mc.etcd_endpoints).await?),
+            None => None,
+        };
         let mut sec = ManagerSecurity::default();
         let secrets = Arc::new(
-            SecretsKey::load_or_create(&mc.data_dir).map_err(|e| format!("manager: {e}"))?,
+            match &shared {
+                Some(k) => k.secrets(),
+                None => SecretsKey::load_or_create(&mc.data_dir),
+            }
+            .map_err(|e| format!("manager: {e}"))?,
         );
         local_secrets = Some(secrets.clone());
         sec.secrets = Some(secrets);
         let mut server_tls = None;
         if tls_on {
-            let tls = manager_tls(&mc.data_dir)?;
+            let ca = match &shared {
+                Some(k) => k.ca(),
+                None => security::ca::ClusterCa::load_or_create(&mc.data_dir),
+            }
+            .map_err(|e| format!("manager: {e}"))?;
+            let tls = manager_tls(ca)?;
             sec.ca = Some(tls.ca.clone());
             local_ca = Some(tls.ca.clone());
             sec.client_tls = Some(tls.client.clone());
@@ -400,12 +430,21 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
             tokio::spawn(renew_manager_cert(tls, shutdown.clone()));
         }
         if cfg.security.acl {
+            // With etcd this is a first copy: each term of a leader and each reload of a
+            // follower's copy loads the table again (`manager::leader`).
             let acl = Acl::load(store.clone()).map_err(|e| format!("manager: {e}"))?;
             sec.worker_key = Some(
-                security::keys::load_or_create_key(&mc.data_dir, "acl.key")
-                    .map_err(|e| format!("manager: {e}"))?,
+                match &shared {
+                    Some(k) => k.acl_key(),
+                    None => security::keys::load_or_create_key(&mc.data_dir, "acl.key"),
+                }
+                .map_err(|e| format!("manager: {e}"))?,
             );
-            local_acl = Some(acl.clone());
+            // A worker in the same process makes its join token with this table; on etcd only
+            // the leader writes, so such a worker joins with a token given to it instead.
+            if ha_store.is_none() {
+                local_acl = Some(acl.clone());
+            }
             sec.acl = Some(acl);
         }
         let mut ha = None;
@@ -429,7 +468,7 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
                     move |req| manager::leader::handle(handler_h.clone(), req),
                     shutdown.clone(),
                     http::ServeOptions {
-                        gate: Some(manager::leader::gate()),
+                        gate: Some(manager::leader::gate(h.clone())),
                         tls: server_tls,
                         ..http::ServeOptions::with_body_limit(http::manager_body_limit)
                     },

@@ -92,6 +92,8 @@ pub struct ApiError {
     pub status: u16,
     /// A lower-case message for people.
     pub message: String,
+    /// Where to send the request instead (a `Location` header), for a redirect.
+    pub location: Option<String>,
 }
 
 impl ApiError {
@@ -100,6 +102,14 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            location: None,
+        }
+    }
+    /// 307: the same request (method and body) belongs at `location`.
+    pub fn redirect(location: String, m: impl Into<String>) -> Self {
+        ApiError {
+            location: Some(location),
+            ..Self::new(307, m)
         }
     }
     /// 400: the request is malformed or invalid.
@@ -155,9 +165,17 @@ pub fn stream(content_type: &'static str, buffer: usize) -> (BodySender, Resp) {
     (tx, resp)
 }
 
-/// The response for an error: its status and `{"error": message}`.
+/// The response for an error: its status and `{"error": message}` (and a redirect's `Location`).
 pub fn error(e: &ApiError) -> Resp {
-    json(e.status, &serde_json::json!({ "error": e.message }))
+    let mut resp = json(e.status, &serde_json::json!({ "error": e.message }));
+    if let Some(v) = e
+        .location
+        .as_deref()
+        .and_then(|l| HeaderValue::from_str(l).ok())
+    {
+        resp.headers_mut().insert(hyper::header::LOCATION, v);
+    }
+    resp
 }
 
 /// A parsed request as API modules see it: method, path segments, query pairs, body, and who sent it.
@@ -183,6 +201,8 @@ pub struct Head<'a> {
     pub method: &'a Method,
     /// The path segments, percent-decoded.
     pub path: &'a [String],
+    /// The path and query as the client sent them (for a redirect).
+    pub target: &'a str,
     /// The token of an `Authorization: Bearer` header.
     pub bearer: Option<&'a str>,
     /// The peer's address, when known.
@@ -305,6 +325,7 @@ pub async fn read_gated(
             gate(&Head {
                 method: &parts.method,
                 path: &path,
+                target: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
                 bearer,
                 peer,
                 peer_cert,

@@ -35,8 +35,8 @@ use etcd_client::{
 use hyper::Method;
 
 use super::{Manager, ManagerOptions};
-use crate::http::{error, json, text, Admitted, ApiError, Gate, Head, Req, Resp, Shutdown};
-use crate::security::{ManagerSecurity, Principal};
+use crate::http::{error, json, text, ApiError, Gate, Head, Req, Resp, Shutdown};
+use crate::security::ManagerSecurity;
 use crate::store::etcd::{self, EtcdStore, Fence, FencedStore, ReadOnlyStore, Trouble};
 use crate::store::Store;
 use crate::wire::{HaHealth, ManagerHealth};
@@ -163,6 +163,21 @@ impl Ha {
             },
             managers: self.inner.managers.clone(),
             leader_changes: self.inner.leader_changes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The answer to a write this manager will not act on: `307` to the leader's URL with the same
+    /// path and query `target` (the CLI, the typed clients and the workers follow it with the same
+    /// method, body and token), or `503` while no leader is known.
+    fn not_leader(&self, target: &str) -> ApiError {
+        match lock(&self.inner.view).leader.clone() {
+            Some(url) => ApiError::redirect(
+                format!("{url}{target}"),
+                format!("this manager is a follower; the leader is {url}"),
+            ),
+            None => ApiError::unavailable(
+                "no manager leads right now (an election is under way, or etcd has no quorum); nothing was written, retry shortly",
+            ),
         }
     }
 
@@ -355,13 +370,14 @@ impl Ha {
         tracing::info!(me = %self.inner.me, revision = fence.revision, "won the election; loading the state from etcd");
         let shutdown = Shutdown::new();
         let store: Arc<dyn Store> = Arc::new(FencedStore::new(self.inner.store.clone(), fence));
-        let started = Manager::start_with(
-            self.inner.opts.clone(),
-            self.inner.security.clone(),
-            store,
-            shutdown.clone(),
-        )
-        .await;
+        let started = match with_acl_of(&self.inner.security, &store).await {
+            Ok(security) => {
+                Manager::start_with(self.inner.opts.clone(), security, store, shutdown.clone())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e),
+        };
         match started {
             Ok(m) => {
                 let mut v = lock(&self.inner.view);
@@ -434,12 +450,31 @@ async fn load_copy(
     security: &ManagerSecurity,
     store: &Arc<EtcdStore>,
 ) -> Result<Manager, String> {
-    let (opts, security) = (opts.clone(), security.clone());
     let store: Arc<dyn Store> = Arc::new(ReadOnlyStore::new(store.clone()));
+    let (opts, security) = (opts.clone(), with_acl_of(security, &store).await?);
     tokio::task::spawn_blocking(move || Manager::load(opts, security, store, Shutdown::new()))
         .await
         .map_err(|e| format!("manager: loading the state failed: {e}"))?
         .map_err(|e| format!("manager: {e}"))
+}
+
+/// `security` with the token table loaded anew from `store` (when the ACL is on), so that tokens
+/// made, bootstrapped or revoked through the leader are what this leader's term or this
+/// follower's copy authenticates against, and a leader's token writes go through its fence.
+async fn with_acl_of(
+    security: &ManagerSecurity,
+    store: &Arc<dyn Store>,
+) -> Result<ManagerSecurity, String> {
+    let mut security = security.clone();
+    if security.acl.is_some() {
+        let store = store.clone();
+        let acl = tokio::task::spawn_blocking(move || crate::security::Acl::load(store))
+            .await
+            .map_err(|e| format!("manager: loading the tokens failed: {e}"))?
+            .map_err(|e| format!("manager: {e}"))?;
+        security.acl = Some(acl);
+    }
+    Ok(security)
 }
 
 /// Sends one keep-alive and waits for its answer: the lease's remaining TTL in seconds (0: gone).
@@ -471,13 +506,36 @@ async fn keep_alive(
         .map_err(|_| "no answer in time".to_string())?
 }
 
-/// The gate of a manager in high availability (no ACL: refused with `store = "etcd"` for now).
-pub fn gate() -> Gate {
-    Arc::new(|head: &Head<'_>| {
-        Ok(Admitted {
-            limit: crate::http::manager_body_limit(head.method, head.path),
-            principal: Principal::Open,
-        })
+/// The gate of a manager in high availability. A follower acts on no write, so it answers one with
+/// a redirect to the leader as soon as it has the head, before reading the body or checking the
+/// token (the leader does, against the table it writes; a follower's copy may be a moment behind).
+/// Everything else gets one manager's checks, against the token table of the manager that answers
+/// now (the leader's, or the follower's copy).
+///
+/// The nodes' liveness (up, down, last heartbeat, usage) lives in the leader's memory, not in etcd,
+/// so a follower sends `GET /nodes` and `GET /nodes/{name}` to the leader too while one is known
+/// (and answers from its copy, where every node shows `waiting`, while none is). So it does with a
+/// read whose token its copy does not know.
+pub fn gate(ha: Ha) -> Gate {
+    Arc::new(move |head: &Head<'_>| {
+        let read = *head.method == Method::GET || *head.method == Method::HEAD;
+        let live = read && matches!(head.path, [n] | [n, _] if n == "nodes");
+        let m = ha.manager();
+        if !ha.is_leader() {
+            // A token this follower's copy does not know yet (made a moment ago through the
+            // leader) is the leader's to judge: redirected, not refused or counted as a failure.
+            let unknown = match (head.bearer, &m.security().acl) {
+                (Some(token), Some(acl)) => acl.authenticate(token).is_none(),
+                _ => false,
+            };
+            if !read || live || unknown {
+                let to_leader = ha.not_leader(head.target);
+                if !read || to_leader.location.is_some() {
+                    return Err(to_leader);
+                }
+            }
+        }
+        super::api::admit(&m, head)
     })
 }
 
@@ -534,24 +592,10 @@ pub async fn handle(ha: Ha, req: Req) -> Resp {
         ));
         return text(200, out, "text/plain; version=0.0.4");
     }
+    // The gate redirects a follower's writes; this catches one whose manager stepped down while
+    // its body was read.
     if !read && !ha.is_leader() {
-        let leader = lock(&ha.inner.view).leader.clone();
-        return match leader {
-            Some(url) => {
-                let location = format!("{url}{}", path_and_query(&req));
-                let mut resp = json(
-                    307,
-                    &serde_json::json!({ "error": format!("this manager is a follower; the leader is {url}"), "leader": url }),
-                );
-                if let Ok(v) = hyper::header::HeaderValue::from_str(&location) {
-                    resp.headers_mut().insert(hyper::header::LOCATION, v);
-                }
-                resp
-            }
-            None => error(&ApiError::unavailable(
-                "no manager leads right now (an election is under way, or etcd has no quorum); nothing was written, retry shortly",
-            )),
-        };
+        return error(&ha.not_leader(&path_and_query(&req)));
     }
     super::api::handle(ha.manager(), req).await
 }

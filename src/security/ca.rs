@@ -97,20 +97,35 @@ impl ClusterCa {
                 .map_err(|_| format!("{} is not PEM", key_path.display()))?;
             let cert_pem = String::from_utf8(read_private(&cert_path)?)
                 .map_err(|_| format!("{} is not PEM", cert_path.display()))?;
-            let key = KeyPair::from_pem(&key_pem).map_err(err("cannot read the CA key"))?;
-            let cert_der = super::tls::certs_from_pem(&cert_pem)?
-                .into_iter()
-                .next()
-                .ok_or_else(|| format!("{} holds no certificate", cert_path.display()))?
-                .to_vec();
-            return Ok(ClusterCa {
-                issuer: Issuer::new(ca_params(), key),
-                cert_pem,
-                cert_der,
-            });
+            return ClusterCa::from_pem(&cert_pem, &key_pem)
+                .map_err(|e| format!("{}: {e}", cert_path.display()));
         }
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let (ca, key_pem) = ClusterCa::generate()?;
+        write_private(&key_path, key_pem.as_bytes())?;
+        write_private(&cert_path, ca.cert_pem.as_bytes())?;
+        tracing::info!(dir = %dir.display(), fingerprint = %ca.fingerprint(), "made the cluster CA");
+        Ok(ca)
+    }
+
+    /// A CA from its certificate and key (PEM), as kept in files or shared through etcd.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<ClusterCa, String> {
+        let key = KeyPair::from_pem(key_pem).map_err(err("cannot read the CA key"))?;
+        let cert_der = super::tls::certs_from_pem(cert_pem)?
+            .into_iter()
+            .next()
+            .ok_or("the CA certificate is missing")?
+            .to_vec();
+        Ok(ClusterCa {
+            issuer: Issuer::new(ca_params(), key),
+            cert_pem: cert_pem.to_string(),
+            cert_der,
+        })
+    }
+
+    /// A new CA, and its key in PEM (to keep).
+    pub fn generate() -> Result<(ClusterCa, String), String> {
         let key = KeyPair::generate().map_err(err("cannot make the CA key"))?;
         let mut params = ca_params();
         params.serial_number = Some(serial()?);
@@ -118,14 +133,15 @@ impl ClusterCa {
         let cert = params
             .self_signed(&key)
             .map_err(err("cannot make the CA certificate"))?;
-        write_private(&key_path, key.serialize_pem().as_bytes())?;
-        write_private(&cert_path, cert.pem().as_bytes())?;
-        tracing::info!(dir = %dir.display(), fingerprint = %sha256_hex(cert.der()), "made the cluster CA");
-        Ok(ClusterCa {
-            issuer: Issuer::new(ca_params(), key),
-            cert_pem: cert.pem(),
-            cert_der: cert.der().to_vec(),
-        })
+        let key_pem = key.serialize_pem();
+        Ok((
+            ClusterCa {
+                issuer: Issuer::new(ca_params(), key),
+                cert_pem: cert.pem(),
+                cert_der: cert.der().to_vec(),
+            },
+            key_pem,
+        ))
     }
 
     /// The CA certificate (PEM).

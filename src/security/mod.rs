@@ -11,7 +11,8 @@
 //!   its data directory, obtained by joining with a join token;
 //! - [`ca`]: the cluster CA of `tls = "auto"`, certificate names and lifetimes;
 //! - [`tls`]: rustls configurations, swappable certificates, the role-name verifier;
-//! - [`secrets`]: task secrets encrypted at rest (ChaCha20-Poly1305, key in the data directory).
+//! - [`secrets`]: task secrets encrypted at rest (ChaCha20-Poly1305, key in the data directory);
+//! - [`shared`]: the CA and keys that managers in high availability share through etcd.
 //!
 //! Where the checks happen: the manager's router (`manager::api::gate`) authenticates every request
 //! but `GET /health` before its body is read, picks the scope of the route, and only then picks the
@@ -27,6 +28,7 @@ pub mod identity;
 pub mod keys;
 pub mod limiter;
 pub mod secrets;
+pub mod shared;
 pub mod tls;
 pub mod tokens;
 

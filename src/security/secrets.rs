@@ -15,7 +15,7 @@ use std::path::Path;
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 
-use super::keys::{hex, load_or_create_key, random_bytes};
+use super::keys::{hex, load_or_create_key, random_bytes, unhex};
 use crate::task::TaskSpec;
 
 /// The prefix of a sealed value.
@@ -106,19 +106,6 @@ impl SecretsKey {
             .map(|(name, sealed)| Ok((name.clone(), self.open(name, sealed)?)))
             .collect()
     }
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|b| u8::from_str_radix(b, 16).ok())
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -33,6 +33,9 @@ pub const PREFIX: &str = "/poseidon/";
 /// The leader's key: its value is the leader's advertised URL, held by the leader's lease.
 pub const LEADER_KEY: &str = "/poseidon/leader";
 
+/// The key of the key material managers share (`security::shared`), set once.
+pub const SHARED_KEYS_KEY: &str = "/poseidon/cluster-keys";
+
 /// The most operations folded into one transaction (etcd's `--max-txn-ops` default).
 pub const MAX_TXN_OPS: usize = 128;
 
@@ -199,6 +202,34 @@ impl EtcdStore {
             .map(|kv| (kv.key()[prefix.len()..].to_vec(), kv.value().to_vec()))
             .collect())
     }
+}
+
+/// The value at `key`: the one already there, or else `value`, put there by a transaction that
+/// succeeds only while the key does not exist, so that of several managers starting at once, one
+/// sets it and all read the same.
+pub async fn create_once(
+    client: &mut Client,
+    key: &str,
+    value: Vec<u8>,
+) -> Result<Vec<u8>, StoreError> {
+    let txn = Txn::new()
+        .when(vec![Compare::create_revision(key, CompareOp::Equal, 0)])
+        .and_then(vec![TxnOp::put(key, value.clone(), None)])
+        .or_else(vec![TxnOp::get(key, None)]);
+    let resp = tokio::time::timeout(WRITE_DEADLINE, client.txn(txn))
+        .await
+        .map_err(|_| StoreError::Db(format!("etcd: setting {key} did not answer in time")))?
+        .map_err(|e| StoreError::Db(format!("etcd: {e}")))?;
+    if resp.succeeded() {
+        return Ok(value);
+    }
+    resp.op_responses()
+        .into_iter()
+        .find_map(|r| match r {
+            etcd_client::TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.value().to_vec()),
+            _ => None,
+        })
+        .ok_or_else(|| StoreError::Db(format!("etcd: {key} exists but could not be read")))
 }
 
 /// The etcd key of a record.

@@ -157,7 +157,9 @@ pub fn gate(m: Manager) -> Gate {
     Arc::new(move |head: &Head<'_>| admit(&m, head))
 }
 
-fn admit(m: &Manager, head: &Head<'_>) -> Result<Admitted, ApiError> {
+/// What the gate decides for one request of `m` (the high-availability gate too, with the manager
+/// that answers now).
+pub(crate) fn admit(m: &Manager, head: &Head<'_>) -> Result<Admitted, ApiError> {
     let path: Vec<&str> = head.path.iter().map(String::as_str).collect();
     let limit = crate::http::manager_body_limit(head.method, head.path);
     let security = m.security();
