@@ -2,131 +2,40 @@
 //! loopback ports, three `poseidon manager` processes with `store = "etcd"`, two mock workers in this
 //! process. One test walks through the faults in turn (sharing the cluster keeps it short): the
 //! leader killed with SIGKILL under 16 submitters, the leader paused past its lease, one etcd member
-//! killed, etcd's quorum lost and regained. Without `/usr/bin/etcd` it is skipped, except with
+//! killed (one that is not etcd's raft leader, then the raft leader), etcd's quorum lost and
+//! regained. Without `/usr/bin/etcd` it is skipped, except with
 //! `CI=true`, where it fails.
 //!
-//! Over the house's ~700 lines: the etcd and manager process helpers are shared by the scenario, the
-//! store's own test (grouping, fencing) and the start-up refusals; each test reads alone.
+//! The etcd cluster and the manager processes are `common/etcd_cluster.rs`, shared with
+//! `tests/ha_secure.rs` (the same with ACL and mutual TLS).
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{free_port, wait_for, Api};
 use poseidon::cluster::{self, Roles};
+use poseidon::http::HttpClient;
 use poseidon_runtimes::mock::MockRuntime;
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_poseidon");
 #[path = "common/etcd.rs"]
 mod etcd;
+#[path = "common/etcd_cluster.rs"]
+mod etcd_cluster;
+
+use etcd_cluster::{health_with, leader_among_with, signal, spawn_manager, Etcd, Proc, BIN};
 
 use etcd::etcd_or_skip;
 const WAIT: Duration = Duration::from_secs(20);
 /// The promise: a new leader within 3 s of the old one's death.
 const FAILOVER: Duration = Duration::from_secs(3);
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn pid(&self) -> String {
-        self.0.id().to_string()
-    }
-    /// SIGKILL, and reaps it.
-    fn kill9(&mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-fn signal(pid: &str, sig: &str) {
-    let status = Command::new("kill").args([sig, pid]).status().unwrap();
-    assert!(status.success(), "kill {sig} {pid}: {status}");
-}
-
-struct Etcd {
-    dir: PathBuf,
-    names: Vec<String>,
-    clients: Vec<u16>,
-    peers: Vec<u16>,
-    procs: Vec<Option<Proc>>,
-}
-
-impl Etcd {
-    fn start(dir: &Path) -> Etcd {
-        Etcd::start_n(dir, 3)
-    }
-
-    fn start_n(dir: &Path, n: usize) -> Etcd {
-        let mut e = Etcd {
-            dir: dir.to_path_buf(),
-            names: (0..n).map(|i| format!("e{i}")).collect(),
-            clients: (0..n).map(|_| free_port()).collect(),
-            peers: (0..n).map(|_| free_port()).collect(),
-            procs: (0..n).map(|_| None).collect(),
-        };
-        for i in 0..n {
-            e.start_member(i);
-        }
-        e
-    }
-
-    fn start_member(&mut self, i: usize) {
-        let log = std::fs::File::create(self.dir.join(format!("{}.log", self.names[i]))).unwrap();
-        let child = etcd::member(&self.dir, &self.names, &self.clients, &self.peers, i)
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.procs[i] = Some(Proc(child));
-    }
-
-    fn kill(&mut self, i: usize) {
-        if let Some(mut p) = self.procs[i].take() {
-            p.kill9();
-        }
-    }
-
-    fn endpoints(&self) -> Vec<String> {
-        self.clients
-            .iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
-            .collect()
-    }
-
-    async fn client(&self) -> etcd_client::Client {
-        etcd_client::Client::connect(self.endpoints(), None)
-            .await
-            .unwrap()
-    }
-
-    /// The index of the member that is etcd's raft leader.
-    async fn raft_leader(&self) -> usize {
-        for (i, ep) in self.endpoints().iter().enumerate() {
-            let Ok(mut c) = etcd_client::Client::connect([ep], None).await else {
-                continue;
-            };
-            if let Ok(s) = c.status().await {
-                if s.leader() == s.header().unwrap().member_id() {
-                    return i;
-                }
-            }
-        }
-        panic!("no etcd member says it leads");
-    }
-}
 
 /// etcd's revision and every Poseidon key with its mod revision.
 async fn etcd_state(c: &mut etcd_client::Client) -> (i64, BTreeMap<String, i64>) {
@@ -193,37 +102,25 @@ managers = [{urls}]
     file
 }
 
-fn spawn_manager(file: &Path, dir: &Path) -> Proc {
-    Proc(
-        Command::new(BIN)
-            .args(["manager", "-c", file.to_str().unwrap()])
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    )
+/// Waits until etcd member `i`, restarted, answers a read (a linearizable one needs a raft leader
+/// that member knows).
+async fn rejoined(etcd: &Etcd, i: usize) {
+    let endpoint = etcd.endpoints()[i].clone();
+    wait_for("the restarted member to rejoin", WAIT, || async {
+        let mut c = etcd_client::Client::connect([&endpoint], None).await.ok()?;
+        c.get("/poseidon/leader", None).await.ok().map(|_| ())
+    })
+    .await;
 }
 
-/// `GET /health` of one manager, if it answers within half a second.
+/// `GET /health` of one manager over plain HTTP.
 async fn health(base: &str) -> Option<Value> {
-    poseidon::http::HttpClient::new(Duration::from_millis(500))
-        .get::<Value>(&format!("{base}/health"))
-        .await
-        .ok()
+    health_with(&HttpClient::new(Duration::from_millis(500)), base).await
 }
 
-/// The index of the manager that says it leads, among `alive`.
+/// The index of the manager that says it leads, among `alive`, over plain HTTP.
 async fn leader_among(bases: &[String], alive: &[usize]) -> Option<usize> {
-    for &i in alive {
-        if let Some(h) = health(&bases[i]).await {
-            if h["ha"]["role"] == "leader" {
-                return Some(i);
-            }
-        }
-    }
-    None
+    leader_among_with(&HttpClient::new(Duration::from_millis(500)), bases, alive).await
 }
 
 fn by_id(tasks: &Value) -> BTreeMap<String, Value> {
@@ -546,16 +443,33 @@ async fn three_managers_on_etcd_survive_a_killed_leader_a_paused_one_and_etcd_fa
     assert_eq!(h["ha"]["role"], "leader", "{h}");
     assert_eq!(h["ha"]["leader_changes"], changes_before, "{h}");
     etcd.start_member(victim);
+    rejoined(&etcd, victim).await;
+
+    // 3b. etcd's own raft leader killed: etcd elects another member (its election timeout is
+    // shorter than the manager's lease, see common/etcd.rs), the lease survives the election (a
+    // new raft leader renews every lease), and the same manager leads throughout; writes wait for
+    // the election and are taken.
+    let raft = etcd.raft_leader().await;
+    let raft_killed = Instant::now();
+    etcd.kill(raft);
+    for i in 0..10 {
+        let id = api
+            .submit(&json!({"name": format!("raft-leader-down-{i}"), "image": "busybox"}))
+            .await;
+        api.wait_state(&id, "running", WAIT).await;
+    }
+    eprintln!(
+        "etcd's raft leader killed: 10 writes taken in {:?}",
+        raft_killed.elapsed()
+    );
+    let h = health(&bases[third]).await.unwrap();
+    assert_eq!(h["ha"]["role"], "leader", "{h}");
+    assert_eq!(h["ha"]["leader_changes"], changes_before, "{h}");
+    etcd.start_member(raft);
+    rejoined(&etcd, raft).await;
 
     // 4. Quorum lost (two of three members killed): writes refused with 503, reads answered.
     let known = api.ok("/tasks").await.as_array().unwrap().len();
-    wait_for("the restarted member to rejoin", WAIT, || async {
-        let mut c = etcd_client::Client::connect([&endpoints[victim]], None)
-            .await
-            .ok()?;
-        c.get("/poseidon/leader", None).await.ok().map(|_| ())
-    })
-    .await;
     // The followers' copies catch up (they are reloaded when etcd's revision moves).
     for b in &bases {
         wait_for("every follower's copy to catch up", WAIT, || async {
@@ -667,9 +581,13 @@ fn several_managers_on_rocksdb_are_refused() {
 #[test]
 fn the_example_files_describe_three_managers_on_etcd_and_a_worker_that_lists_them() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config/ha");
-    let managers: Vec<String> = (1..=3).map(|i| format!("http://10.0.0.{i}:5555")).collect();
+    let managers: Vec<String> = (1..=3)
+        .map(|i| format!("https://10.0.0.{i}:5555"))
+        .collect();
     for i in 1..=3 {
         let cfg = poseidon::config::load(Path::new(&format!("{dir}/manager-{i}.toml"))).unwrap();
+        // Listening beyond loopback: secured, or the manager would refuse to start.
+        assert!(cfg.security.is_secure(), "manager-{i}.toml");
         let m = cfg.manager.unwrap();
         assert_eq!(m.store, poseidon::config::StoreKind::Etcd);
         assert_eq!(m.etcd_endpoints.len(), 3);
@@ -706,6 +624,7 @@ fn the_example_files_describe_three_managers_on_etcd_and_a_worker_that_lists_the
         )
     );
     let cfg = poseidon::config::load(Path::new(&format!("{dir}/worker.toml"))).unwrap();
+    assert!(cfg.security.is_secure(), "worker.toml");
     assert_eq!(cfg.workers[0].managers, managers);
     assert_eq!(
         cfg.workers[0].manager.as_deref(),
@@ -787,9 +706,17 @@ async fn the_etcd_store_groups_writes_and_refuses_a_stale_fence() {
     let after = etcd_state(&mut ec).await;
     assert!(after.1.contains_key("/poseidon/tasks/fenced"));
     assert!(!after.1.contains_key("/poseidon/tasks/late"));
+    // The leader key, the task, and the term's own key that every fenced write compares and moves
+    // (so a copy of a write sent again cannot commit twice or late).
+    assert!(after.1.contains_key(&format!("/poseidon/term/{rev}")));
+    assert_eq!(
+        after.1[&format!("/poseidon/term/{rev}")],
+        after.1["/poseidon/tasks/fenced"],
+        "the term key moves in the same transaction"
+    );
     assert_eq!(
         after.1.len(),
-        before.1.len() + 2,
+        before.1.len() + 3,
         "{:?}",
         after.1.keys().rev().take(3).collect::<Vec<_>>()
     );

@@ -16,6 +16,14 @@
 //! it. The transaction then compares that revision first, so a manager that lost its lease (paused
 //! past the TTL, cut off) writes nothing: its compare fails and the whole group is refused. Writes
 //! of different terms are never grouped together.
+//!
+//! Exactly once, in order: a fenced transaction also compares the term's own key
+//! (`/poseidon/term/{fence}`) with the revision the previous one left it at, and moves it, with a
+//! value naming the group. So a group whose answer was lost can be sent again: if the first copy
+//! committed, the second's compare fails and the term key names the group (done); a copy that
+//! commits late, after later groups, fails its compare and changes nothing. That lets the writer
+//! resend a transaction that etcd leaves unanswered (its raft leader died with the proposal)
+//! instead of failing it and the term with it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +53,16 @@ pub const MAX_TXN_BYTES: usize = 1024 * 1024;
 
 /// How long one transaction, retried, may take before its writes are refused.
 const WRITE_DEADLINE: Duration = Duration::from_secs(3);
+
+/// How long one attempt of a fenced transaction may go unanswered before it is sent again. A
+/// proposal that reached etcd's raft leader just before that leader died is dropped, and the
+/// member holding the request only says so after its own request timeout (5 s and more); sending
+/// again once another member leads (about a second with the tests' etcd flags) commits the write
+/// well inside [`WRITE_DEADLINE`]. Safe because of the term key (see [`commit`]).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// The prefix of each term's own key: every fenced transaction compares and moves it.
+const TERM_PREFIX: &str = "/poseidon/term/";
 
 /// How long a connection to an etcd member may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -291,6 +309,10 @@ async fn writer_loop(
     trouble: tokio::sync::broadcast::Sender<Trouble>,
 ) {
     let mut held: Option<Job> = None;
+    // Each term's key's revision as this writer last left it (0: not written yet), and a count of
+    // groups that names each one in its term key.
+    let mut marks: HashMap<i64, i64> = HashMap::new();
+    let mut group: u64 = 0;
     loop {
         let first = match held.take() {
             Some(j) => j,
@@ -304,7 +326,9 @@ async fn writer_loop(
         let mut jobs = vec![first];
         while let Ok(j) = rx.try_recv() {
             let (jn, jb) = size(&j.0);
-            if j.1 != fence || n + jn > MAX_TXN_OPS || bytes + jb > MAX_TXN_BYTES {
+            // A fenced group carries the term key's put too.
+            let room = MAX_TXN_OPS - usize::from(fence.is_some());
+            if j.1 != fence || n + jn > room || bytes + jb > MAX_TXN_BYTES {
                 held = Some(j);
                 break;
             }
@@ -315,7 +339,14 @@ async fn writer_loop(
         let outcome = if n == 0 {
             Ok(())
         } else {
-            commit(&client, txn_ops(fold(&jobs)), fence).await
+            group += 1;
+            match fence {
+                Some(f) => {
+                    let mark = marks.entry(f.revision).or_insert(0);
+                    commit_fenced(&client, txn_ops(fold(&jobs)), f, mark, group).await
+                }
+                None => commit(&client, txn_ops(fold(&jobs))).await,
+            }
         };
         counters.txns.fetch_add(1, Ordering::Relaxed);
         counters
@@ -353,35 +384,101 @@ enum Failure {
     Etcd(String),
 }
 
-/// Commits one transaction, retrying while etcd does not answer (every operation is a put or a
-/// delete of a whole value, so running the same transaction twice leaves the same state, and no
-/// other transaction of this store runs in between).
-async fn commit(client: &Client, ops: Vec<TxnOp>, fence: Option<Fence>) -> Result<(), Failure> {
+/// Commits one unfenced transaction (one manager alone on etcd, or tests), retrying while etcd
+/// refuses it; one unanswered attempt uses the whole [`WRITE_DEADLINE`], as a copy sent again could
+/// commit after a later write.
+async fn commit(client: &Client, ops: Vec<TxnOp>) -> Result<(), Failure> {
     let deadline = tokio::time::Instant::now() + WRITE_DEADLINE;
     let mut kv = client.kv_client();
     let mut last = String::new();
     loop {
-        let mut txn = Txn::new();
-        if let Some(f) = fence {
-            txn = txn.when(vec![Compare::create_revision(
-                LEADER_KEY,
-                CompareOp::Equal,
-                f.revision,
-            )]);
-        }
-        let txn = txn.and_then(ops.clone());
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
             return Err(Failure::Etcd(format!(
                 "no answer within {WRITE_DEADLINE:?} ({last})"
             )));
         }
-        match tokio::time::timeout(left, kv.txn(txn)).await {
-            Ok(Ok(resp)) if resp.succeeded() => return Ok(()),
-            Ok(Ok(_)) => return Err(Failure::Fenced),
+        match tokio::time::timeout(left, kv.txn(Txn::new().and_then(ops.clone()))).await {
+            Ok(Ok(_)) => return Ok(()),
             Ok(Err(e)) => {
                 last = e.to_string();
-                if last.contains("too many operations") || last.contains("request is too large") {
+                if too_big(&last) {
+                    return Err(Failure::Etcd(last));
+                }
+            }
+            Err(_) => last = "timed out".into(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn too_big(error: &str) -> bool {
+    error.contains("too many operations") || error.contains("request is too large")
+}
+
+/// Commits one group of a term: the ops, if the leader key is still the term's (`fence`) and the
+/// term key is where this writer left it (`mark`), and the term key moved on with `group`'s name.
+/// An attempt etcd leaves unanswered for [`ATTEMPT_TIMEOUT`], or refuses, is sent again until
+/// [`WRITE_DEADLINE`]; a failed compare is then read: the term key naming `group` means an
+/// earlier copy committed, a leader key of another term means the term is over.
+async fn commit_fenced(
+    client: &Client,
+    ops: Vec<TxnOp>,
+    fence: Fence,
+    mark: &mut i64,
+    group: u64,
+) -> Result<(), Failure> {
+    let deadline = tokio::time::Instant::now() + WRITE_DEADLINE;
+    let term_key = format!("{TERM_PREFIX}{}", fence.revision);
+    let name = group.to_string();
+    let mut then = ops;
+    then.push(TxnOp::put(term_key.as_str(), name.as_str(), None));
+    let mut kv = client.kv_client();
+    let mut last = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(Failure::Etcd(format!(
+                "no answer within {WRITE_DEADLINE:?} ({last})"
+            )));
+        }
+        let txn = Txn::new()
+            .when(vec![
+                Compare::create_revision(LEADER_KEY, CompareOp::Equal, fence.revision),
+                Compare::mod_revision(term_key.as_str(), CompareOp::Equal, *mark),
+            ])
+            .and_then(then.clone())
+            .or_else(vec![
+                TxnOp::get(LEADER_KEY, None),
+                TxnOp::get(term_key.as_str(), None),
+            ]);
+        match tokio::time::timeout(left.min(ATTEMPT_TIMEOUT), kv.txn(txn)).await {
+            Ok(Ok(resp)) if resp.succeeded() => {
+                *mark = resp.header().map(|h| h.revision()).unwrap_or(*mark);
+                return Ok(());
+            }
+            Ok(Ok(resp)) => {
+                let mut got = resp.op_responses().into_iter().map(|r| match r {
+                    etcd_client::TxnOpResponse::Get(g) => g.kvs().first().cloned(),
+                    _ => None,
+                });
+                let (leader, term) = (got.next().flatten(), got.next().flatten());
+                if leader.map(|kv| kv.create_revision()) != Some(fence.revision) {
+                    return Err(Failure::Fenced);
+                }
+                return match term {
+                    Some(kv) if kv.value() == name.as_bytes() => {
+                        *mark = kv.mod_revision();
+                        Ok(())
+                    }
+                    _ => Err(Failure::Etcd(format!(
+                        "{term_key} moved under this term's writer; nothing was written"
+                    ))),
+                };
+            }
+            Ok(Err(e)) => {
+                last = e.to_string();
+                if too_big(&last) {
                     return Err(Failure::Etcd(last));
                 }
             }

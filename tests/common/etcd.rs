@@ -31,6 +31,10 @@ pub fn flags(
         ("--initial-cluster-token", "poseidon-ha"),
         // A node's tasks move in one transaction (see docs/reliability.md).
         ("--max-txn-ops", "10000"),
+        // An etcd election (the loss of etcd's raft leader) well inside the manager's 2 s lease:
+        // etcd's default (1 s, randomised up to 2 s) can outlast it. README, "High availability".
+        ("--heartbeat-interval", "50"),
+        ("--election-timeout", "500"),
     ]
     .iter()
     .flat_map(|(k, v)| [k.to_string(), v.to_string()])
