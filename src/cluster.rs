@@ -172,6 +172,19 @@ async fn shared_keys(endpoints: &[String]) -> Result<security::shared::SharedKey
     security::shared::SharedKeys::decode(&held).map_err(|e| format!("manager: {e}"))
 }
 
+/// Writes the shared CA's certificate (public; the key stays in etcd) to `ca.pem` in a manager's
+/// data directory, where a single manager keeps its own, so that `POSEIDON_CA` names the same file
+/// on every manager's host.
+fn keep_ca_cert(dir: &std::path::Path, cert_pem: &str) -> Result<(), String> {
+    let path = dir.join("ca.pem");
+    if std::fs::read_to_string(&path).is_ok_and(|held| held == cert_pem) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&path, cert_pem))
+        .map_err(|e| format!("manager: cannot write {}: {e}", path.display()))
+}
+
 /// A worker's TLS material: its certificate (renewed by a loop), and its server and client
 /// configurations.
 struct WorkerTls {
@@ -418,7 +431,10 @@ pub async fn start(cfg: &Config, roles: Roles) -> Result<Running, String> {
         let mut server_tls = None;
         if tls_on {
             let ca = match &shared {
-                Some(k) => k.ca(),
+                Some(k) => {
+                    keep_ca_cert(&mc.data_dir, &k.ca_cert)?;
+                    k.ca()
+                }
                 None => security::ca::ClusterCa::load_or_create(&mc.data_dir),
             }
             .map_err(|e| format!("manager: {e}"))?;

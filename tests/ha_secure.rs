@@ -151,8 +151,6 @@ async fn three_secured_managers_share_one_ca_and_one_token_table_through_a_failo
     })
     .await;
     let ca = keys.ca().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
     let client = tls(&ca);
 
     // Every manager answers over TLS with a certificate of that CA, and all agree on the leader.
@@ -170,6 +168,18 @@ async fn three_secured_managers_share_one_ca_and_one_token_table_through_a_failo
     }
     let follower = (leader + 1) % 3;
     let other = (leader + 2) % 3;
+    // Each manager keeps the shared CA's certificate where a single manager keeps its own, for
+    // POSEIDON_CA; the key stays in etcd only.
+    for i in 0..3 {
+        let data = dir.path().join(format!("m{i}"));
+        let held = std::fs::read_to_string(data.join("ca.pem")).unwrap();
+        assert_eq!(held, ca.cert_pem(), "manager {i}'s ca.pem");
+        assert!(
+            !data.join("ca.key").exists(),
+            "manager {i} wrote the CA key to disk"
+        );
+    }
+    let ca_file = dir.path().join(format!("m{follower}")).join("ca.pem");
 
     // Bootstrap through a follower (a write: redirected to the leader), once for the cluster.
     let open = |i: usize| Api::with_http(bases[i].clone(), client.clone());
