@@ -45,7 +45,11 @@ async fn etcd_state(c: &mut etcd_client::Client) -> (i64, BTreeMap<String, i64>)
         match c
             .get(
                 "/poseidon/",
-                Some(etcd_client::GetOptions::new().with_prefix()),
+                Some(
+                    etcd_client::GetOptions::new()
+                        .with_prefix()
+                        .with_keys_only(),
+                ),
             )
             .await
         {
@@ -167,14 +171,7 @@ async fn three_managers_on_etcd_survive_a_killed_leader_a_paused_one_and_etcd_fa
     let dir = tempfile::tempdir().unwrap();
     let mut etcd = Etcd::start(dir.path());
     let endpoints = etcd.endpoints();
-    let mut ec = wait_for("etcd to answer", WAIT, || async {
-        let mut c = etcd_client::Client::connect(etcd.endpoints(), None)
-            .await
-            .ok()?;
-        c.put("/test/ready", "1", None).await.ok()?;
-        Some(c)
-    })
-    .await;
+    let mut ec = etcd.ready_client().await;
 
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let bases: Vec<String> = ports
@@ -641,12 +638,7 @@ async fn the_etcd_store_groups_writes_and_refuses_a_stale_fence() {
     }
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start_n(dir.path(), 1);
-    let mut ec = wait_for("etcd to answer", WAIT, || async {
-        let mut c = etcd.client().await;
-        c.put("/test/ready", "1", None).await.ok()?;
-        Some(c)
-    })
-    .await;
+    let mut ec = etcd.ready_client().await;
     let eps = etcd.endpoints();
     let store = Arc::new(
         tokio::task::spawn_blocking(move || EtcdStore::open(&eps))
@@ -682,6 +674,33 @@ async fn the_etcd_store_groups_writes_and_refuses_a_stale_fence() {
         .unwrap();
     assert_eq!(all.len(), 300);
     assert_eq!(all[0], (b"t000".to_vec(), b"x".to_vec()));
+    // A space larger than one gRPC answer may hold (4 MiB): 6,000 records of 1 KiB come back whole,
+    // in key order (a new leader loads the state with this read).
+    let mut writes = Vec::new();
+    for i in 0..6000u32 {
+        let s = store.clone();
+        writes.push(tokio::spawn(async move {
+            s.write(vec![Op::Put(
+                Space::Meta,
+                format!("big{i:05}").into_bytes(),
+                vec![b'v'; 1024],
+            )])
+            .await
+        }));
+    }
+    for w in writes {
+        w.await.unwrap().unwrap();
+    }
+    let s2 = store.clone();
+    let big = tokio::task::spawn_blocking(move || s2.scan(Space::Meta))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(big.len(), 6000);
+    assert!(big
+        .iter()
+        .enumerate()
+        .all(|(i, (k, v))| *k == format!("big{i:05}").into_bytes() && v.len() == 1024));
     // A fence naming a leader key that does not exist (or another term's) writes nothing.
     let before = etcd_state(&mut ec).await;
     let err = store

@@ -120,14 +120,7 @@ async fn three_secured_managers_share_one_ca_and_one_token_table_through_a_failo
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start(dir.path());
     let endpoints = etcd.endpoints();
-    let ec = wait_for("etcd to answer", WAIT, || async {
-        let mut c = etcd_client::Client::connect(etcd.endpoints(), None)
-            .await
-            .ok()?;
-        c.put("/test/ready", "1", None).await.ok()?;
-        Some(c)
-    })
-    .await;
+    let ec = etcd.ready_client().await;
 
     let bases: Vec<String> = (0..3)
         .map(|_| format!("https://127.0.0.1:{}", free_port()))
@@ -437,14 +430,7 @@ fn a_second_manager_reads_the_keys_the_first_put_in_etcd_and_never_replaces_them
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start_n(dir.path(), 1);
     rt.block_on(async {
-        let mut c = wait_for("etcd to answer", WAIT, || async {
-            let mut c = etcd_client::Client::connect(etcd.endpoints(), None)
-                .await
-                .ok()?;
-            c.put("/test/ready", "1", None).await.ok()?;
-            Some(c)
-        })
-        .await;
+        let mut c = etcd.ready_client().await;
         let first = SharedKeys::generate().unwrap().encode().unwrap();
         let second = SharedKeys::generate().unwrap().encode().unwrap();
         assert_ne!(first, second);

@@ -51,6 +51,13 @@ pub const MAX_TXN_OPS: usize = 128;
 /// 1.5 MiB by default; this leaves room for the envelope).
 pub const MAX_TXN_BYTES: usize = 1024 * 1024;
 
+/// Records a page of a ranged read: one answer holding a whole space passed gRPC's default 4 MiB
+/// message limit at a few thousand tasks, and a new leader could not load the state.
+const SCAN_PAGE: i64 = 1000;
+
+/// The largest answer a ranged read takes (a page of large records).
+const SCAN_MESSAGE_LIMIT: usize = 256 * 1024 * 1024;
+
 /// How long one transaction, retried, may take before its writes are refused.
 const WRITE_DEADLINE: Duration = Duration::from_secs(3);
 
@@ -203,22 +210,46 @@ impl EtcdStore {
         Pending::from_receiver(wait)
     }
 
-    /// Every key and value of a space, as one ranged read.
+    /// Every key and value of a space, in pages of [`SCAN_PAGE`] records all read at the
+    /// revision of the first, so the whole is one consistent snapshot however large the space.
     pub async fn scan_async(client: &Client, space: Space) -> Result<Vec<KeyValue>, StoreError> {
-        let prefix = format!("{PREFIX}{}/", space.name());
-        let mut kv = client.kv_client();
-        let resp = tokio::time::timeout(
-            WRITE_DEADLINE,
-            kv.get(prefix.clone(), Some(GetOptions::new().with_prefix())),
-        )
-        .await
-        .map_err(|_| StoreError::Db("etcd: a ranged read did not answer in time".into()))?
-        .map_err(|e| StoreError::Db(format!("etcd: {e}")))?;
-        Ok(resp
-            .kvs()
-            .iter()
-            .map(|kv| (kv.key()[prefix.len()..].to_vec(), kv.value().to_vec()))
-            .collect())
+        let prefix = format!("{PREFIX}{}/", space.name()).into_bytes();
+        // The end of the prefix's range: the prefix with its last byte ('/') counted up.
+        let mut end = prefix.clone();
+        if let Some(b) = end.last_mut() {
+            *b += 1;
+        }
+        let mut kv = client
+            .kv_client()
+            .max_decoding_message_size(SCAN_MESSAGE_LIMIT);
+        let mut from = prefix.clone();
+        let mut revision = 0;
+        let mut out = Vec::new();
+        loop {
+            let opts = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(SCAN_PAGE)
+                .with_revision(revision);
+            let resp = tokio::time::timeout(WRITE_DEADLINE, kv.get(from.clone(), Some(opts)))
+                .await
+                .map_err(|_| StoreError::Db("etcd: a ranged read did not answer in time".into()))?
+                .map_err(|e| StoreError::Db(format!("etcd: {e}")))?;
+            if revision == 0 {
+                revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+            }
+            out.extend(
+                resp.kvs()
+                    .iter()
+                    .map(|kv| (kv.key()[prefix.len()..].to_vec(), kv.value().to_vec())),
+            );
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => return Ok(out),
+            }
+        }
     }
 }
 
@@ -502,8 +533,9 @@ impl Store for EtcdStore {
         self.runtime.spawn(async move {
             let _ = tx.send(EtcdStore::scan_async(&client, space).await);
         });
-        rx.recv_timeout(WRITE_DEADLINE + Duration::from_secs(1))
-            .map_err(|_| StoreError::Db("etcd: a ranged read did not answer in time".into()))?
+        // Each page has its own deadline, so the whole read ends.
+        rx.recv()
+            .map_err(|_| StoreError::Db("etcd: the ranged read was dropped".into()))?
     }
 
     fn stats(&self) -> StoreStats {

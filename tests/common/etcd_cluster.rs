@@ -93,10 +93,16 @@ impl Etcd {
             .collect()
     }
 
-    pub async fn client(&self) -> etcd_client::Client {
-        etcd_client::Client::connect(self.endpoints(), None)
-            .await
-            .unwrap()
+    /// A client, once the cluster takes a write (its members have elected a leader).
+    pub async fn ready_client(&self) -> etcd_client::Client {
+        crate::common::wait_for("etcd to answer", Duration::from_secs(20), || async {
+            let mut c = etcd_client::Client::connect(self.endpoints(), None)
+                .await
+                .ok()?;
+            c.put("/test/ready", "1", None).await.ok()?;
+            Some(c)
+        })
+        .await
     }
 
     /// The index of the member that is etcd's raft leader.
