@@ -80,6 +80,16 @@ impl Manager {
             let mut st = lock(&self.inner.state);
             let now = Instant::now();
             let now_wall = now_ms();
+            // A node keeps the TTL it was told until its next beat. In a cluster that grew since
+            // (5,000 nodes registering within a second), the first ones were told the short
+            // interval of a small cluster, and the manager, now receiving everyone's beats, may
+            // answer theirs late: never count a node down before the TTL the manager would
+            // choose for the cluster as it is now.
+            let (_, floor) = heartbeat_plan(
+                st.nodes.len(),
+                self.inner.opts.max_heartbeats_per_second,
+                self.inner.opts.heartbeat_ttl,
+            );
             let names: Vec<(String, NodeState, Duration)> = st
                 .nodes
                 .values()
@@ -89,9 +99,9 @@ impl Manager {
                         || (n.state == NodeState::Waiting && n.last_heartbeat.is_some());
                     watched
                         && n.last_heartbeat
-                            .is_none_or(|t| now.duration_since(t) > n.ttl)
+                            .is_none_or(|t| now.duration_since(t) > n.ttl.max(floor))
                 })
-                .map(|n| (n.record.name.clone(), n.state, n.ttl))
+                .map(|n| (n.record.name.clone(), n.state, n.ttl.max(floor)))
                 .collect();
             let mut batch = Batch::default();
             for (name, was, ttl) in names {

@@ -364,6 +364,48 @@ async fn a_retry_of_blocked_tasks_does_not_rewrite_an_unchanged_reason() {
     }
 }
 
+/// 100 nodes register at once with at most 10 beats a second: the first were told the short
+/// interval (and TTL, 5 s) of a small cluster. Silent for 6 s (a manager busy with everyone's
+/// registration answers late), none is counted down, as the TTL the manager chooses for 100 nodes
+/// is 20 s; silent past that, all are (paused time). Before, half of them went down at 5 s.
+#[tokio::test(start_paused = true)]
+async fn nodes_told_a_short_ttl_while_the_cluster_was_small_get_the_ttl_of_the_cluster_as_it_is() {
+    let store = TestStore::new();
+    let mut opts = options();
+    opts.heartbeat_ttl = Duration::from_secs(5);
+    opts.max_heartbeats_per_second = 10;
+    let m = Manager::start(opts, store.clone(), Shutdown::new())
+        .await
+        .unwrap();
+    for i in 0..100 {
+        let n = format!("n{i:03}");
+        let r = m
+            .heartbeat(&n, beat(&n, 4.0, Vec::new(), true))
+            .await
+            .unwrap();
+        if i == 0 {
+            assert_eq!(
+                r.heartbeat_interval_ms,
+                Some(100),
+                "the first is told 0.1 s"
+            );
+        }
+    }
+    let down = |m: &Manager| {
+        lock(&m.inner.state)
+            .nodes
+            .values()
+            .filter(|n| n.state == NodeState::Down)
+            .count()
+    };
+    tokio::time::advance(Duration::from_secs(6)).await;
+    m.check_nodes_once().await;
+    assert_eq!(down(&m), 0, "counted down before the cluster's TTL");
+    tokio::time::advance(Duration::from_millis(14_100)).await;
+    m.check_nodes_once().await;
+    assert_eq!(down(&m), 100, "every silent node down after 20 s");
+}
+
 /// Heartbeats sized by the manager: with 100 nodes and at most 10 heartbeats a second, each worker
 /// is told 10 s and its TTL is 20 s (`liveness::heartbeat_plan`); nodes that keep the told interval
 /// stay up, the manager receives at most 10 a second, and the one that falls silent is counted down
