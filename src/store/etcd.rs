@@ -65,7 +65,7 @@ const WRITE_DEADLINE: Duration = Duration::from_secs(3);
 /// proposal that reached etcd's raft leader just before that leader died is dropped, and the
 /// member holding the request only says so after its own request timeout (5 s and more); sending
 /// again once another member leads (about a second with the tests' etcd flags) commits the write
-/// well inside [`WRITE_DEADLINE`]. Safe because of the term key (see [`commit`]).
+/// well inside [`WRITE_DEADLINE`]. Safe because of the term key (see [`commit_fenced`]).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// The prefix of each term's own key: every fenced transaction compares and moves it.
@@ -393,6 +393,9 @@ async fn writer_loop(
                 tracing::error!(error = %e, writes = jobs.len(), "an etcd transaction failed");
                 let _ = trouble.send(Trouble::Unavailable(fence));
             }
+            Err(Failure::TooBig(e)) => {
+                tracing::error!(error = %e, writes = jobs.len(), "etcd refused a transaction as too large (raise etcd's --max-txn-ops)");
+            }
             Ok(()) => {}
         }
         for (_, _, reply) in jobs {
@@ -402,7 +405,9 @@ async fn writer_loop(
                     "this manager is no longer the leader (its lease was lost); nothing was written"
                         .into(),
                 )),
-                Err(Failure::Etcd(e)) => Err(StoreError::Db(format!("etcd: {e}"))),
+                Err(Failure::Etcd(e) | Failure::TooBig(e)) => {
+                    Err(StoreError::Db(format!("etcd: {e}")))
+                }
             };
             // A caller that stopped waiting no longer needs the answer.
             let _ = reply.send(res);
@@ -413,6 +418,9 @@ async fn writer_loop(
 enum Failure {
     Fenced,
     Etcd(String),
+    /// etcd refused the transaction as too large: nothing was written and the writer's state is
+    /// unchanged, so the term goes on; only these writes fail.
+    TooBig(String),
 }
 
 /// Commits one unfenced transaction (one manager alone on etcd, or tests), retrying while etcd
@@ -434,7 +442,7 @@ async fn commit(client: &Client, ops: Vec<TxnOp>) -> Result<(), Failure> {
             Ok(Err(e)) => {
                 last = e.to_string();
                 if too_big(&last) {
-                    return Err(Failure::Etcd(last));
+                    return Err(Failure::TooBig(last));
                 }
             }
             Err(_) => last = "timed out".into(),
@@ -494,23 +502,23 @@ async fn commit_fenced(
                     _ => None,
                 });
                 let (leader, term) = (got.next().flatten(), got.next().flatten());
+                // An earlier copy committed (its answer was lost): done, whatever happened to
+                // the lease since; a lost fence shows at the next write.
+                if let Some(kv) = term.filter(|kv| kv.value() == name.as_bytes()) {
+                    *mark = kv.mod_revision();
+                    return Ok(());
+                }
                 if leader.map(|kv| kv.create_revision()) != Some(fence.revision) {
                     return Err(Failure::Fenced);
                 }
-                return match term {
-                    Some(kv) if kv.value() == name.as_bytes() => {
-                        *mark = kv.mod_revision();
-                        Ok(())
-                    }
-                    _ => Err(Failure::Etcd(format!(
-                        "{term_key} moved under this term's writer; nothing was written"
-                    ))),
-                };
+                return Err(Failure::Etcd(format!(
+                    "{term_key} moved under this term's writer; nothing was written"
+                )));
             }
             Ok(Err(e)) => {
                 last = e.to_string();
                 if too_big(&last) {
-                    return Err(Failure::Etcd(last));
+                    return Err(Failure::TooBig(last));
                 }
             }
             Err(_) => last = "timed out".into(),
