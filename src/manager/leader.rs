@@ -170,7 +170,12 @@ impl Ha {
     /// path and query `target` (the CLI, the typed clients and the workers follow it with the same
     /// method, body and token), or `503` while no leader is known.
     fn not_leader(&self, target: &str) -> ApiError {
-        match lock(&self.inner.view).leader.clone() {
+        // Itself as the leader: a term whose lease ran out and that has not stepped down yet.
+        match lock(&self.inner.view)
+            .leader
+            .clone()
+            .filter(|url| *url != self.inner.me)
+        {
             Some(url) => ApiError::redirect(
                 format!("{url}{target}"),
                 format!("this manager is a follower; the leader is {url}"),
@@ -523,11 +528,26 @@ pub fn gate(ha: Ha) -> Gate {
         let m = ha.manager();
         if !ha.is_leader() {
             // A token this follower's copy does not know yet (made a moment ago through the
-            // leader) is the leader's to judge: redirected, not refused or counted as a failure.
-            let unknown = match (head.bearer, &m.security().acl) {
+            // leader) is the leader's to judge: redirected, not refused. It still counts as a
+            // failure here, so a client that does not follow redirects cannot guess tokens on a
+            // follower faster than on the leader.
+            let security = m.security();
+            let unknown = match (head.bearer, &security.acl) {
                 (Some(token), Some(acl)) => acl.authenticate(token).is_none(),
                 _ => false,
             };
+            if unknown {
+                if let Some(ip) = head.peer.map(|p| p.ip()) {
+                    let now = std::time::Instant::now();
+                    if security.limiter.blocked(ip, now) {
+                        return Err(ApiError::new(
+                            429,
+                            format!("too many failed authentications from {ip}; wait a few seconds and use a valid token"),
+                        ));
+                    }
+                    security.limiter.fail(ip, now);
+                }
+            }
             if !read || live || unknown {
                 let to_leader = ha.not_leader(head.target);
                 if !read || to_leader.location.is_some() {
