@@ -128,9 +128,10 @@ async fn managers(flag: &Option<String>) {
     println!();
     println!("{:<40}  ROLE", "MANAGER");
     for url in &ha.managers {
-        // The same CA and token as the first manager's client: over TLS, every manager is
-        // `https://` and signed by the cluster CA.
-        let client = super::client_at(url, std::time::Duration::from_secs(1));
+        // The same CA as the first manager's client (over TLS every manager is `https://` and
+        // signed by the cluster CA); no token, as `GET /health` needs none and the list came
+        // from an answer anyone may give.
+        let client = super::client_at(url, std::time::Duration::from_secs(1)).with_token(None);
         let role = match client.health().await {
             Ok(h) => h.ha.map(|x| x.role).unwrap_or_else(|| "single".into()),
             Err(_) => "unreachable".into(),

@@ -141,8 +141,8 @@ impl HttpClient {
     /// [`HttpClient::send`] with `Authorization: Bearer TOKEN` when a token is given.
     ///
     /// A `307` or `308` with an absolute `Location` (a follower manager sending a write to its
-    /// leader) is followed with the same method, body and token, at most [`MAX_REDIRECTS`] times;
-    /// hyper does not follow redirects by itself.
+    /// leader) is followed with the same method, body and token, at most [`MAX_REDIRECTS`] times,
+    /// and never from `https://` to `http://`; hyper does not follow redirects by itself.
     pub async fn send_auth(
         &self,
         method: Method,
@@ -157,7 +157,12 @@ impl HttpClient {
                 .send_once(method.clone(), &url, body.clone(), token)
                 .await?;
             let next = match (&raw.status, &raw.location) {
-                (307 | 308, Some(loc)) if loc.starts_with("http") && hops < MAX_REDIRECTS => {
+                // Never from https to plain http: the token and body would travel in clear.
+                (307 | 308, Some(loc))
+                    if loc.starts_with("http")
+                        && (loc.starts_with("https://") || !url.starts_with("https://"))
+                        && hops < MAX_REDIRECTS =>
+                {
                     loc.clone()
                 }
                 _ => return Ok(raw),
