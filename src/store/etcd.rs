@@ -431,28 +431,36 @@ async fn commit(client: &Client, ops: Vec<TxnOp>) -> Result<(), Failure> {
     let mut kv = client.kv_client();
     let mut last = String::new();
     loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
-            return Err(Failure::Etcd(format!(
-                "no answer within {WRITE_DEADLINE:?} ({last})"
-            )));
-        }
+        let left = time_left(deadline, &last)?;
         match tokio::time::timeout(left, kv.txn(Txn::new().and_then(ops.clone()))).await {
             Ok(Ok(_)) => return Ok(()),
-            Ok(Err(e)) => {
-                last = e.to_string();
-                if too_big(&last) {
-                    return Err(Failure::TooBig(last));
-                }
-            }
+            Ok(Err(e)) => note_refusal(e, &mut last)?,
             Err(_) => last = "timed out".into(),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-fn too_big(error: &str) -> bool {
-    error.contains("too many operations") || error.contains("request is too large")
+/// The time left before `deadline`, or the failure that ends the write (`last`: why the last
+/// attempt failed).
+fn time_left(deadline: tokio::time::Instant, last: &str) -> Result<Duration, Failure> {
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    if left.is_zero() {
+        return Err(Failure::Etcd(format!(
+            "no answer within {WRITE_DEADLINE:?} ({last})"
+        )));
+    }
+    Ok(left)
+}
+
+/// Keeps why etcd refused an attempt in `last`; a refusal for size ends the write (sending it
+/// again cannot help).
+fn note_refusal(e: etcd_client::Error, last: &mut String) -> Result<(), Failure> {
+    *last = e.to_string();
+    if last.contains("too many operations") || last.contains("request is too large") {
+        return Err(Failure::TooBig(std::mem::take(last)));
+    }
+    Ok(())
 }
 
 /// Commits one group of a term: the ops, if the leader key is still the term's (`fence`) and the
@@ -475,12 +483,7 @@ async fn commit_fenced(
     let mut kv = client.kv_client();
     let mut last = String::new();
     loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
-            return Err(Failure::Etcd(format!(
-                "no answer within {WRITE_DEADLINE:?} ({last})"
-            )));
-        }
+        let left = time_left(deadline, &last)?;
         let txn = Txn::new()
             .when(vec![
                 Compare::create_revision(LEADER_KEY, CompareOp::Equal, fence.revision),
@@ -515,12 +518,7 @@ async fn commit_fenced(
                     "{term_key} moved under this term's writer; nothing was written"
                 )));
             }
-            Ok(Err(e)) => {
-                last = e.to_string();
-                if too_big(&last) {
-                    return Err(Failure::TooBig(last));
-                }
-            }
+            Ok(Err(e)) => note_refusal(e, &mut last)?,
             Err(_) => last = "timed out".into(),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
