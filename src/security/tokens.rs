@@ -201,6 +201,13 @@ impl Acl {
         Ok(rec.view())
     }
 
+    /// Whether the table holds a token with the accessor (the part before the first `.`) of
+    /// `token`, whatever its secret.
+    pub fn knows_accessor(&self, token: &str) -> bool {
+        let accessor = token.split('.').next().unwrap_or_default();
+        self.lock().tokens.contains_key(accessor)
+    }
+
     /// The record of a presented token, if it is one of ours; `None` for anything else.
     pub fn authenticate(&self, token: &str) -> Option<TokenRecord> {
         // A join token made with TLS carries the CA's fingerprint as a third part.
@@ -261,6 +268,9 @@ mod tests {
         }
         let wrong = format!("{}.{}", t.accessor, "0".repeat(64));
         assert!(acl.authenticate(&wrong).is_none());
+        // A wrong secret still names a known accessor; a made-up accessor does not.
+        assert!(acl.knows_accessor(&wrong) && acl.knows_accessor(&t.token));
+        assert!(!acl.knows_accessor(&format!("{}.{secret}", "f".repeat(16))));
         assert!(acl.authenticate(&t.accessor).is_none());
         assert!(acl.authenticate("").is_none());
         acl.revoke(&t.accessor).await.expect("revoke");
