@@ -835,21 +835,27 @@ impl Cluster {
     }
 
     /// Both workers are up on manager `i` (the leader): none was counted down across a failover,
-    /// since a new leader gives every node a full TTL and the workers found it.
+    /// since a new leader gives every node a full TTL and the workers found it. A leader that
+    /// loaded its state a moment ago shows a node `waiting` until that node's next beat reaches
+    /// it, so this waits for `up`, and fails at once on `down`.
     async fn assert_workers_up(&self, i: usize) {
-        let (s, nodes) = self.call(i, Method::GET, "/nodes", None).await.unwrap();
-        assert_eq!(s, 200, "GET /nodes: {nodes}");
-        for w in &self.workers {
-            let n = nodes
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|n| n["name"] == w.as_str());
-            assert!(
-                n.is_some_and(|n| n["state"] == "up"),
-                "worker {w} is not up: {nodes}"
-            );
-        }
+        wait_for("both workers up on the leader", WAIT, || async {
+            let (s, nodes) = self.call(i, Method::GET, "/nodes", None).await.ok()?;
+            assert_eq!(s, 200, "GET /nodes: {nodes}");
+            let mut all_up = true;
+            for w in &self.workers {
+                let n = nodes
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|n| n["name"] == w.as_str());
+                let state = n.map(|n| n["state"].clone()).unwrap_or_default();
+                assert_ne!(state, "down", "worker {w} was counted down: {nodes}");
+                all_up &= state == "up";
+            }
+            all_up.then_some(())
+        })
+        .await
     }
 
     /// The index of the etcd member that is etcd's raft leader.
