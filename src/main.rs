@@ -3,6 +3,12 @@
 
 use argh::FromArgs;
 
+/// mimalloc instead of glibc's malloc: the manager and the worker allocate and free many small
+/// buffers a request (bodies, JSON, task copies) across threads, where glibc's malloc, free and
+/// consolidation took 16 % of the mock cluster's CPU under `wrk` (BENCHMARKS.md, "Issue 17").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
     let strs: Vec<&str> = argv.iter().map(String::as_str).collect();

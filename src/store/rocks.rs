@@ -74,10 +74,15 @@ impl RocksStore {
         // Records are small JSON; compression would cost CPU for little gain, and leaving it out
         // keeps the RocksDB build small.
         opts.set_compression_type(rocksdb::DBCompressionType::None);
-        // Statistics cost little at this write rate and give the WAL-sync count that proves
-        // acknowledged writes were synced (see `StoreStats::wal_syncs`).
+        // Statistics give the WAL-sync count that proves acknowledged writes were synced (see
+        // `StoreStats::wal_syncs`). Counters only: the timers and histograms read the clock
+        // several times a write, and nothing here reads them.
         opts.enable_statistics();
-        let cfs = Space::ALL.map(|s| ColumnFamilyDescriptor::new(s.name(), Options::default()));
+        opts.set_statistics_level(rocksdb::statistics::StatsLevel::ExceptHistogramOrTimers);
+        // One thread writes (the writer thread, or one blocking-pool call at a time per batch
+        // with group commit off): no concurrent memtable inserts to allow for.
+        opts.set_allow_concurrent_memtable_write(false);
+        let cfs = Space::ALL.map(|s| ColumnFamilyDescriptor::new(s.name(), space_options()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| {
             let msg = e.to_string();
             if msg.contains("lock") {
@@ -127,6 +132,20 @@ impl Drop for RocksStore {
             tracing::error!(path = %self.db.path().display(), error = %e, "cannot sync the write-ahead log at close");
         }
     }
+}
+
+/// A column family's options. Its memtable is a vector, not RocksDB's default skip list: a write
+/// is an append, and the sort happens once, when the memtable is flushed. Every record is read
+/// only by the scan at start-up (`Store::scan`), never by a point lookup that would search an
+/// unsorted vector. Task ids are random, so each insert into a skip list of tens of thousands of
+/// records was a descent of cache misses: 10.5 % of the mock cluster's CPU under `wrk`
+/// (BENCHMARKS.md, "Issue 17").
+fn space_options() -> Options {
+    let mut o = Options::default();
+    o.set_compression_type(rocksdb::DBCompressionType::None);
+    o.set_allow_concurrent_memtable_write(false);
+    o.set_memtable_factory(rocksdb::MemtableFactory::Vector);
+    o
 }
 
 fn apply(db: &DB, batch: &mut WriteBatch, ops: &[Op]) -> Result<(), StoreError> {
