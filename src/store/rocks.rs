@@ -79,8 +79,9 @@ impl RocksStore {
         // several times a write, and nothing here reads them.
         opts.enable_statistics();
         opts.set_statistics_level(rocksdb::statistics::StatsLevel::ExceptHistogramOrTimers);
-        // One thread writes (the writer thread, or one blocking-pool call at a time per batch
-        // with group commit off): no concurrent memtable inserts to allow for.
+        // A vector memtable (`space_options`) takes no concurrent inserts: the leader of each of
+        // RocksDB's write groups inserts for the group. Concurrent writers stay safe (group commit
+        // off writes from several blocking-pool threads), and with it on one thread writes anyway.
         opts.set_allow_concurrent_memtable_write(false);
         let cfs = Space::ALL.map(|s| ColumnFamilyDescriptor::new(s.name(), space_options()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| {

@@ -374,6 +374,18 @@ impl Worker {
         Ok(Some((task, r)))
     }
 
+    /// Applies `f` to a task in memory only; false when the task is gone. For a change that the
+    /// next stored change carries and that a restart recovers without the store.
+    pub(super) fn remember(&self, id: TaskId, f: impl FnOnce(&mut Task)) -> bool {
+        match lock(&self.inner.tasks).get_mut(&id) {
+            Some(entry) => {
+                f(&mut entry.task);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn mark_dirty(&self, id: TaskId) {
         lock(&self.inner.dirty).insert(id);
         self.inner.report_now.notify_one();

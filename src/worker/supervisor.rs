@@ -474,19 +474,16 @@ async fn start_container(w: &Worker, id: TaskId) -> Started {
         Err(e) => return classify("create", e),
     };
     w.engine_answered();
-    // Record the container before starting it, so a crash now leaves a container we know.
-    match w.update(id, |t| t.container_id = Some(cid.clone())).await {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            // Forgotten (purged) while the image was pulled or the container made: nobody
-            // tracks this container, so it must not run.
-            remove_container(w, id, &cid).await;
-            return Started::Failed("task forgotten".into());
-        }
-        Err(e) => {
-            tracing::error!(task = %id, container = %cid, error = %e, "store write failed: record the new container");
-            return Started::EngineDown(format!("store write failed: {e}"));
-        }
+    // The container's id goes into memory only; the synced write of the Running (or failed)
+    // state that follows carries it to the store. A crash in between loses nothing: adoption
+    // finds the container by its task and generation labels ("even one created just before a
+    // crash whose id never reached the store", `adopt::plan`). A synced write of its own here was
+    // one of the five per task on the cluster path (issue 17).
+    if !w.remember(id, |t| t.container_id = Some(cid.clone())) {
+        // Forgotten (purged) while the image was pulled or the container made: nobody tracks
+        // this container, so it must not run.
+        remove_container(w, id, &cid).await;
+        return Started::Failed("task forgotten".into());
     }
     // Docker picks a host port for a binding without one, and may pick a port that some other
     // process has bound meanwhile ("address already in use"); each start picks again, so retry a
