@@ -16,14 +16,16 @@ fn spec(checked: bool) -> TaskSpec {
         memory: 0,
         ports: Vec::new(),
         restart_policy: RestartPolicy::default(),
-        health_check: checked.then(|| HealthCheck {
-            probe: Probe::Exec {
-                cmd: vec!["true".into()],
-            },
-            interval_ms: 1_000,
-            timeout_ms: 1_000,
-            retries: 1,
-            start_period_ms: 0,
+        health_check: checked.then(|| {
+            Box::new(HealthCheck {
+                probe: Probe::Exec {
+                    cmd: vec!["true".into()],
+                },
+                interval_ms: 1_000,
+                timeout_ms: 1_000,
+                retries: 1,
+                start_period_ms: 0,
+            })
         }),
         labels: Default::default(),
         stop_after_disconnect_ms: None,

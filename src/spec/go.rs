@@ -212,7 +212,7 @@ pub(super) fn go_task(f: &Fields<'_>, mut notes: Vec<String>) -> Result<Submissi
         memory,
         ports,
         restart_policy,
-        health_check,
+        health_check: health_check.map(Box::new),
         labels: BTreeMap::new(),
         stop_after_disconnect_ms: None,
         volumes: Vec::new(),

@@ -110,7 +110,7 @@ pub(super) fn poseidon_submission(f: &Fields<'_>) -> Result<Submission, SpecErro
         memory,
         ports,
         restart_policy,
-        health_check,
+        health_check: health_check.map(Box::new),
         labels,
         stop_after_disconnect_ms,
         volumes,

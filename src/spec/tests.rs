@@ -91,7 +91,7 @@ fn good_poseidon_specs_map_to_the_expected_task_spec() {
         max_backoff_ms: 60_000,
         reset_after_ms: 600_000,
     };
-    full_spec.health_check = Some(HealthCheck {
+    full_spec.health_check = Some(Box::new(HealthCheck {
         probe: Probe::Http {
             port: 80,
             path: "/healthz".into(),
@@ -100,7 +100,7 @@ fn good_poseidon_specs_map_to_the_expected_task_spec() {
         timeout_ms: 500,
         retries: 2,
         start_period_ms: 30_000,
-    });
+    }));
     full_spec.labels = map(&[("team", "a")]);
     full_spec.stop_after_disconnect_ms = Some(3_000);
 
@@ -119,19 +119,19 @@ fn good_poseidon_specs_map_to_the_expected_task_spec() {
 
     let mut tcp_check = spec("app", "localhost:5000/team/app:latest");
     tcp_check.ports = vec![port(9000, None, "tcp")];
-    tcp_check.health_check = Some(HealthCheck {
+    tcp_check.health_check = Some(Box::new(HealthCheck {
         probe: Probe::Tcp { port: 9000 },
         interval_ms: 10_000,
         timeout_ms: 1_000,
         retries: 3,
         start_period_ms: 0,
-    });
+    }));
     tcp_check.restart_policy = RestartPolicy::of(RestartKind::Never);
 
     let digest = format!("app@sha256:{}", "a".repeat(64));
     let mut exec_check = spec("app", &digest);
     exec_check.memory = 104_857_600;
-    exec_check.health_check = Some(HealthCheck {
+    exec_check.health_check = Some(Box::new(HealthCheck {
         probe: Probe::Exec {
             cmd: vec!["cat".into(), "/tmp/ok".into()],
         },
@@ -139,7 +139,7 @@ fn good_poseidon_specs_map_to_the_expected_task_spec() {
         timeout_ms: 1_000,
         retries: 3,
         start_period_ms: 0,
-    });
+    }));
     exec_check.restart_policy = RestartPolicy {
         backoff_ms: 600_000,
         max_backoff_ms: 600_000,
@@ -381,7 +381,7 @@ fn good_go_task_events_map_to_the_expected_task_spec() {
         port(8125, Some(8125), "udp"),
     ];
     full_spec.restart_policy = RestartPolicy::of(RestartKind::Always);
-    full_spec.health_check = Some(HealthCheck {
+    full_spec.health_check = Some(Box::new(HealthCheck {
         probe: Probe::Http {
             port: 7777,
             path: "/healthfail".into(),
@@ -390,7 +390,7 @@ fn good_go_task_events_map_to_the_expected_task_spec() {
         timeout_ms: 1_000,
         retries: 3,
         start_period_ms: 0,
-    });
+    }));
 
     // A bare Go Task (not wrapped in an event), with the zero values Go writes for unset fields.
     let bare = r#"{"ID": "00000000-0000-0000-0000-000000000000", "Name": "", "Image": "busybox",
