@@ -39,8 +39,11 @@ for bin in "$@"; do
 done
 
 tar -C "$root" --owner=0 --group=0 --numeric-owner -cf "$work/rootfs.tar" .
+# MIMALLOC_ALLOW_THP=0: no transparent huge pages for the allocator whatever the host's setting
+# (BENCHMARKS.md, "Issue 17").
 docker import \
     --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
+    --change 'ENV MIMALLOC_ALLOW_THP=0' \
     --change 'WORKDIR /var/lib/poseidon' \
     "$work/rootfs.tar" "$tag" >/dev/null
 echo "$tag"

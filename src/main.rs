@@ -6,6 +6,9 @@ use argh::FromArgs;
 /// mimalloc instead of glibc's malloc: the manager and the worker allocate and free many small
 /// buffers a request (bodies, JSON, task copies) across threads, where glibc's malloc, free and
 /// consolidation took 16 % of the mock cluster's CPU under `wrk` (BENCHMARKS.md, "Issue 17").
+/// Built without transparent huge pages (`no_thp` in Cargo.toml; on a host whose THP setting is
+/// `always` rather than `madvise`, `MIMALLOC_ALLOW_THP=0` in the environment turns them off for the
+/// process, as the systemd unit and the image do).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
