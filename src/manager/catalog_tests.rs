@@ -4,36 +4,10 @@
 use uuid::Uuid;
 
 use super::*;
-use crate::task::{HealthCheck, HostPort, Probe, RestartPolicy, TaskSpec};
+use crate::task::{HostPort, TaskSpec};
 
 fn spec(checked: bool) -> TaskSpec {
-    TaskSpec {
-        name: "web".into(),
-        image: "app:1".into(),
-        cmd: Vec::new(),
-        env: Default::default(),
-        cpus: 0.0,
-        memory: 0,
-        ports: Vec::new(),
-        restart_policy: RestartPolicy::default(),
-        health_check: checked.then(|| {
-            Box::new(HealthCheck {
-                probe: Probe::Exec {
-                    cmd: vec!["true".into()],
-                },
-                interval_ms: 1_000,
-                timeout_ms: 1_000,
-                retries: 1,
-                start_period_ms: 0,
-            })
-        }),
-        labels: Default::default(),
-        stop_after_disconnect_ms: None,
-        secrets: Default::default(),
-        constraints: Vec::new(),
-        volumes: Vec::new(),
-        pull: Default::default(),
-    }
+    crate::manager::services::tests::template("app:1", checked)
 }
 
 fn id(n: u128) -> TaskId {

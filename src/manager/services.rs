@@ -262,4 +262,4 @@ fn forgettable(tasks: &[&Task]) -> Vec<TaskId> {
 
 #[cfg(test)]
 #[path = "services_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -140,7 +140,9 @@ struct Row {
     want: Want,
 }
 
-fn template(image: &str, checked: bool) -> TaskSpec {
+/// A service's task template (also the catalog tests' task spec): `web`, `image`, with an exec
+/// health check when `checked`.
+pub(in crate::manager) fn template(image: &str, checked: bool) -> TaskSpec {
     TaskSpec {
         name: "web".into(),
         image: image.into(),
