@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -341,11 +342,83 @@ fn default_retries() -> u32 {
     3
 }
 
-/// What the user asks to run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What the user asks to run: its name, and the rest of the spec behind a shared pointer.
+///
+/// The body is shared because most tasks in a large cluster are copies of a few specs (a
+/// service's replicas, a batch of the same job): the manager gives tasks with equal bodies one
+/// copy ([`TaskInterner`](crate::manager::interner::TaskInterner)), so a task in memory holds 32 bytes of spec instead of about 300 and
+/// its strings. The name stays apart, since it often differs from task to task (`job-1`,
+/// `job-2`...). Fields of the body read as fields of the spec (`spec.image`, through `Deref`), and
+/// writing one (`DerefMut`) copies a shared body first. The JSON is the one flat object it always
+/// was.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskSpec {
     /// A human name; the container is called `poseidon-<name>-<short id>`.
     pub name: String,
+    /// Everything else, shared between tasks whose bodies are equal.
+    pub body: Arc<SpecBody>,
+}
+
+impl TaskSpec {
+    /// A spec of this name and body.
+    pub fn new(name: impl Into<String>, body: SpecBody) -> TaskSpec {
+        TaskSpec {
+            name: name.into(),
+            body: Arc::new(body),
+        }
+    }
+}
+
+impl std::ops::Deref for TaskSpec {
+    type Target = SpecBody;
+    fn deref(&self) -> &SpecBody {
+        &self.body
+    }
+}
+
+impl std::ops::DerefMut for TaskSpec {
+    fn deref_mut(&mut self) -> &mut SpecBody {
+        Arc::make_mut(&mut self.body)
+    }
+}
+
+impl Serialize for TaskSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        /// The flat object: the name, then the body's fields.
+        #[derive(Serialize)]
+        struct Flat<'a> {
+            name: &'a str,
+            #[serde(flatten)]
+            body: &'a SpecBody,
+        }
+        Flat {
+            name: &self.name,
+            body: &self.body,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // The body reads the name too (`decoded_name`), so decoding needs no buffering; it is
+        // moved out at once.
+        let mut body = SpecBody::deserialize(d)?;
+        let name = std::mem::take(&mut body.decoded_name);
+        Ok(TaskSpec {
+            name,
+            body: Arc::new(body),
+        })
+    }
+}
+
+/// The part of a [`TaskSpec`] that tasks share: all of it but the name.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SpecBody {
+    /// Only while decoding: the spec's `name`, which [`TaskSpec`]'s decoder moves out at once.
+    /// Always empty in a body a `TaskSpec` holds (the name is [`TaskSpec::name`]).
+    #[serde(rename = "name", skip_serializing)]
+    pub(crate) decoded_name: String,
     /// The image, with a tag (`latest` when none is given).
     pub image: String,
     /// The command; empty means the image's default.
@@ -444,7 +517,7 @@ impl PullPolicy {
     }
 }
 
-impl TaskSpec {
+impl SpecBody {
     /// The names of the host volumes the spec mounts, in spec order: a node must offer each of them
     /// (see [`crate::spec::required_node_attributes`]).
     pub fn host_volumes(&self) -> impl Iterator<Item = &str> {
@@ -462,11 +535,11 @@ pub struct TaskEvent {
     pub at_ms: u64,
     /// The state entered (or kept, for notes such as "pulling").
     pub state: State,
-    /// The node involved, if any.
+    /// The node involved, if any. Shared (the manager gives equal strings one copy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
-    /// Why.
-    pub reason: String,
+    pub node: Option<Arc<str>>,
+    /// Why. Shared like `node`: a million tasks' histories hold a few distinct reasons.
+    pub reason: Arc<str>,
     /// The container's exit code, when it exited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
@@ -606,8 +679,8 @@ impl Task {
         self.events.push_back(TaskEvent {
             at_ms: now,
             state,
-            node: self.node.clone(),
-            reason: reason.to_string(),
+            node: self.node.as_deref().map(Arc::from),
+            reason: Arc::from(reason),
             exit_code: if state.is_terminal() {
                 self.exit_code
             } else {
@@ -728,24 +801,22 @@ mod tests {
             task.record(State::Pending, &format!("note {i}"));
         }
         assert_eq!(task.events.len(), HISTORY_CAP);
-        assert_eq!(
-            task.events.back().map(|e| e.reason.as_str()),
-            Some("note 99")
-        );
+        assert_eq!(task.events.back().map(|e| &*e.reason), Some("note 99"));
     }
 
     /// A manager holds every task boxed in memory (a million at the scale point of BENCHMARKS.md).
-    /// mimalloc, the binary's allocator, rounds a box up to its size class (512, 640, 768 bytes
-    /// here); with the health check inline a `Task` was 664 bytes and took a 768-byte block, 128
-    /// bytes a task more than now (128 MiB at a million). A field that pushes it past 640 should be
-    /// boxed, or this bound moved knowingly.
+    /// mimalloc, the binary's allocator, rounds a box up to its size class (256, 320, 384 ... 640
+    /// bytes). With the spec inline a `Task` was 592 bytes, a 640-byte block; with the spec's body
+    /// behind a shared pointer it is 320, half of that (about 300 MiB less at a million). A field
+    /// that pushes it past 320 should be boxed, or this bound moved knowingly.
     #[test]
-    fn a_task_stays_within_the_640_byte_allocation_class() {
+    fn a_task_stays_within_the_320_byte_allocation_class() {
         let size = std::mem::size_of::<Task>();
-        assert!(size <= 640, "a Task is {size} bytes");
-        assert!(
-            std::mem::size_of::<Option<Box<HealthCheck>>>() == 8,
-            "the health check is a pointer in the spec"
+        assert!(size <= 320, "a Task is {size} bytes");
+        assert_eq!(
+            std::mem::size_of::<TaskSpec>(),
+            32,
+            "a spec is its name and a pointer to the shared body"
         );
     }
 

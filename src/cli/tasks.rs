@@ -156,7 +156,7 @@ async fn follow(
     done: impl Fn(&Task) -> bool,
 ) -> Result<Task, Failure> {
     // The history is capped, so events are recognised by content rather than position.
-    let mut seen: std::collections::HashSet<(u64, State, String)> =
+    let mut seen: std::collections::HashSet<(u64, State, std::sync::Arc<str>)> =
         std::collections::HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {

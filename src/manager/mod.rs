@@ -12,6 +12,7 @@
 //! - [`services`]: the pure service reconciler; [`service_ops`]: the service calls and the step
 //!   that applies its plans.
 //! - [`api`]: the REST API.
+//! - [`interner`]: one copy of each distinct spec body and history string in memory.
 //!
 //! Every change is applied to memory and queued to the store in one critical section (so writes
 //! keep memory's order) and answered, sent or acted on only once its write is synced; a failed
@@ -35,6 +36,7 @@ pub mod catalog;
 pub mod dispatch;
 pub mod eligibility;
 pub mod events;
+pub mod interner;
 pub mod leader;
 pub mod liveness;
 pub mod protocol;

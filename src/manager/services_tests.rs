@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use super::*;
 use crate::service::{ServiceVersion, UpdatePolicy};
-use crate::task::{HealthCheck, Probe, RestartKind, RestartPolicy, TaskSpec};
+use crate::task::{HealthCheck, Probe, RestartKind, RestartPolicy, SpecBody, TaskSpec};
 
 /// The clock the reconciler is given.
 const NOW: u64 = 1_700_000_000_000;
@@ -143,33 +143,36 @@ struct Row {
 /// A service's task template (also the catalog tests' task spec): `web`, `image`, with an exec
 /// health check when `checked`.
 pub(in crate::manager) fn template(image: &str, checked: bool) -> TaskSpec {
-    TaskSpec {
-        name: "web".into(),
-        image: image.into(),
-        cmd: Vec::new(),
-        env: Default::default(),
-        cpus: 0.0,
-        memory: 0,
-        ports: Vec::new(),
-        restart_policy: RestartPolicy::default(),
-        health_check: checked.then(|| {
-            Box::new(HealthCheck {
-                probe: Probe::Exec {
-                    cmd: vec!["true".into()],
-                },
-                interval_ms: 1_000,
-                timeout_ms: 1_000,
-                retries: 1,
-                start_period_ms: 0,
-            })
-        }),
-        labels: Default::default(),
-        stop_after_disconnect_ms: None,
-        secrets: Default::default(),
-        constraints: Vec::new(),
-        volumes: Vec::new(),
-        pull: Default::default(),
-    }
+    TaskSpec::new(
+        "web",
+        SpecBody {
+            image: image.into(),
+            cmd: Vec::new(),
+            env: Default::default(),
+            cpus: 0.0,
+            memory: 0,
+            ports: Vec::new(),
+            restart_policy: RestartPolicy::default(),
+            health_check: checked.then(|| {
+                Box::new(HealthCheck {
+                    probe: Probe::Exec {
+                        cmd: vec!["true".into()],
+                    },
+                    interval_ms: 1_000,
+                    timeout_ms: 1_000,
+                    retries: 1,
+                    start_period_ms: 0,
+                })
+            }),
+            labels: Default::default(),
+            stop_after_disconnect_ms: None,
+            secrets: Default::default(),
+            constraints: Vec::new(),
+            volumes: Vec::new(),
+            pull: Default::default(),
+            ..SpecBody::default()
+        },
+    )
 }
 
 fn service(s: &Svc) -> Service {

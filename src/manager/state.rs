@@ -25,6 +25,7 @@ use crate::task::{State as TaskState, Task, TaskId, TaskSpec};
 use crate::wire::{Capacity, NodeStats};
 
 use super::events::EventLog;
+use super::interner::TaskInterner;
 use super::reconcile::ClusterView;
 use crate::wire::EventBody;
 
@@ -228,6 +229,9 @@ pub struct State {
     write_seq: u64,
     /// The endpoints of every service (`catalog.rs`), kept by [`State::apply`].
     pub(super) catalog: super::catalog::Catalog,
+    /// One copy of each distinct spec body and history string among the tasks
+    /// (`interner.rs`), applied by [`State::put`] and on load.
+    shared: TaskInterner,
 }
 
 /// The position of a state in `TaskState::ALL` (and in `State::counts`).
@@ -324,6 +328,7 @@ impl State {
             events: EventLog::default(),
             write_seq: 0,
             catalog: super::catalog::Catalog::default(),
+            shared: TaskInterner::default(),
         };
         let mut pending: Vec<(u64, TaskId)> = Vec::new();
         for t in tasks {
@@ -344,6 +349,8 @@ impl State {
                 st.by_service.entry(s.clone()).or_default().insert(t.id);
             }
             st.counts[state_index(t.state)] += 1;
+            let mut t = t;
+            st.shared.share(&mut t, None);
             st.tasks.insert(t.id, Box::new(t));
         }
         pending.sort();
@@ -426,10 +433,11 @@ impl State {
 
     /// Replaces a task in memory, keeping indexes and snapshots in step, and records the write in
     /// `batch`. Nothing changes when the task cannot be encoded.
-    pub fn put(&mut self, batch: &mut Batch, task: Task) -> Result<(), StoreError> {
+    pub fn put(&mut self, batch: &mut Batch, mut task: Task) -> Result<(), StoreError> {
         let op = Op::put_task(&task)?;
         let id = task.id;
         let old = self.tasks.remove(&id);
+        self.shared.share(&mut task, old.as_deref());
         self.apply(old.as_deref(), Some(&task));
         self.tasks.insert(id, Box::new(task));
         self.track(batch, id, old, op);

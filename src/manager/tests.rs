@@ -792,3 +792,43 @@ async fn a_nodes_endpoint_address_is_where_the_catalog_sends_its_endpoints() {
     }
     assert_eq!(where_(&m), [("127.0.0.1".to_string(), 32768)]);
 }
+
+#[tokio::test]
+async fn tasks_with_equal_specs_share_one_body_in_memory_after_submission_and_after_a_restart() {
+    let named = |name: &str, cpus: f64| -> TaskSpec {
+        serde_json::from_value(serde_json::json!({"name": name, "image": "busybox", "cpus": cpus}))
+            .expect("a spec")
+    };
+    let store = TestStore::new();
+    let m = manager(&store).await;
+    let mut ids = Vec::new();
+    // One request each, so every body is decoded apart.
+    for (name, cpus) in [("job-1", 0.1), ("job-2", 0.1), ("job-3", 0.2)] {
+        ids.push(
+            m.submit(vec![(None, named(name, cpus))])
+                .await
+                .expect("accepted")[0]
+                .id,
+        );
+    }
+    let check = |m: &Manager| {
+        let t: Vec<Task> = ids.iter().map(|id| m.task(*id).expect("known")).collect();
+        assert_eq!(
+            t.iter().map(|t| t.spec.name.as_str()).collect::<Vec<_>>(),
+            ["job-1", "job-2", "job-3"]
+        );
+        assert!(
+            Arc::ptr_eq(&t[0].spec.body, &t[1].spec.body),
+            "equal bodies share"
+        );
+        assert!(
+            !Arc::ptr_eq(&t[0].spec.body, &t[2].spec.body),
+            "cpus differ"
+        );
+        assert_eq!(t[2].spec.cpus, 0.2);
+    };
+    check(&m);
+    drop(m);
+    let m = manager(&store).await;
+    check(&m);
+}

@@ -172,7 +172,7 @@ mod tests {
     fn parsed(constraints: &str) -> Result<Vec<Constraint>, String> {
         let body = format!(r#"{{"image": "busybox", "constraints": {constraints}}}"#);
         parse_submission(body.as_bytes())
-            .map(|s| s.spec.constraints)
+            .map(|s| s.spec.constraints.clone())
             .map_err(|e| e.to_string())
     }
 

@@ -202,23 +202,26 @@ pub(super) fn go_task(f: &Fields<'_>, mut notes: Vec<String>) -> Result<Submissi
         Some(path) => Some(go_health_check(f, path, &ports)?),
     };
 
-    let spec = TaskSpec {
+    let spec = TaskSpec::new(
         name,
-        image,
-        cmd,
-        env,
-        secrets: BTreeMap::new(),
-        cpus,
-        memory,
-        ports,
-        restart_policy,
-        health_check: health_check.map(Box::new),
-        labels: BTreeMap::new(),
-        stop_after_disconnect_ms: None,
-        volumes: Vec::new(),
-        pull: PullPolicy::Missing,
-        constraints: Vec::new(),
-    };
+        SpecBody {
+            image,
+            cmd,
+            env,
+            secrets: BTreeMap::new(),
+            cpus,
+            memory,
+            ports,
+            restart_policy,
+            health_check: health_check.map(Box::new),
+            labels: BTreeMap::new(),
+            stop_after_disconnect_ms: None,
+            volumes: Vec::new(),
+            pull: PullPolicy::Missing,
+            constraints: Vec::new(),
+            ..SpecBody::default()
+        },
+    );
     validate(&spec)?;
     Ok(Submission { id, spec, notes })
 }

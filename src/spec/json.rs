@@ -100,23 +100,26 @@ pub(super) fn poseidon_submission(f: &Fields<'_>) -> Result<Submission, SpecErro
         .map(constraints::constraints)
         .transpose()?
         .unwrap_or_default();
-    let spec = TaskSpec {
+    let spec = TaskSpec::new(
         name,
-        image,
-        cmd,
-        env,
-        secrets,
-        cpus,
-        memory,
-        ports,
-        restart_policy,
-        health_check: health_check.map(Box::new),
-        labels,
-        stop_after_disconnect_ms,
-        volumes,
-        pull,
-        constraints,
-    };
+        SpecBody {
+            image,
+            cmd,
+            env,
+            secrets,
+            cpus,
+            memory,
+            ports,
+            restart_policy,
+            health_check: health_check.map(Box::new),
+            labels,
+            stop_after_disconnect_ms,
+            volumes,
+            pull,
+            constraints,
+            ..SpecBody::default()
+        },
+    );
     validate(&spec)?;
     Ok(Submission {
         id,

@@ -18,7 +18,7 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::task::{
-    HealthCheck, Port, Probe, PullPolicy, RestartKind, RestartPolicy, TaskId, TaskSpec,
+    HealthCheck, Port, Probe, PullPolicy, RestartKind, RestartPolicy, SpecBody, TaskId, TaskSpec,
 };
 use crate::util::{parse_duration, parse_size, DURATION_EXAMPLES};
 

@@ -3,23 +3,26 @@
 use super::*;
 
 fn spec(name: &str, image: &str) -> TaskSpec {
-    TaskSpec {
-        name: name.into(),
-        image: image.into(),
-        cmd: vec![],
-        env: BTreeMap::new(),
-        secrets: BTreeMap::new(),
-        cpus: 0.0,
-        memory: 0,
-        ports: vec![],
-        restart_policy: RestartPolicy::default(),
-        health_check: None,
-        labels: BTreeMap::new(),
-        stop_after_disconnect_ms: None,
-        volumes: Vec::new(),
-        pull: PullPolicy::Missing,
-        constraints: vec![],
-    }
+    TaskSpec::new(
+        name,
+        SpecBody {
+            image: image.into(),
+            cmd: vec![],
+            env: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            cpus: 0.0,
+            memory: 0,
+            ports: vec![],
+            restart_policy: RestartPolicy::default(),
+            health_check: None,
+            labels: BTreeMap::new(),
+            stop_after_disconnect_ms: None,
+            volumes: Vec::new(),
+            pull: PullPolicy::Missing,
+            constraints: vec![],
+            ..SpecBody::default()
+        },
+    )
 }
 
 fn port(container_port: u16, host_port: Option<u16>, protocol: &str) -> Port {
