@@ -125,8 +125,11 @@ async fn a_named_volume_survives_replacement_and_an_allowed_host_volume_is_read_
         .then_some(t)
     })
     .await;
-    let logs = logs_with(&api, &id, "found first-run").await;
+    // Wait for the script's last line (`host-read-only` or `host-writable`): the logs could
+    // otherwise be read between its first line and the host file's content (seen in CI).
+    let logs = logs_with(&api, &id, "\nhost-").await;
     let stdout = logs["stdout"].as_str().unwrap();
+    assert!(stdout.contains("found first-run"), "{stdout}");
     assert!(stdout.contains("from-the-host"), "{replaced}\n{stdout}");
     assert!(stdout.contains("host-read-only"), "{stdout}");
     assert!(!host_dir.join("probe").exists());
