@@ -656,4 +656,6 @@ pub(crate) fn relay_error(node: &str, e: ClientError) -> ManagerError {
 }
 
 #[cfg(test)]
+mod placement_tests;
+#[cfg(test)]
 mod tests;
