@@ -18,7 +18,7 @@ use poseidon_schedulers::{NoFit, Rejection};
 
 use super::state::{placement_demand, Batch, NodeState, State};
 use super::{lock, Manager};
-use crate::task::{Desired, State as TaskState, Task, TaskId};
+use crate::task::{Desired, IllegalTransition, State as TaskState, Task, TaskId};
 use crate::util::now_ms;
 use crate::wire::{Assignment, AssignmentBatch};
 
@@ -106,6 +106,23 @@ fn placeable(st: &State, task: &Task) -> bool {
     (task.state == TaskState::Pending || stranded) && task.desired == Desired::Run
 }
 
+/// Moves `t` onto `node` under a new generation, Scheduled, and returns its assignment.
+pub(super) fn place_on(
+    t: &mut Task,
+    node: &str,
+    now: u64,
+) -> Result<Assignment, IllegalTransition> {
+    t.generation += 1;
+    t.node = Some(node.to_string());
+    t.set_state_at(TaskState::Scheduled, &format!("placed on {node}"), now)?;
+    Ok(Assignment {
+        id: t.id,
+        generation: t.generation,
+        spec: t.spec.clone(),
+        desired: Desired::Run,
+    })
+}
+
 impl Manager {
     /// Places up to [`DISPATCH_PASS`] (or [`DISPATCH_PER_NODE`] per node) queued tasks and
     /// dispatches the placements, one batch per worker, once they are synced; when more are queued
@@ -130,41 +147,18 @@ impl Manager {
                     continue;
                 }
                 let demand = placement_demand(&st, task);
-                let State {
-                    scheduler,
-                    snapshots,
-                    changed,
-                    all_changed,
-                    ..
-                } = &mut *st;
                 let picking = std::time::Instant::now();
-                // Only the snapshots changed since the last pick are read (E-PVM's index; the
-                // other policies scan all of them either way).
-                let picked = if *all_changed {
-                    scheduler.pick(snapshots, &demand)
-                } else {
-                    scheduler.pick_changed(snapshots, &demand, changed)
-                };
-                changed.clear();
-                *all_changed = false;
+                let picked = st.pick(&demand);
                 self.inner.metrics.placement.observe(picking.elapsed());
                 match picked {
-                    Ok(i) => {
-                        let node = st.snapshots[i].id.clone();
+                    Ok(node) => {
                         let mut t = Task::clone(&st.tasks[&id]);
-                        t.generation += 1;
-                        t.node = Some(node.clone());
-                        if let Err(e) =
-                            t.set_state_at(TaskState::Scheduled, &format!("placed on {node}"), now)
-                        {
-                            tracing::error!(task = %id, node = %node, error = %e, "illegal transition while placing");
-                            continue;
-                        }
-                        let assignment = Assignment {
-                            id,
-                            generation: t.generation,
-                            spec: t.spec.clone(),
-                            desired: Desired::Run,
+                        let assignment = match place_on(&mut t, &node, now) {
+                            Ok(a) => a,
+                            Err(e) => {
+                                tracing::error!(task = %id, node = %node, error = %e, "illegal transition while placing");
+                                continue;
+                            }
                         };
                         match st.put(&mut batch, t) {
                             Ok(()) => {
@@ -226,7 +220,7 @@ impl Manager {
     }
 
     /// Puts `assignments` in `node`'s outbox, and starts its sender unless one is running.
-    fn post(&self, node: String, assignments: Vec<Assignment>) {
+    pub(super) fn post(&self, node: String, assignments: Vec<Assignment>) {
         let start = {
             let mut boxes = lock(&self.inner.outboxes.0);
             let outbox = boxes.entry(node.clone()).or_default();

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use poseidon_schedulers::{Constraint as Rule, Demand, Eligibility, NodeSnapshot, Scheduler};
+use poseidon_schedulers::{
+    Constraint as Rule, Demand, Eligibility, NoFit, NodeSnapshot, Scheduler,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::placement::{self, group_key, wants_distinct_hosts};
@@ -442,6 +444,42 @@ impl State {
         self.tasks.insert(id, Box::new(task));
         self.track(batch, id, old, op);
         Ok(())
+    }
+
+    /// Adds a new task that changed again before its first write (accepted, then placed at once):
+    /// both changes are applied and published in order, and only the last value is written, so a
+    /// failed write forgets the task as [`State::put`]'s would. Nothing changes when the task
+    /// cannot be encoded.
+    pub fn put_new_changed(
+        &mut self,
+        batch: &mut Batch,
+        first: &Task,
+        mut task: Task,
+    ) -> Result<(), StoreError> {
+        let op = Op::put_task(&task)?;
+        let id = task.id;
+        debug_assert!(first.id == id && !self.tasks.contains_key(&id));
+        self.shared.share(&mut task, None);
+        self.apply(None, Some(first));
+        self.apply(Some(first), Some(&task));
+        self.tasks.insert(id, Box::new(task));
+        self.track(batch, id, None, op);
+        Ok(())
+    }
+
+    /// Asks the scheduler for a node that meets `demand` (see [`placement_demand`]): the node's
+    /// name, or why none fits. Only the snapshots changed since the last pick are read (E-PVM's
+    /// index; the other policies scan all of them either way).
+    pub(super) fn pick(&mut self, demand: &Demand) -> Result<String, NoFit> {
+        let picked = if self.all_changed {
+            self.scheduler.pick(&self.snapshots, demand)
+        } else {
+            self.scheduler
+                .pick_changed(&self.snapshots, demand, &self.changed)
+        };
+        self.changed.clear();
+        self.all_changed = false;
+        picked.map(|i| self.snapshots[i].id.clone())
     }
 
     /// Forgets a task in memory and records the delete in `batch`; false if it is unknown.

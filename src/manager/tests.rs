@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::store::{KeyValue, MemStore, Op, Pending, Space, StoreStats};
-use crate::wire::{Heartbeat, NodeStats, TaskStatus};
+use crate::wire::{Heartbeat, HeartbeatReply, NodeStats, TaskStatus};
 
 /// A held write and how to complete it.
 type Held = (
@@ -27,6 +27,8 @@ pub(super) struct TestStore {
     /// Writes still to let through before holding every later one (`usize::MAX`: never hold).
     pass_before_hold: AtomicUsize,
     held: Mutex<VecDeque<Held>>,
+    /// Operations submitted so far (records written or deleted), failed ones included.
+    ops: AtomicUsize,
 }
 
 impl TestStore {
@@ -57,11 +59,16 @@ impl TestStore {
     fn tasks(&self) -> Vec<Task> {
         store::load_tasks(&self.inner).unwrap()
     }
+
+    fn ops(&self) -> usize {
+        self.ops.load(Ordering::SeqCst)
+    }
 }
 
 #[async_trait::async_trait]
 impl Store for TestStore {
     fn submit(&self, ops: Vec<Op>) -> Pending {
+        self.ops.fetch_add(ops.len(), Ordering::SeqCst);
         if self
             .fail
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -244,25 +251,119 @@ async fn a_full_heartbeat_never_carries_a_placement_whose_write_is_not_synced() 
     m.heartbeat("n1", beat("n1", 4.0, Vec::new(), true))
         .await
         .unwrap();
-    // The submission's write goes through; the placement's write is held.
-    store.hold_after(1);
-    let id = m.submit(vec![(None, spec(0.1))]).await.unwrap()[0].id;
+    let unsent = |reply: HeartbeatReply, id: TaskId| {
+        let sent: Vec<TaskId> = reply.assign.iter().map(|a| a.id).collect();
+        assert!(
+            !sent.contains(&id),
+            "a placement not yet durable was sent: {sent:?}"
+        );
+    };
+
+    // Placed by its submission: the one write that carries the placement is held.
+    store.hold_after(0);
+    let submitting = {
+        let m = m.clone();
+        tokio::spawn(async move { m.submit(vec![(None, spec(0.1))]).await })
+    };
+    let mut held = None;
     wait_until(
-        "the placement",
+        "the placement in memory",
+        || {
+            held = m.tasks(None, None).first().map(|t| (t.id, t.generation));
+            held.is_some_and(|(_, g)| g == 1)
+        },
+        Duration::from_secs(10),
+    )
+    .await;
+    let (id, _) = held.unwrap();
+    let reply = m.heartbeat("n1", beat("n1", 4.0, Vec::new(), true));
+    unsent(reply.await.unwrap(), id);
+    store.release().await;
+    let placed = submitting.await.unwrap().unwrap();
+    assert_eq!((placed[0].id, placed[0].generation), (id, 1));
+
+    // Placed by the dispatcher (queued behind a task that fits nowhere): the submission's write
+    // goes through, the dispatcher's is held.
+    store.hold_after(1);
+    let subs = vec![(None, spec(64.0)), (None, spec(0.1))];
+    let id = m.submit(subs).await.unwrap()[1].id;
+    wait_until(
+        "the dispatcher's placement",
         || m.task(id).is_some_and(|t| t.generation == 1),
         Duration::from_secs(10),
     )
     .await;
-    let reply = m
-        .heartbeat("n1", beat("n1", 4.0, Vec::new(), true))
+    let reply = m.heartbeat("n1", beat("n1", 4.0, Vec::new(), true));
+    unsent(reply.await.unwrap(), id);
+    store.release().await;
+}
+
+/// The CPUs reserved on n1, rounded to a thousandth.
+fn reserved(m: &Manager) -> f64 {
+    let n = m.nodes().into_iter().find(|n| n.name == "n1").unwrap();
+    (n.reserved_cpus * 1000.0).round() / 1000.0
+}
+
+#[tokio::test]
+async fn a_submission_that_fits_is_placed_in_its_one_write_unless_a_task_waits_ahead() {
+    let store = TestStore::new();
+    let m = manager(&store).await;
+    m.heartbeat("n1", beat("n1", 4.0, Vec::new(), true))
         .await
         .unwrap();
-    let sent: Vec<TaskId> = reply.assign.iter().map(|a| a.id).collect();
-    assert!(
-        sent.is_empty(),
-        "a placement not yet durable was sent: {sent:?}"
+    let before = store.ops();
+    let t = m.submit(vec![(None, spec(0.1))]).await.unwrap().remove(0);
+    assert_eq!(store.ops() - before, 1, "one record written for the task");
+    assert_eq!(
+        (t.state, t.generation, t.node.as_deref()),
+        (TaskState::Scheduled, 1, Some("n1"))
     );
-    store.release().await;
+    let history: Vec<(TaskState, &str)> = t.events.iter().map(|e| (e.state, &*e.reason)).collect();
+    assert_eq!(
+        history,
+        [
+            (TaskState::Pending, "submitted"),
+            (TaskState::Scheduled, "placed on n1")
+        ]
+    );
+    let stored = store.tasks();
+    assert_eq!(
+        (stored.len(), stored[0].state, stored[0].generation),
+        (1, TaskState::Scheduled, 1),
+        "the placement is what was written"
+    );
+    assert_eq!(reserved(&m), 0.1, "the node's reservation counts it");
+
+    // First come, first placed: within one request, a task that fits nowhere goes to the queue
+    // and so does every task after it; the dispatcher then places what fits.
+    let subs = vec![(None, spec(64.0)), (None, spec(0.1))];
+    let ts = m.submit(subs).await.unwrap();
+    assert_eq!(
+        ts.iter()
+            .map(|t| (t.state, t.generation))
+            .collect::<Vec<_>>(),
+        [(TaskState::Pending, 0), (TaskState::Pending, 0)]
+    );
+    let second = ts[1].id;
+    wait_until(
+        "the dispatcher's placement of the task behind the big one",
+        || m.task(second).is_some_and(|t| t.generation == 1),
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // A failed write forgets the task and gives its reservation back: the same task fits again
+    // (the others hold at most 0.2 of n1's 4 cpus; their dispatches to nowhere fail).
+    store.fail_next(1);
+    m.submit(vec![(None, spec(3.5))])
+        .await
+        .expect_err("the write failed");
+    assert_eq!(m.tasks(None, None).len(), 3);
+    let t = m.submit(vec![(None, spec(3.5))]).await.unwrap().remove(0);
+    assert_eq!(
+        (t.state, t.node.as_deref()),
+        (TaskState::Scheduled, Some("n1"))
+    );
 }
 
 #[tokio::test]
