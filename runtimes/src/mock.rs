@@ -178,9 +178,16 @@ enum Feed {
     Disconnect(RuntimeError),
 }
 
+/// How many of the latest calls [`MockRuntime::calls`] keeps: a mock cluster runs for days and
+/// makes millions of calls (each create's record holds a copy of its spec); counts stay exact.
+pub const CALL_LOG: usize = 10_000;
+
 #[derive(Default)]
 struct State {
-    calls: Vec<Call>,
+    /// The latest [`CALL_LOG`] calls.
+    calls: VecDeque<Call>,
+    /// Every call made, by operation.
+    counts: HashMap<Op, usize>,
     /// Normalised image references that cannot be pulled, with the daemon-like message to fail with.
     missing_images: HashMap<String, String>,
     /// Normalised image references that are absent but pull fine.
@@ -250,12 +257,13 @@ impl MockRuntime {
 
     // ----- Reading back what happened -----
 
-    /// Every call made so far, in order (including calls that failed or are still hanging).
+    /// The calls made so far, in order (including calls that failed or are still hanging); only
+    /// the latest [`CALL_LOG`] are kept.
     pub fn calls(&self) -> Vec<Call> {
-        self.state().calls.clone()
+        self.state().calls.iter().cloned().collect()
     }
 
-    /// The calls of one operation, in order.
+    /// The calls of one operation, in order (of the latest [`CALL_LOG`] calls).
     pub fn calls_of(&self, op: Op) -> Vec<Call> {
         self.state()
             .calls
@@ -267,12 +275,14 @@ impl MockRuntime {
 
     /// How many calls of `op` were made.
     pub fn count(&self, op: Op) -> usize {
-        self.state().calls.iter().filter(|c| c.op() == op).count()
+        self.state().counts.get(&op).copied().unwrap_or(0)
     }
 
     /// Forgets the calls recorded so far (containers and settings stay).
     pub fn clear_calls(&self) {
-        self.state().calls.clear();
+        let mut st = self.state();
+        st.calls.clear();
+        st.counts.clear();
     }
 
     /// Every container, in creation order, as `inspect` would describe it.
@@ -498,7 +508,14 @@ impl MockRuntime {
     /// Records the call, then applies hang, delay, outage and injected failures, in that order.
     async fn enter(&self, call: Call) -> Result<(), RuntimeError> {
         let op = call.op();
-        self.state().calls.push(call);
+        {
+            let mut st = self.state();
+            *st.counts.entry(op).or_insert(0) += 1;
+            if st.calls.len() == CALL_LOG {
+                st.calls.pop_front();
+            }
+            st.calls.push_back(call);
+        }
         let mut hung = self.inner.hung.subscribe();
         // The sender lives as long as `self`, so this cannot fail.
         let _ = hung.wait_for(|set| !set.contains(&op)).await;

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use poseidon_runtimes::mock::{Call, MockRuntime, Op, SIGKILL_EXIT_CODE, SIGTERM_EXIT_CODE};
+use poseidon_runtimes::mock::{
+    Call, MockRuntime, Op, CALL_LOG, SIGKILL_EXIT_CODE, SIGTERM_EXIT_CODE,
+};
 use poseidon_runtimes::{
     ContainerSpec, ContainerStatus, ExecOutput, Logs, PortSpec, Runtime, RuntimeError,
     RuntimeEvent, StatsSample,
@@ -50,6 +52,22 @@ async fn every_call_is_recorded_with_its_arguments() {
     assert_eq!(rt.count(Op::Start), 1);
     rt.clear_calls();
     assert!(rt.calls().is_empty());
+}
+
+#[tokio::test]
+async fn the_call_log_keeps_the_latest_calls_and_counts_every_call() {
+    let rt = MockRuntime::new();
+    let s = spec("web", "nginx");
+    let id = rt.create(&s).await.unwrap();
+    for _ in 0..CALL_LOG + 10 {
+        rt.inspect(&id).await.unwrap();
+    }
+    let calls = rt.calls();
+    assert_eq!(calls.len(), 10_000, "a bounded log");
+    assert!(calls.iter().all(|c| *c == Call::Inspect(id.clone())));
+    assert_eq!(rt.count(Op::Create), 1, "counts outlive the log");
+    assert_eq!(rt.count(Op::Inspect), 10_010);
+    assert!(rt.calls_of(Op::Create).is_empty());
 }
 
 #[tokio::test]
