@@ -457,8 +457,9 @@ impl Manager {
     fn place_new(&self, st: &mut State, task: &Task, now: u64) -> Option<(Task, Assignment)> {
         let demand = placement_demand(st, task);
         let picking = std::time::Instant::now();
-        let node = st.pick(&demand).ok()?;
+        let picked = st.pick(&demand);
         self.inner.metrics.placement.observe(picking.elapsed());
+        let node = picked.ok()?;
         let mut t = task.clone();
         match dispatch::place_on(&mut t, &node, now) {
             Ok(assignment) => Some((t, assignment)),
