@@ -29,7 +29,6 @@ use crate::client::WorkerClient;
 use crate::http::{ClientError, HttpClient, Shutdown};
 use crate::store::{self, Store, StoreError};
 use crate::task::{Desired, State as TaskState, Task, TaskId, TaskSpec};
-use crate::util::now_ms;
 use crate::wire::{Assignment, Capacity, LogsReply};
 
 pub mod api;
@@ -395,24 +394,28 @@ impl Manager {
                 }
             }
             let mut batch = Batch::default();
-            let now = now_ms();
+            let mut placed_here = 0;
             for (id, spec) in subs {
                 let task = Task::new(id.unwrap_or_default(), spec, TaskState::Pending);
+                let now = task.created_ms;
                 // Placed at once when nothing waits ahead of it and a node fits: one synced write
                 // instead of two (accepted, then placed), and no trip through the dispatcher. A
                 // task that fits nowhere is left to the dispatcher, which writes why and retries.
-                let placement = if st.queue.is_empty() && queued.is_empty() {
+                // A large request places at most a dispatch pass's worth under this lock; the
+                // dispatcher takes the rest.
+                let placement = if st.queue.is_empty()
+                    && queued.is_empty()
+                    && placed_here < dispatch::DISPATCH_PASS
+                {
                     self.place_new(&mut st, &task, now)
                 } else {
                     None
                 };
                 let written = match placement {
-                    Some((t, assignment)) => {
+                    Some((node, t, assignment)) => {
                         st.put_new_changed(&mut batch, &task, t.clone()).map(|()| {
-                            placed
-                                .entry(t.node.clone().unwrap_or_default())
-                                .or_default()
-                                .push(assignment);
+                            placed_here += 1;
+                            placed.entry(node).or_default().push(assignment);
                             t
                         })
                     }
@@ -453,8 +456,14 @@ impl Manager {
         Ok(created)
     }
 
-    /// Places a task being submitted, if a node fits it: the task as placed, and its assignment.
-    fn place_new(&self, st: &mut State, task: &Task, now: u64) -> Option<(Task, Assignment)> {
+    /// Places a task being submitted, if a node fits it: the node, the task as placed, and its
+    /// assignment.
+    fn place_new(
+        &self,
+        st: &mut State,
+        task: &Task,
+        now: u64,
+    ) -> Option<(String, Task, Assignment)> {
         let demand = placement_demand(st, task);
         let picking = std::time::Instant::now();
         let picked = st.pick(&demand);
@@ -462,7 +471,7 @@ impl Manager {
         let node = picked.ok()?;
         let mut t = task.clone();
         match dispatch::place_on(&mut t, &node, now) {
-            Ok(assignment) => Some((t, assignment)),
+            Ok(assignment) => Some((node, t, assignment)),
             Err(e) => {
                 tracing::error!(task = %t.id, node = %node, error = %e, "illegal transition while placing");
                 None

@@ -698,3 +698,20 @@ async fn tasks_with_equal_specs_share_one_body_in_memory_after_submission_and_af
     let m = manager(&store).await;
     check(&m);
 }
+
+#[tokio::test]
+async fn a_large_request_places_at_most_a_dispatch_pass_under_the_lock() {
+    let store = TestStore::new();
+    let m = manager(&store).await;
+    m.heartbeat("n1", beat("n1", 4.0, Vec::new(), true))
+        .await
+        .unwrap();
+    let subs: Vec<_> = (0..4097).map(|_| (None, spec(0.0))).collect();
+    let ts = m.submit(subs).await.unwrap();
+    let scheduled = ts
+        .iter()
+        .filter(|t| t.state == TaskState::Scheduled)
+        .count();
+    assert_eq!(scheduled, 4096, "one dispatch pass placed by the request");
+    assert_eq!(ts[4096].state, TaskState::Pending, "the rest queued");
+}
