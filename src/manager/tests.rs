@@ -138,6 +138,13 @@ pub(super) fn beat(name: &str, cpus: f64, tasks: Vec<TaskStatus>, full: bool) ->
     }
 }
 
+/// Registers (or re-registers) `n1` with `cpus` and no tasks, by a full heartbeat.
+async fn n1_with(m: &Manager, cpus: f64) {
+    m.heartbeat("n1", beat("n1", cpus, Vec::new(), true))
+        .await
+        .unwrap();
+}
+
 pub(super) fn spec(cpus: f64) -> TaskSpec {
     serde_json::from_value(serde_json::json!({"name": "t", "image": "busybox", "cpus": cpus}))
         .unwrap()
@@ -248,9 +255,7 @@ async fn a_retried_report_after_a_failed_write_writes_again() {
 async fn a_full_heartbeat_never_carries_a_placement_whose_write_is_not_synced() {
     let store = TestStore::new();
     let m = manager(&store).await;
-    m.heartbeat("n1", beat("n1", 4.0, Vec::new(), true))
-        .await
-        .unwrap();
+    n1_with(&m, 4.0).await;
     let unsent = |reply: HeartbeatReply, id: TaskId| {
         let sent: Vec<TaskId> = reply.assign.iter().map(|a| a.id).collect();
         assert!(
@@ -308,9 +313,7 @@ fn reserved(m: &Manager) -> f64 {
 async fn a_submission_that_fits_is_placed_in_its_one_write_unless_a_task_waits_ahead() {
     let store = TestStore::new();
     let m = manager(&store).await;
-    m.heartbeat("n1", beat("n1", 4.0, Vec::new(), true))
-        .await
-        .unwrap();
+    n1_with(&m, 4.0).await;
     let before = store.ops();
     let t = m.submit(vec![(None, spec(0.1))]).await.unwrap().remove(0);
     assert_eq!(store.ops() - before, 1, "one record written for the task");
@@ -370,9 +373,7 @@ async fn a_submission_that_fits_is_placed_in_its_one_write_unless_a_task_waits_a
 async fn a_node_that_re_registers_with_more_capacity_gets_the_blocked_task() {
     let store = TestStore::new();
     let m = manager(&store).await;
-    m.heartbeat("n1", beat("n1", 1.0, Vec::new(), true))
-        .await
-        .unwrap();
+    n1_with(&m, 1.0).await;
     let id = m.submit(vec![(None, spec(2.0))]).await.unwrap()[0].id;
     wait_until(
         "the no-fit reason",
@@ -385,9 +386,7 @@ async fn a_node_that_re_registers_with_more_capacity_gets_the_blocked_task() {
     )
     .await;
     assert_eq!(m.task(id).unwrap().generation, 0);
-    m.heartbeat("n1", beat("n1", 4.0, Vec::new(), true))
-        .await
-        .unwrap();
+    n1_with(&m, 4.0).await;
     // Well under the periodic retry (2 s): the growth itself must trigger the retry.
     wait_until(
         "the placement on the grown node",
@@ -428,9 +427,7 @@ async fn at_most_one_leaves_room_for_the_kill_before_the_ttl() {
 async fn a_retry_of_blocked_tasks_does_not_rewrite_an_unchanged_reason() {
     let store = TestStore::new();
     let m = manager(&store).await;
-    m.heartbeat("n1", beat("n1", 1.0, Vec::new(), true))
-        .await
-        .unwrap();
+    n1_with(&m, 1.0).await;
     let ids: Vec<TaskId> = m
         .submit((0..3).map(|_| (None, spec(2.0))).collect())
         .await
@@ -703,9 +700,7 @@ async fn tasks_with_equal_specs_share_one_body_in_memory_after_submission_and_af
 async fn a_large_request_places_at_most_a_dispatch_pass_under_the_lock() {
     let store = TestStore::new();
     let m = manager(&store).await;
-    m.heartbeat("n1", beat("n1", 4.0, Vec::new(), true))
-        .await
-        .unwrap();
+    n1_with(&m, 4.0).await;
     let subs: Vec<_> = (0..4097).map(|_| (None, spec(0.0))).collect();
     let ts = m.submit(subs).await.unwrap();
     let scheduled = ts
