@@ -6,6 +6,17 @@
 //! answers them all. Under load, many requests share one fsync; alone, a request pays one fsync and no
 //! added delay. [`GroupCommit::Off`] writes each batch with its own synced write, for comparison in
 //! the benchmark.
+//!
+//! Why the write-ahead log is recycled: a synced append that grows a file must also write its
+//! inode (the new size), a journal commit on ext4; a synced write over blocks the file already has
+//! writes the data alone. On this project's VMs the first costs 3 to 4 times the second (430 against
+//! 120 us for 1 KiB, BENCHMARKS.md, "Issue 17: a recycled write-ahead log"). So logs that are no
+//! longer needed are kept (at most [`WAL_RECYCLE`]) and written over as the next logs, and the
+//! memtables are small enough ([`MEMTABLE_BYTES`]) that a new log begins every few seconds under
+//! load, with [`MAX_WAL_BYTES`] making RocksDB flush the small spaces that would otherwise keep
+//! every old log alive. Recovery tells a recycled log's old records from new ones by the log number
+//! each record carries (RocksDB's recyclable record format), under the default point-in-time
+//! recovery mode, which is set explicitly because the other modes turn recycling off.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +31,28 @@ use super::{KeyValue, Op, Pending, Space, Store, StoreError, StoreStats};
 
 /// The most write requests folded into one batch.
 const MAX_GROUP: usize = 4096;
+
+/// Each space's memtable: when the largest fills, RocksDB flushes it and begins a new log file.
+const MEMTABLE_BYTES: usize = 16 << 20;
+
+/// Live logs beyond this size make RocksDB flush the spaces that keep the oldest ones alive (node
+/// and service records change rarely, so their memtables would otherwise pin every log).
+const MAX_WAL_BYTES: u64 = 3 * MEMTABLE_BYTES as u64;
+
+/// How many logs no longer needed are kept to be written over (see the module docs).
+const WAL_RECYCLE: usize = 4;
+
+/// The sizes a store is opened with; tests shrink them to see logs recycled within a few writes.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    memtable: usize,
+    max_wal: u64,
+}
+
+const SIZES: Sizes = Sizes {
+    memtable: MEMTABLE_BYTES,
+    max_wal: MAX_WAL_BYTES,
+};
 
 /// Whether concurrent writes share one fsync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +99,10 @@ impl RocksStore {
 
     /// Opens the database in `dir` with the given commit mode.
     pub fn open_with(dir: &Path, mode: GroupCommit) -> Result<Self, StoreError> {
+        Self::open_sized(dir, mode, SIZES)
+    }
+
+    fn open_sized(dir: &Path, mode: GroupCommit, sizes: Sizes) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Db(format!("cannot create {}: {e}", dir.display())))?;
         let mut opts = Options::default();
@@ -83,7 +120,12 @@ impl RocksStore {
         // RocksDB's write groups inserts for the group. Concurrent writers stay safe (group commit
         // off writes from several blocking-pool threads), and with it on one thread writes anyway.
         opts.set_allow_concurrent_memtable_write(false);
-        let cfs = Space::ALL.map(|s| ColumnFamilyDescriptor::new(s.name(), space_options()));
+        // Logs written over rather than grown (see the module docs).
+        opts.set_recycle_log_file_num(WAL_RECYCLE);
+        opts.set_max_total_wal_size(sizes.max_wal);
+        opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
+        let cfs = Space::ALL
+            .map(|s| ColumnFamilyDescriptor::new(s.name(), space_options(sizes.memtable)));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| {
             let msg = e.to_string();
             if msg.contains("lock") {
@@ -141,8 +183,9 @@ impl Drop for RocksStore {
 /// unsorted vector. Task ids are random, so each insert into a skip list of tens of thousands of
 /// records was a descent of cache misses: 10.5 % of the mock cluster's CPU under `wrk`
 /// (BENCHMARKS.md, "Issue 17").
-fn space_options() -> Options {
+fn space_options(memtable: usize) -> Options {
     let mut o = Options::default();
+    o.set_write_buffer_size(memtable);
     o.set_compression_type(rocksdb::DBCompressionType::None);
     o.set_allow_concurrent_memtable_write(false);
     o.set_memtable_factory(rocksdb::MemtableFactory::Vector);
@@ -334,6 +377,54 @@ mod tests {
         assert_eq!(st.writes, 200);
         assert!(st.syncs < 200, "expected grouping, got {st:?}");
         assert_eq!(s.scan(Space::Tasks).expect("scan").len(), 200);
+    }
+
+    /// Logs are written over once they are no longer needed, and reopening reads back exactly
+    /// the last write of every key: nothing of a recycled log's earlier life comes back.
+    #[tokio::test]
+    async fn logs_are_recycled_and_reopening_reads_only_the_latest_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tiny = Sizes {
+            memtable: 64 << 10,
+            max_wal: 192 << 10,
+        };
+        let mut model = std::collections::BTreeMap::new();
+        {
+            let s = RocksStore::open_sized(dir.path(), GroupCommit::On, tiny).expect("open");
+            // A record in another space, written once: its memtable alone would keep the first
+            // log alive, unless the log size limit has it flushed.
+            s.write(vec![Op::Put(Space::Nodes, b"w1".to_vec(), b"n".to_vec())])
+                .await
+                .expect("write");
+            // About 4 MiB in 500 synced writes over 300 keys: some 60 memtables of 64 KiB.
+            for round in 0..500u32 {
+                let mut ops = Vec::new();
+                for j in 0..16u32 {
+                    let n = round * 16 + j;
+                    let key = format!("k{:03}", n % 300).into_bytes();
+                    if n % 7 == 0 {
+                        model.remove(&key);
+                        ops.push(Op::Delete(Space::Tasks, key));
+                    } else {
+                        let value = format!("{n:0>512}").into_bytes();
+                        model.insert(key.clone(), value.clone());
+                        ops.push(Op::Put(Space::Tasks, key, value));
+                    }
+                }
+                s.write(ops).await.expect("write");
+            }
+        }
+        let info = std::fs::read_to_string(dir.path().join("LOG")).expect("RocksDB's info log");
+        assert!(
+            info.contains("to recycle list") && info.contains("from recycle list"),
+            "no log was kept for reuse and reused"
+        );
+        let s = RocksStore::open_sized(dir.path(), GroupCommit::On, tiny).expect("reopen");
+        let read: Vec<KeyValue> = s.scan(Space::Tasks).expect("scan");
+        let want: Vec<KeyValue> = model.into_iter().collect();
+        assert_eq!(read.len(), want.len());
+        assert!(read == want, "the reopened store differs from the writes");
+        assert_eq!(s.scan(Space::Nodes).expect("scan").len(), 1);
     }
 
     #[test]
