@@ -12,6 +12,34 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// A task that publishes no port runs without the engine being asked for its ports: create and
+/// start are the only calls a start makes.
+#[tokio::test]
+async fn a_task_without_ports_starts_with_create_and_start_alone() {
+    use poseidon_runtimes::mock::Op;
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockRuntime::new();
+    let s = Standalone::start(&mock, dir.path(), None).await;
+    let (status, t) = s
+        .api
+        .post("/tasks", &json!({"name": "quiet", "image": "busybox"}))
+        .await;
+    assert_eq!(status, 201, "{t}");
+    let running = s
+        .api
+        .wait_state(t["id"].as_str().unwrap(), "running", WAIT)
+        .await;
+    assert_eq!(running["host_ports"], json!([]), "{running}");
+    assert_eq!(
+        (
+            mock.count(Op::Create),
+            mock.count(Op::Start),
+            mock.count(Op::Inspect)
+        ),
+        (1, 1, 0)
+    );
+}
+
 #[tokio::test]
 async fn submit_inspect_list_logs_stop_and_purge() {
     let dir = tempfile::tempdir().unwrap();
@@ -49,6 +77,7 @@ async fn submit_inspect_list_logs_stop_and_purge() {
     );
     assert_eq!(running["host_ports"][0]["host_port"], 8080);
     assert_eq!(running["host_ports"][0]["container_port"], 80);
+    assert_eq!(mock.count(poseidon_runtimes::mock::Op::Inspect), 1);
 
     let list = api.ok("/tasks").await;
     assert_eq!(list.as_array().unwrap().len(), 1);

@@ -528,11 +528,20 @@ fn host_ports(info: &poseidon_runtimes::ContainerInfo) -> Vec<HostPort> {
 
 /// Records that `cid` runs: its ports, health "starting" when checked, and the state Running.
 async fn mark_running(w: &Worker, id: TaskId, cid: &str, adopted: bool) {
-    let ports = match w.inner.runtime.inspect(cid).await {
-        Ok(info) => host_ports(&info),
-        Err(e) => {
-            tracing::warn!(task = %id, container = %cid, error = %e, "cannot read the container's ports");
-            Vec::new()
+    // Only a task that publishes ports has host ports to read: the others are spared a round
+    // trip to the engine on every start (issue 17).
+    let publishes = lock(&w.inner.tasks)
+        .get(&id)
+        .is_some_and(|e| !e.task.spec.ports.is_empty());
+    let ports = if !publishes {
+        Vec::new()
+    } else {
+        match w.inner.runtime.inspect(cid).await {
+            Ok(info) => host_ports(&info),
+            Err(e) => {
+                tracing::warn!(task = %id, container = %cid, error = %e, "cannot read the container's ports");
+                Vec::new()
+            }
         }
     };
     let reason = if adopted {
