@@ -250,13 +250,24 @@ impl Drop for NodeContainers {
     }
 }
 
-/// A loopback port free at the moment of asking (for processes that must be told their port).
+/// A loopback port free at the moment of asking (for processes that must be told their port),
+/// and never handed out before in this test process: the kernel gives a port just released to
+/// the next asker, so two tests running at once (say, two etcd clusters) could otherwise be
+/// told the same port, and one would reach the other's server.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Sends `POST path` with headers only, declaring a body of `len` bytes, and returns the status
