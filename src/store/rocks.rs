@@ -8,15 +8,17 @@
 //! the benchmark.
 //!
 //! Why the write-ahead log is recycled: a synced append that grows a file must also write its
-//! inode (the new size), a journal commit on ext4; a synced write over blocks the file already has
-//! writes the data alone. On this project's VMs the first costs 3 to 4 times the second (430 against
-//! 120 us for 1 KiB, BENCHMARKS.md, "Issue 17: a recycled write-ahead log"). So logs that are no
+//! inode (the new size): a second block write, and a journal commit where ext4 keeps a journal; a
+//! synced write over blocks the file already has writes the data alone. On this project's VMs the
+//! first costs 3 to 4 times the second (430 against 120 us for 1 KiB; BENCHMARKS.md, "Issue 17: a
+//! recycled write-ahead log, and no inspect for a start without ports"). So logs that are no
 //! longer needed are kept (at most [`WAL_RECYCLE`]) and written over as the next logs, and the
 //! memtables are small enough ([`MEMTABLE_BYTES`]) that a new log begins every few seconds under
 //! load, with [`MAX_WAL_BYTES`] making RocksDB flush the small spaces that would otherwise keep
 //! every old log alive. Recovery tells a recycled log's old records from new ones by the log number
 //! each record carries (RocksDB's recyclable record format), under the default point-in-time
-//! recovery mode, which is set explicitly because the other modes turn recycling off.
+//! recovery mode, which is set explicitly because the two stricter modes (absolute consistency,
+//! tolerating corrupted tail records) turn recycling off.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
