@@ -75,7 +75,7 @@ impl Outboxes {
 
 /// A digest of which node failed which check: what a blocked task's reason says, less the free
 /// amounts, which move with every placement elsewhere.
-fn shape_of(nofit: &NoFit) -> u64 {
+pub(super) fn shape_of(nofit: &NoFit) -> u64 {
     let mut h = DefaultHasher::new();
     for (node, r) in &nofit.rejections {
         node.hash(&mut h);

@@ -48,6 +48,7 @@ pub mod state;
 
 pub use state::{Node, NodeRecord, NodeState, State};
 
+use poseidon_schedulers::NoFit;
 use state::{placement_demand, Batch, Staged};
 
 /// The time allowed, beyond `stop_after_disconnect`, for an at-most-one task's container to be
@@ -381,6 +382,8 @@ impl Manager {
         let mut created = Vec::with_capacity(subs.len());
         let mut placed: BTreeMap<String, Vec<Assignment>> = BTreeMap::new();
         let mut queued = Vec::new();
+        // The no-fit shapes recorded with the tasks that fit nowhere (see below).
+        let mut shapes = Vec::new();
         let staged = {
             let mut st = lock(&self.inner.state);
             let mut seen = HashSet::new();
@@ -396,30 +399,40 @@ impl Manager {
             let mut batch = Batch::default();
             let mut placed_here = 0;
             for (id, spec) in subs {
-                let task = Task::new(id.unwrap_or_default(), spec, TaskState::Pending);
+                let mut task = Task::new(id.unwrap_or_default(), spec, TaskState::Pending);
                 let now = task.created_ms;
                 // Placed at once when nothing waits ahead of it and a node fits: one synced write
                 // instead of two (accepted, then placed), and no trip through the dispatcher. A
-                // task that fits nowhere is left to the dispatcher, which writes why and retries.
+                // task that fits nowhere is written with why in that same write, and its no-fit
+                // shape is noted once the write is synced, so that the dispatcher, which retries
+                // it, writes nothing more unless the reason changes (one write instead of two).
                 // A large request places at most a dispatch pass's worth under this lock; the
                 // dispatcher takes the rest.
                 let placement = if st.queue.is_empty()
                     && queued.is_empty()
                     && placed_here < dispatch::DISPATCH_PASS
                 {
-                    self.place_new(&mut st, &task, now)
+                    Some(self.place_new(&mut st, &task, now))
                 } else {
                     None
                 };
                 let written = match placement {
-                    Some((node, t, assignment)) => {
+                    Some(Ok((node, t, assignment))) => {
                         st.put_new_changed(&mut batch, &task, t.clone()).map(|()| {
                             placed_here += 1;
                             placed.entry(node).or_default().push(assignment);
                             t
                         })
                     }
-                    None => st.put(&mut batch, task.clone()).map(|()| {
+                    Some(Err(Some(nofit))) => {
+                        task.record_at(task.state, &nofit.to_string(), now);
+                        st.put(&mut batch, task.clone()).map(|()| {
+                            queued.push(task.id);
+                            shapes.push((task.id, dispatch::shape_of(&nofit)));
+                            task
+                        })
+                    }
+                    Some(Err(None)) | None => st.put(&mut batch, task.clone()).map(|()| {
                         queued.push(task.id);
                         task
                     }),
@@ -450,31 +463,34 @@ impl Manager {
             .submissions
             .fetch_add(created.len() as u64, Ordering::Relaxed);
         if !queued.is_empty() {
-            lock(&self.inner.state).queue.extend(queued);
+            let mut st = lock(&self.inner.state);
+            st.queue.extend(queued);
+            st.blocked_shape.extend(shapes);
+            drop(st);
             self.inner.wake_dispatch.notify_one();
         }
         Ok(created)
     }
 
     /// Places a task being submitted, if a node fits it: the node, the task as placed, and its
-    /// assignment.
+    /// assignment; else why no node fits (`None` after an illegal transition, logged).
     fn place_new(
         &self,
         st: &mut State,
         task: &Task,
         now: u64,
-    ) -> Option<(String, Task, Assignment)> {
+    ) -> Result<(String, Task, Assignment), Option<NoFit>> {
         let demand = placement_demand(st, task);
         let picking = std::time::Instant::now();
         let picked = st.pick(&demand);
         self.inner.metrics.placement.observe(picking.elapsed());
-        let node = picked.ok()?;
+        let node = picked.map_err(Some)?;
         let mut t = task.clone();
         match dispatch::place_on(&mut t, &node, now) {
-            Ok(assignment) => Some((node, t, assignment)),
+            Ok(assignment) => Ok((node, t, assignment)),
             Err(e) => {
                 tracing::error!(task = %t.id, node = %node, error = %e, "illegal transition while placing");
-                None
+                Err(None)
             }
         }
     }

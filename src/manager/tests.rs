@@ -423,6 +423,67 @@ async fn at_most_one_leaves_room_for_the_kill_before_the_ttl() {
         .expect("700 ms + 250 ms fits in 1 s");
 }
 
+/// A submission that no node fits is written once, with why, in its own write: the dispatcher,
+/// which takes it next, finds the same reason and writes nothing more. Before, the dispatcher wrote
+/// the reason in a second write, so a manager with no room (or no workers) wrote every task twice.
+#[tokio::test]
+async fn a_submission_that_fits_nowhere_is_written_once_with_why() {
+    let store = TestStore::new();
+    let m = manager(&store).await;
+    let blocked = |m: &Manager| lock(&m.inner.state).blocked.len();
+    let history = |t: &Task| -> Vec<(TaskState, String)> {
+        t.events
+            .iter()
+            .map(|e| (e.state, e.reason.to_string()))
+            .collect()
+    };
+
+    // No worker at all: the manager alone.
+    let before = store.ops();
+    let first = m.submit(vec![(None, spec(0.1))]).await.unwrap().remove(0);
+    assert_eq!(
+        history(&first),
+        [
+            (TaskState::Pending, "submitted".to_string()),
+            (TaskState::Pending, "no nodes are registered".to_string())
+        ]
+    );
+    wait_until(
+        "one blocked task",
+        || blocked(&m) == 1,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(store.ops() - before, 1, "one record written for the task");
+    assert_eq!(
+        store.tasks()[0].reason.as_deref(),
+        Some("no nodes are registered")
+    );
+
+    // A node too small: its reason is written with the task, and only once.
+    n1_with(&m, 1.0).await;
+    wait_until(
+        "the first task placed",
+        || m.task(first.id).is_some_and(|t| t.generation == 1),
+        Duration::from_secs(10),
+    )
+    .await;
+    let before = store.ops();
+    let t = m.submit(vec![(None, spec(2.0))]).await.unwrap().remove(0);
+    let reason = t.reason.clone().unwrap();
+    assert!(reason.contains("n1: needs 2 cpus"), "{reason}");
+    wait_until(
+        "the big task blocked",
+        || blocked(&m) == 1,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(store.ops() - before, 1, "the dispatcher wrote nothing more");
+    let stored = store.tasks();
+    let stored = stored.iter().find(|s| s.id == t.id).unwrap();
+    assert_eq!(stored.reason.as_deref(), Some(reason.as_str()));
+}
+
 #[tokio::test]
 async fn a_retry_of_blocked_tasks_does_not_rewrite_an_unchanged_reason() {
     let store = TestStore::new();
