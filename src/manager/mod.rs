@@ -406,6 +406,8 @@ impl Manager {
                 // task that fits nowhere is written with why in that same write, and its no-fit
                 // shape is noted once the write is synced, so that the dispatcher, which retries
                 // it, writes nothing more unless the reason changes (one write instead of two).
+                // The tasks behind it in the request queue untried (first come, first placed),
+                // and the dispatcher writes their reasons.
                 // A large request places at most a dispatch pass's worth under this lock; the
                 // dispatcher takes the rest.
                 let placement = if st.queue.is_empty()

@@ -425,7 +425,8 @@ async fn at_most_one_leaves_room_for_the_kill_before_the_ttl() {
 
 /// A submission that no node fits is written once, with why, in its own write: the dispatcher,
 /// which takes it next, finds the same reason and writes nothing more. Before, the dispatcher wrote
-/// the reason in a second write, so a manager with no room (or no workers) wrote every task twice.
+/// the reason in a second write, so a manager with no room (or no workers) wrote every task of a
+/// one-task request twice.
 #[tokio::test]
 async fn a_submission_that_fits_nowhere_is_written_once_with_why() {
     let store = TestStore::new();
@@ -460,14 +461,11 @@ async fn a_submission_that_fits_nowhere_is_written_once_with_why() {
         Some("no nodes are registered")
     );
 
-    // A node too small: its reason is written with the task, and only once.
+    // A node too small (a manager of its own: the first task's dispatches to nowhere would
+    // rewrite it meanwhile): the reason is written with the task, and only once.
+    let store = TestStore::new();
+    let m = manager(&store).await;
     n1_with(&m, 1.0).await;
-    wait_until(
-        "the first task placed",
-        || m.task(first.id).is_some_and(|t| t.generation == 1),
-        Duration::from_secs(10),
-    )
-    .await;
     let before = store.ops();
     let t = m.submit(vec![(None, spec(2.0))]).await.unwrap().remove(0);
     let reason = t.reason.clone().unwrap();
