@@ -142,6 +142,11 @@ pub fn json<T: Serialize>(status: u16, value: &T) -> Resp {
     }
 }
 
+/// A JSON response whose body is already encoded.
+pub fn json_bytes(status: u16, body: impl Into<Bytes>) -> Resp {
+    with_type(status, body, "application/json")
+}
+
 /// A plain-text response.
 pub fn text(status: u16, body: impl Into<Bytes>, content_type: &'static str) -> Resp {
     with_type(status, body, content_type)

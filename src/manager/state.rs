@@ -155,6 +155,14 @@ impl Batch {
         self.ops.is_empty()
     }
 
+    /// The value of the last write added, if it is a put.
+    pub fn last_record(&self) -> Option<&[u8]> {
+        match self.ops.last()? {
+            Op::Put(_, _, value) => Some(value),
+            Op::Delete(..) => None,
+        }
+    }
+
     /// Adds an op that memory does not track (a node record).
     pub fn push(&mut self, op: Op) {
         self.ops.push(op);

@@ -182,6 +182,17 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     .map_err(|e| StoreError::Record(e.to_string()))
 }
 
+/// The value's own JSON inside a record made by [`encode`] (`{"v":1,"data":VALUE}`), which is
+/// what `serde_json::to_vec(value)` gives: an answer can reuse the record instead of encoding the
+/// value a second time. `None` when `record` is not of that shape.
+pub fn record_data(record: &[u8]) -> Option<&[u8]> {
+    let rest = record.strip_prefix(b"{\"v\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let rest = rest[digits..].strip_prefix(b",\"data\":")?;
+    (digits > 0).then_some(())?;
+    rest.strip_suffix(b"}")
+}
+
 /// Decodes a versioned record, refusing versions this build does not know.
 pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StoreError> {
     let rec: RecordIn<T> =
@@ -277,5 +288,35 @@ mod tests {
         let err = decode::<u32>(br#"{"v":99,"data":1}"#).expect_err("must refuse");
         assert!(err.to_string().contains("record version 99"), "{err}");
         assert_eq!(decode::<u32>(br#"{"v":1,"data":7}"#).ok(), Some(7));
+    }
+
+    #[test]
+    fn a_records_data_is_the_values_own_json() {
+        let task = crate::task::Task::new(
+            crate::task::TaskId::default(),
+            crate::spec::parse_submission(
+                br#"{"name":"a-b","image":"busybox","cmd":["sh","-c","echo \"}\""]}"#,
+            )
+            .expect("spec")
+            .spec,
+            crate::task::State::Pending,
+        );
+        let record = encode(&task).expect("encode");
+        let own = serde_json::to_vec(&task).expect("to_vec");
+        assert_eq!(record_data(&record), Some(own.as_slice()));
+        assert_eq!(
+            record_data(br#"{"v":12,"data":[1,2]}"#),
+            Some(&b"[1,2]"[..])
+        );
+        // Not of the record's shape: no slice, so the caller encodes the value itself.
+        for bad in [
+            &br#"{"data":1,"v":1}"#[..],
+            br#"{"v":,"data":1}"#,
+            br#"{"v":1,"data":1"#,
+            br#"[1]"#,
+            b"",
+        ] {
+            assert_eq!(record_data(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! relayed to the task's worker by [`super::ops`]).
 
 use super::{no_route, not_allowed, ops, parse_id, status_of};
-use crate::http::{json, ApiError, Req, Resp};
+use crate::http::{json, json_bytes, ApiError, Req, Resp};
 use crate::manager::Manager;
 use crate::task::State;
 use crate::wire::Purged;
@@ -32,18 +32,30 @@ pub(super) async fn route(
             let subs = crate::spec::parse_submissions(&req.body)
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
             let single = subs.len() == 1;
-            let created = m
-                .submit(subs.into_iter().map(|s| (s.id, s.spec)).collect())
+            // Each task's JSON comes from the record written for it, not from a second encode.
+            let mut created = m
+                .submit_json(subs.into_iter().map(|s| (s.id, s.spec)).collect())
                 .await
                 .map_err(|e| status_of(&e))?;
             if single {
-                let mut resp = json(201, &created[0]);
-                if let Ok(v) = format!("/tasks/{}", created[0].id).parse() {
+                let (id, body) = created.swap_remove(0);
+                let mut resp = json_bytes(201, body);
+                if let Ok(v) = format!("/tasks/{id}").parse() {
                     resp.headers_mut().insert(hyper::header::LOCATION, v);
                 }
                 Ok(resp)
             } else {
-                Ok(json(201, &created))
+                let len = created.iter().map(|(_, j)| j.len() + 1).sum::<usize>() + 1;
+                let mut body = Vec::with_capacity(len);
+                body.push(b'[');
+                for (i, (_, json)) in created.iter().enumerate() {
+                    if i > 0 {
+                        body.push(b',');
+                    }
+                    body.extend_from_slice(json);
+                }
+                body.push(b']');
+                Ok(json_bytes(201, body))
             }
         }
         ("GET", ["tasks", id]) => {
