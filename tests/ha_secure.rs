@@ -277,7 +277,9 @@ async fn three_secured_managers_share_one_ca_and_one_token_table_through_a_failo
         .iter()
         .flat_map(|m| m.calls_of(Op::Create))
         .filter_map(|c| match c {
-            Call::Create(spec) if spec.labels["io.poseidon.task"] == ids[0] => Some(spec.env),
+            Call::Create(spec) if spec.labels["io.poseidon.task"] == ids[0] => {
+                Some(spec.env.clone())
+            }
             _ => None,
         })
         .collect();

@@ -101,7 +101,7 @@ async fn a_secret_reaches_the_container_but_no_answer_log_line_cli_output_or_fil
         .calls_of(poseidon_runtimes::mock::Op::Create)
         .into_iter()
         .filter_map(|c| match c {
-            Call::Create(spec) => Some(spec.env),
+            Call::Create(spec) => Some(spec.env.clone()),
             _ => None,
         })
         .collect();

@@ -89,8 +89,9 @@ pub enum Call {
     EnsureImage(String),
     /// `pull_image(image)`.
     PullImage(String),
-    /// `create(spec)`.
-    Create(ContainerSpec),
+    /// `create(spec)`; the spec is shared with the container's record (a mock cluster makes
+    /// millions of creates, and a copy each was a good part of its work).
+    Create(Arc<ContainerSpec>),
     /// `start(id)`.
     Start(String),
     /// `stop(id, grace)`.
@@ -211,7 +212,8 @@ struct State {
     /// Log streams open now (a follower that was not closed is a leak).
     open_log_streams: usize,
     stats: HashMap<String, StatsSample>,
-    containers: HashMap<String, Container>,
+    /// Boxed, so that growing the map moves pointers, not containers.
+    containers: HashMap<String, Box<Container>>,
     /// Container ids by name: a create checks the name and a lookup by name finds it without
     /// scanning every container (the mock cluster runs hundreds of thousands).
     names: HashMap<String, String>,
@@ -223,7 +225,7 @@ struct State {
 struct Container {
     id: String,
     name: String,
-    spec: ContainerSpec,
+    spec: Arc<ContainerSpec>,
     seq: u64,
     status: ContainerStatus,
     exit_code: Option<i64>,
@@ -288,7 +290,7 @@ impl MockRuntime {
     /// Every container, in creation order, as `inspect` would describe it.
     pub fn containers(&self) -> Vec<ContainerInfo> {
         let st = self.state();
-        let mut all: Vec<&Container> = st.containers.values().collect();
+        let mut all: Vec<&Container> = st.containers.values().map(|c| &**c).collect();
         all.sort_by_key(|c| c.seq);
         all.into_iter().map(Container::info).collect()
     }
@@ -297,7 +299,7 @@ impl MockRuntime {
     pub fn container(&self, id_or_name: &str) -> Option<ContainerInfo> {
         let st = self.state();
         let id = st.resolve(id_or_name)?;
-        st.containers.get(&id).map(Container::info)
+        st.containers.get(&id).map(|c| c.info())
     }
 
     /// How many containers are running now.
@@ -779,6 +781,7 @@ impl Runtime for MockRuntime {
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        let spec = Arc::new(spec.clone());
         self.enter(Call::Create(spec.clone())).await?;
         let image = ImageRef::parse(&spec.image)?.to_string();
         let mut st = self.state();
@@ -813,7 +816,7 @@ impl Runtime for MockRuntime {
         let container = Container {
             id: id.clone(),
             name,
-            spec: spec.clone(),
+            spec,
             seq,
             status: ContainerStatus::Created,
             exit_code: None,
@@ -830,7 +833,7 @@ impl Runtime for MockRuntime {
             .0,
         };
         st.names.insert(container.name.clone(), id.clone());
-        st.containers.insert(id.clone(), container);
+        st.containers.insert(id.clone(), Box::new(container));
         Ok(id)
     }
 
@@ -1005,7 +1008,7 @@ impl Runtime for MockRuntime {
         let id = st.resolve_or_404(id)?;
         st.containers
             .get(&id)
-            .map(Container::info)
+            .map(|c| c.info())
             .ok_or_else(|| RuntimeError::NoSuchContainer(format!("No such container: {id}")))
     }
 
@@ -1119,6 +1122,7 @@ impl Runtime for MockRuntime {
         let mut found: Vec<&Container> = st
             .containers
             .values()
+            .map(|c| &**c)
             .filter(|c| label_matches(label, &c.spec.labels))
             .collect();
         // Docker lists the newest first.

@@ -43,7 +43,7 @@ async fn every_call_is_recorded_with_its_arguments() {
     assert_eq!(
         rt.calls(),
         vec![
-            Call::Create(s),
+            Call::Create(Arc::new(s)),
             Call::Start(id.clone()),
             Call::Stop(id.clone(), Duration::from_secs(7)),
             Call::Remove(id, true),
