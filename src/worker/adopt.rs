@@ -57,7 +57,7 @@ pub(super) struct Plan {
 }
 
 /// Sorts this node's containers into kept and removed, given the tasks held. Pure.
-pub(super) fn plan(containers: &[ContainerSummary], tasks: &HashMap<TaskId, Entry>) -> Plan {
+pub(super) fn plan(containers: &[ContainerSummary], tasks: &HashMap<TaskId, Box<Entry>>) -> Plan {
     let mut plan = Plan::default();
     for c in containers {
         let task_id = c

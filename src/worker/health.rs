@@ -16,7 +16,7 @@ use crate::task::{HealthCheck, Probe, TaskId};
 /// Probes the task's container until it becomes unhealthy, then returns why. Never returns for a
 /// task without a health check.
 pub(super) async fn run(w: Worker, id: TaskId, cid: String) -> String {
-    let Some(check) = w.task(id).and_then(|t| t.spec.health_check.clone()) else {
+    let Some(check) = w.read(id, |t| t.spec.health_check.clone()).flatten() else {
         return std::future::pending().await;
     };
     let started = Instant::now();

@@ -106,13 +106,15 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(task: Task, supervised: bool) -> Entry {
-        Entry {
+    /// Boxed: the map then moves a pointer, not the whole entry, each time it grows (a busy worker
+    /// holds a hundred thousand tasks, and the copies were a good part of taking one; issue 17).
+    fn new(task: Task, supervised: bool) -> Box<Entry> {
+        Box::new(Entry {
             task,
             poke: Arc::new(Notify::new()),
             supervised,
             stop_grace: None,
-        }
+        })
     }
 }
 
@@ -120,7 +122,7 @@ pub(crate) struct Inner {
     opts: WorkerOptions,
     runtime: Arc<dyn Runtime>,
     store: Arc<dyn Store>,
-    tasks: Mutex<HashMap<TaskId, Entry>>,
+    tasks: Mutex<HashMap<TaskId, Box<Entry>>>,
     /// Tasks changed since the last successful report.
     dirty: Mutex<HashSet<TaskId>>,
     report_now: Notify,
@@ -344,17 +346,22 @@ impl Worker {
 
     /// A snapshot of one task.
     pub fn task(&self, id: TaskId) -> Option<Task> {
-        lock(&self.inner.tasks).get(&id).map(|e| e.task.clone())
+        self.read(id, Task::clone)
     }
 
-    /// Applies `f` to a task, persists the result (synced) and reports it. Returns the new task, or
-    /// `None` when the task is gone.
+    /// What `f` reads of a task, without copying the whole task (the supervisors' turns).
+    pub(super) fn read<R>(&self, id: TaskId, f: impl FnOnce(&Task) -> R) -> Option<R> {
+        lock(&self.inner.tasks).get(&id).map(|e| f(&e.task))
+    }
+
+    /// Applies `f` to a task, persists the result (synced) and reports it. Returns what `f`
+    /// returned, or `None` when the task is gone.
     async fn update<R>(
         &self,
         id: TaskId,
         f: impl FnOnce(&mut Task) -> R,
-    ) -> Result<Option<(Task, R)>, WorkerError> {
-        let (task, r, pending) = {
+    ) -> Result<Option<R>, WorkerError> {
+        let (r, pending) = {
             let mut tasks = lock(&self.inner.tasks);
             let Some(entry) = tasks.get_mut(&id) else {
                 return Ok(None);
@@ -362,16 +369,16 @@ impl Worker {
             let mut copy = entry.task.clone();
             let r = f(&mut copy);
             if copy == entry.task {
-                return Ok(Some((copy, r)));
+                return Ok(Some(r));
             }
             let op = Op::put_task(&copy)?;
             let pending = self.inner.store.submit(vec![op]);
-            entry.task = copy.clone();
-            (copy, r, pending)
+            entry.task = copy;
+            (r, pending)
         };
         pending.wait().await?;
         self.mark_dirty(id);
-        Ok(Some((task, r)))
+        Ok(Some(r))
     }
 
     /// Applies `f` to a task in memory only; false when the task is gone. For a change that the

@@ -288,6 +288,12 @@ impl Worker {
                 _ = self.inner.shutdown.wait() => return,
             }
             let silent = lock(&self.inner.last_contact).elapsed();
+            // No stop begins before 1.5 intervals of silence (`at_most_one_plan`): while the
+            // manager is heard, the tasks are not looked at (a scan of every task under the lock,
+            // ten times a second, was a good part of a busy worker's work; issue 17).
+            if silent < interval.mul_f64(1.5) {
+                continue;
+            }
             let due: Vec<(TaskId, Duration)> = {
                 let mut tasks = lock(&self.inner.tasks);
                 tasks

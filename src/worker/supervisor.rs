@@ -6,6 +6,8 @@
 //! or a forgotten task is checked before every observation, so it is seen in every phase.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -53,8 +55,9 @@ impl Drop for Alive {
     }
 }
 
-async fn supervise(w: Worker, id: TaskId, origin: Origin) {
-    let Some(task) = w.task(id) else { return };
+pub(super) async fn supervise(w: Worker, id: TaskId, origin: Origin) {
+    // A turn reads only what it needs of the task, under the lock: a whole copy a turn was a
+    // good part of a supervisor's work on a busy worker (issue 17).
     let Some(poke) = lock(&w.inner.tasks).get(&id).map(|e| e.poke.clone()) else {
         return;
     };
@@ -62,24 +65,31 @@ async fn supervise(w: Worker, id: TaskId, origin: Origin) {
         Origin::Assigned => (Phase::Start { container: None }, 0),
         // After a restart the exponent is not known; the visible count is a safe upper bound
         // (a run of the reset time brings it back to 0).
-        Origin::Resumed(container) => (
-            Phase::Adopt {
-                container,
-                was_running: task.state == State::Running,
-            },
-            task.restart_count,
-        ),
+        Origin::Resumed(container) => {
+            let Some((state, restart_count)) = w.read(id, |t| (t.state, t.restart_count)) else {
+                return;
+            };
+            (
+                Phase::Adopt {
+                    container,
+                    was_running: state == State::Running,
+                },
+                restart_count,
+            )
+        }
     };
     let mut running_since: Option<Instant> = None;
     while phase != Phase::Done {
-        let event = match w.task(id) {
+        let event = match w.read(id, |t| t.desired) {
             None => Event::Forgotten,
-            Some(t) if t.desired == Desired::Stop && !matches!(phase, Phase::Stopping { .. }) => {
-                Event::StopRequested
-            }
+            Some(Desired::Stop) if !matches!(phase, Phase::Stopping { .. }) => Event::StopRequested,
             Some(_) => observe(&w, id, &phase, &poke).await,
         };
-        let Some(task) = w.task(id) else { return };
+        let Some((policy, restart_count, started_ms)) = w.read(id, |t| {
+            (t.spec.restart_policy.clone(), t.restart_count, t.started_ms)
+        }) else {
+            return;
+        };
         let ran = running_since.map(|s| s.elapsed()).unwrap_or_default();
         let ends = matches!(
             event,
@@ -89,8 +99,8 @@ async fn supervise(w: Worker, id: TaskId, origin: Origin) {
             &phase,
             event.clone(),
             Ctx {
-                policy: &task.spec.restart_policy,
-                restart_count: task.restart_count,
+                policy: &policy,
+                restart_count,
                 exponent,
                 ran,
                 now: Instant::now(),
@@ -105,12 +115,15 @@ async fn supervise(w: Worker, id: TaskId, origin: Origin) {
         for action in step.actions {
             if let Action::MarkRunning { adopted, .. } = &action {
                 running_since = Some(if *adopted {
-                    adopted_since(&task)
+                    adopted_since(started_ms)
                 } else {
                     Instant::now()
                 });
             }
-            act(&w, id, action, &poke).await;
+            // Boxed, as is each step below that is taken once or twice in a task's life: the
+            // supervisor future is then about what waits on a running container, which every
+            // running task keeps in memory for as long as it runs (issue 17).
+            Box::pin(act(&w, id, action, &poke)).await;
         }
         phase = step.phase;
         exponent = step.exponent;
@@ -118,9 +131,8 @@ async fn supervise(w: Worker, id: TaskId, origin: Origin) {
 }
 
 /// When an adopted container started, on tokio's clock, from the wall-clock time the task records.
-fn adopted_since(task: &Task) -> Instant {
-    let ago = task
-        .started_ms
+fn adopted_since(started_ms: Option<u64>) -> Instant {
+    let ago = started_ms
         .map(|s| Duration::from_millis(crate::util::now_ms().saturating_sub(s)))
         .unwrap_or_default();
     Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
@@ -174,7 +186,7 @@ async fn observe(w: &Worker, id: TaskId, phase: &Phase, poke: &Notify) -> Event 
                 }
             }
         }
-        Phase::Start { container: None } => match start_container(w, id).await {
+        Phase::Start { container: None } => match Box::pin(start_container(w, id)).await {
             Started::Running(cid) => Event::Started(cid),
             Started::Failed(msg) => Event::StartFailed(msg),
             Started::EngineDown(msg) => Event::EngineDown(msg),
@@ -183,9 +195,9 @@ async fn observe(w: &Worker, id: TaskId, phase: &Phase, poke: &Notify) -> Event 
         Phase::Backoff { until } => loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(*until) => return Event::BackoffElapsed,
-                _ = poke.notified() => match w.task(id) {
+                _ = poke.notified() => match w.read(id, |t| t.desired) {
                     None => return Event::Forgotten,
-                    Some(t) if t.desired == Desired::Stop => return Event::StopRequested,
+                    Some(Desired::Stop) => return Event::StopRequested,
                     Some(_) => {}
                 },
             }
@@ -193,8 +205,8 @@ async fn observe(w: &Worker, id: TaskId, phase: &Phase, poke: &Notify) -> Event 
         Phase::Stopping { container } => {
             let cid = container
                 .clone()
-                .or_else(|| w.task(id).and_then(|t| t.container_id));
-            finish_stop(w, id, cid).await;
+                .or_else(|| w.read(id, |t| t.container_id.clone()).flatten());
+            Box::pin(finish_stop(w, id, cid)).await;
             Event::Stopped
         }
         Phase::Done => Event::Forgotten,
@@ -251,7 +263,7 @@ async fn act(w: &Worker, id: TaskId, action: Action, poke: &Notify) {
         Action::BeginRestart => {
             // A restart first removes the old container, so the new one never collides with it;
             // its last output is kept for `logs --previous`.
-            if let Some(cid) = w.task(id).and_then(|t| t.container_id) {
+            if let Some(cid) = w.read(id, |t| t.container_id.clone()).flatten() {
                 super::ops::keep_previous_logs(w, id, &cid).await;
                 remove_container(w, id, &cid).await;
             }
@@ -291,7 +303,7 @@ async fn store_update<R>(
     f: impl FnOnce(&mut Task) -> R,
 ) -> Option<R> {
     match w.update(id, f).await {
-        Ok(r) => r.map(|(_, r)| r),
+        Ok(r) => r,
         Err(e) => {
             tracing::error!(task = %id, node = %w.name(), error = %e, "store write failed: {what}");
             None
@@ -571,15 +583,23 @@ async fn mark_running(w: &Worker, id: TaskId, cid: &str, adopted: bool) {
 
 /// Waits for the container to end, for a stop request, or for its health check to give up.
 async fn watch(w: &Worker, id: TaskId, cid: &str, poke: &Notify) -> Event {
-    let health = health::run(w.clone(), id, cid.to_string());
-    tokio::pin!(health);
+    // A task without checks waits on a future that never ends and takes no memory (a box of a
+    // zero-sized future allocates nothing).
+    let has_check = w
+        .read(id, |t| t.spec.health_check.is_some())
+        .unwrap_or(false);
+    let mut health: Pin<Box<dyn Future<Output = String> + Send>> = if has_check {
+        Box::pin(health::run(w.clone(), id, cid.to_string()))
+    } else {
+        Box::pin(std::future::pending())
+    };
     loop {
         let waited = tokio::select! {
             r = w.inner.runtime.wait(cid) => r,
             _ = poke.notified() => {
-                match w.task(id) {
+                match w.read(id, |t| t.desired) {
                     None => return Event::Forgotten,
-                    Some(t) if t.desired == Desired::Stop => return Event::StopRequested,
+                    Some(Desired::Stop) => return Event::StopRequested,
                     Some(_) => continue,
                 }
             }
@@ -602,9 +622,9 @@ async fn watch(w: &Worker, id: TaskId, cid: &str, poke: &Notify) -> Event {
                 w.engine_failed(&e);
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    _ = poke.notified() => match w.task(id) {
+                    _ = poke.notified() => match w.read(id, |t| t.desired) {
                         None => return Event::Forgotten,
-                        Some(t) if t.desired == Desired::Stop => return Event::StopRequested,
+                        Some(Desired::Stop) => return Event::StopRequested,
                         Some(_) => {}
                     },
                 }
@@ -643,14 +663,14 @@ async fn finish_stop(w: &Worker, id: TaskId, container: Option<String>) {
         tracing::info!(task = %id, node = %w.name(), container = %cid, grace_ms = grace.as_millis() as u64, "stopped");
     }
     let reason = w
-        .task(id)
-        .and_then(|t| {
+        .read(id, |t| {
             t.events.iter().rev().find_map(|e| {
                 e.reason
                     .strip_prefix("stop requested: ")
                     .map(str::to_string)
             })
         })
+        .flatten()
         .unwrap_or_else(|| "stopped".to_string());
     store_update(w, id, "record the stop", |t| {
         t.container_id = None;
