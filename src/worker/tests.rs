@@ -387,12 +387,12 @@ async fn a_report_waits_until_the_full_heartbeat_in_flight_is_answered() {
 /// Every running task keeps its supervisor's future in memory for as long as it runs. The steps
 /// taken once or twice in a task's life (the start, each action, the stop) are boxed, so the
 /// future holds little more than what waits on the container: 712 bytes in a debug build, where
-/// it was 2,096 before they were boxed (issue 17). A release build makes it smaller still.
+/// it was 2,096 before they were boxed (issue 17). The bound leaves room for another compiler.
 #[tokio::test]
 async fn a_supervisor_future_stays_small() {
     let mock = MockRuntime::new();
     let w = start(&mock, Arc::new(MemStore::new()), None).await;
     let fut = super::supervisor::supervise(w, TaskId::new(), super::supervisor::Origin::Assigned);
     let size = std::mem::size_of_val(&fut);
-    assert!(size <= 800, "a supervisor future is {size} bytes");
+    assert!(size <= 1024, "a supervisor future is {size} bytes");
 }
