@@ -423,7 +423,7 @@ impl Manager {
                 }
             }
             let mut batch = Batch::default();
-            let mut placed_here = 0;
+            let mut tried = 0;
             for (id, spec) in subs {
                 let mut task = Task::new(id.unwrap_or_default(), spec, TaskState::Pending);
                 let now = task.created_ms;
@@ -432,15 +432,20 @@ impl Manager {
                 // task that fits nowhere is written with why in that same write, and its no-fit
                 // shape is noted once the write is synced, so that the dispatcher, which retries
                 // it, writes nothing more unless the reason changes (one write instead of two).
-                // The tasks behind it in the request queue untried (first come, first placed),
-                // and the dispatcher writes their reasons.
-                // A large request places at most a dispatch pass's worth under this lock; the
+                // A task with others waiting ahead of it (in the dispatch queue, or earlier in
+                // this request) is not placed here (first come, first placed), but it is tried:
+                // when no node fits, it too is written with why, once; when one fits, it queues
+                // untried and the dispatcher places it in its turn. (Under load the queue is
+                // seldom empty, and a manager with no room wrote most tasks twice; issue 17.)
+                // A large request tries at most a dispatch pass's worth under this lock; the
                 // dispatcher takes the rest.
-                let placement = if st.queue.is_empty()
-                    && queued.is_empty()
-                    && placed_here < dispatch::DISPATCH_PASS
-                {
-                    Some(self.place_new(&mut st, &task, now))
+                let placement = if tried < dispatch::DISPATCH_PASS {
+                    tried += 1;
+                    if st.queue.is_empty() && queued.is_empty() {
+                        Some(self.place_new(&mut st, &task, now))
+                    } else {
+                        Some(Err(self.why_nothing_fits(&mut st, &task)))
+                    }
                 } else {
                     None
                 };
@@ -448,7 +453,6 @@ impl Manager {
                 let written = match placement {
                     Some(Ok((node, t, assignment))) => {
                         st.put_new_changed(&mut batch, &task, t).map(|()| {
-                            placed_here += 1;
                             placed.entry(node).or_default().push(assignment);
                         })
                     }
@@ -503,6 +507,16 @@ impl Manager {
             self.inner.wake_dispatch.notify_one();
         }
         Ok(created)
+    }
+
+    /// Why no node fits a task being submitted behind others, or `None` when one does (it is
+    /// not placed here, so that it keeps its turn).
+    fn why_nothing_fits(&self, st: &mut State, task: &Task) -> Option<NoFit> {
+        let demand = placement_demand(st, task);
+        let picking = std::time::Instant::now();
+        let picked = st.pick(&demand);
+        self.inner.metrics.placement.observe(picking.elapsed());
+        picked.err()
     }
 
     /// Places a task being submitted, if a node fits it: the node, the task as placed, and its

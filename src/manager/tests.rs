@@ -482,6 +482,55 @@ async fn a_submission_that_fits_nowhere_is_written_once_with_why() {
     assert_eq!(stored.reason.as_deref(), Some(reason.as_str()));
 }
 
+/// Tasks submitted behind others (here, later in the same request; under load, behind the
+/// dispatch queue) are tried too: when nothing fits, each is written once, with why. Before, they
+/// queued untried and the dispatcher wrote each a second time with its reason (5 records here).
+#[tokio::test]
+async fn tasks_submitted_behind_others_that_fit_nowhere_are_written_once_with_why() {
+    let store = TestStore::new();
+    let m = manager(&store).await;
+    let before = store.ops();
+    let tasks = m
+        .submit((0..3).map(|_| (None, spec(0.1))).collect())
+        .await
+        .unwrap();
+    for t in &tasks {
+        assert_eq!(t.reason.as_deref(), Some("no nodes are registered"));
+    }
+    wait_until(
+        "three blocked tasks",
+        || lock(&m.inner.state).blocked.len() == 3,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(store.ops() - before, 3, "one record written for each task");
+
+    // One that fits, behind one that does not, keeps its turn: it is queued untried and the
+    // dispatcher places it.
+    n1_with(&m, 1.0).await;
+    let both = m
+        .submit(vec![(None, spec(2.0)), (None, spec(0.5))])
+        .await
+        .unwrap();
+    assert!(both[0]
+        .reason
+        .as_deref()
+        .unwrap_or_default()
+        .contains("needs 2 cpus"));
+    assert_eq!(both[1].state, TaskState::Pending);
+    assert_eq!(both[1].reason.as_deref(), Some("submitted"));
+    let small = both[1].id;
+    wait_until(
+        "the small task placed by the dispatcher",
+        || {
+            m.task(small)
+                .is_some_and(|t| t.events.iter().any(|e| &*e.reason == "placed on n1"))
+        },
+        Duration::from_secs(10),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_retry_of_blocked_tasks_does_not_rewrite_an_unchanged_reason() {
     let store = TestStore::new();
