@@ -444,7 +444,7 @@ impl Manager {
                     if st.queue.is_empty() && queued.is_empty() {
                         Some(self.place_new(&mut st, &task, now))
                     } else {
-                        Some(Err(self.why_nothing_fits(&mut st, &task)))
+                        Some(Err(st.why_nothing_fits(&placement_demand(&st, &task))))
                     }
                 } else {
                     None
@@ -507,16 +507,6 @@ impl Manager {
             self.inner.wake_dispatch.notify_one();
         }
         Ok(created)
-    }
-
-    /// Why no node fits a task being submitted behind others, or `None` when one does (it is
-    /// not placed here, so that it keeps its turn).
-    fn why_nothing_fits(&self, st: &mut State, task: &Task) -> Option<NoFit> {
-        let demand = placement_demand(st, task);
-        let picking = std::time::Instant::now();
-        let picked = st.pick(&demand);
-        self.inner.metrics.placement.observe(picking.elapsed());
-        picked.err()
     }
 
     /// Places a task being submitted, if a node fits it: the node, the task as placed, and its

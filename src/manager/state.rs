@@ -490,6 +490,21 @@ impl State {
         picked.map(|i| self.snapshots[i].id.clone())
     }
 
+    /// Why no node meets `demand`, as a failed [`State::pick`] would say it, or `None` when one
+    /// does. Asks no scheduler: a pick moves a policy's state (round-robin's cursor), and this
+    /// places nothing.
+    pub(super) fn why_nothing_fits(&self, demand: &Demand) -> Option<NoFit> {
+        if self
+            .snapshots
+            .iter()
+            .any(|n| poseidon_schedulers::fits(n, demand))
+        {
+            None
+        } else {
+            Some(NoFit::from_nodes(&self.snapshots, demand))
+        }
+    }
+
     /// Forgets a task in memory and records the delete in `batch`; false if it is unknown.
     pub fn remove(&mut self, batch: &mut Batch, id: TaskId) -> bool {
         let Some(old) = self.tasks.remove(&id) else {
