@@ -660,6 +660,8 @@ impl Manager {
                 }
                 let mut batch = Batch::default();
                 st.put(&mut batch, t.clone())?;
+                // Never placed again: its no-fit reason need not be remembered.
+                st.blocked_shape.remove(&id);
                 (t, st.stage(batch, self.inner.store.as_ref()))
             }
         };

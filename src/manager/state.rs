@@ -510,6 +510,7 @@ impl State {
         let Some(old) = self.tasks.remove(&id) else {
             return false;
         };
+        self.blocked_shape.remove(&id);
         self.apply(Some(&*old), None);
         self.track(batch, id, Some(old), Op::delete_task(id));
         true

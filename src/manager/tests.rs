@@ -531,6 +531,33 @@ async fn tasks_submitted_behind_others_that_fit_nowhere_are_written_once_with_wh
     .await;
 }
 
+/// The no-fit reason a blocked task's retries compare against is forgotten once the task is
+/// stopped or purged (the map grew with every task ever blocked).
+#[tokio::test]
+async fn a_stopped_or_purged_blocked_task_leaves_no_reason_behind() {
+    let store = TestStore::new();
+    let m = manager(&store).await;
+    let ids: Vec<TaskId> = m
+        .submit((0..2).map(|_| (None, spec(0.1))).collect())
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    let shapes = |m: &Manager| lock(&m.inner.state).blocked_shape.len();
+    wait_until(
+        "two blocked reasons noted",
+        || shapes(&m) == 2,
+        Duration::from_secs(10),
+    )
+    .await;
+    m.stop(ids[0], false).await.unwrap();
+    assert!(!lock(&m.inner.state).blocked_shape.contains_key(&ids[0]));
+    m.stop(ids[1], false).await.unwrap();
+    m.stop(ids[1], true).await.unwrap();
+    assert_eq!(shapes(&m), 0);
+}
+
 #[tokio::test]
 async fn a_retry_of_blocked_tasks_does_not_rewrite_an_unchanged_reason() {
     let store = TestStore::new();
