@@ -531,19 +531,19 @@ async fn tasks_submitted_behind_others_that_fit_nowhere_are_written_once_with_wh
     .await;
 }
 
+/// Submits `n` tasks of `cpus` in one request; their ids.
+async fn submit_ids(m: &Manager, n: usize, cpus: f64) -> Vec<TaskId> {
+    let tasks = m.submit((0..n).map(|_| (None, spec(cpus))).collect()).await;
+    tasks.unwrap().iter().map(|t| t.id).collect()
+}
+
 /// The no-fit reason a blocked task's retries compare against is forgotten once the task is
 /// stopped or purged (the map grew with every task ever blocked).
 #[tokio::test]
 async fn a_stopped_or_purged_blocked_task_leaves_no_reason_behind() {
     let store = TestStore::new();
     let m = manager(&store).await;
-    let ids: Vec<TaskId> = m
-        .submit((0..2).map(|_| (None, spec(0.1))).collect())
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.id)
-        .collect();
+    let ids = submit_ids(&m, 2, 0.1).await;
     let shapes = |m: &Manager| lock(&m.inner.state).blocked_shape.len();
     wait_until(
         "two blocked reasons noted",
@@ -563,13 +563,7 @@ async fn a_retry_of_blocked_tasks_does_not_rewrite_an_unchanged_reason() {
     let store = TestStore::new();
     let m = manager(&store).await;
     n1_with(&m, 1.0).await;
-    let ids: Vec<TaskId> = m
-        .submit((0..3).map(|_| (None, spec(2.0))).collect())
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.id)
-        .collect();
+    let ids = submit_ids(&m, 3, 2.0).await;
     let blocked = |m: &Manager| lock(&m.inner.state).blocked.len();
     wait_until(
         "three blocked tasks",
