@@ -5,7 +5,8 @@
 //! established connection goes on; the worker's own API port is never opened. HTTP mode keeps a
 //! client's connection alive across requests and reuses its connections to the endpoints (one
 //! each for a client's sequential requests), an endpoint that closes its connection after every
-//! answer still answers every request, and a chunked request body is streamed through.
+//! answer still answers every request, and a chunked request body is streamed through. A GET
+//! whose endpoint breaks off mid-answer is answered by the next endpoint; a POST is not sent twice.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -107,6 +108,36 @@ async fn closing_backend() -> u16 {
         }
     });
     port
+}
+
+/// A backend that reads a request's headers, answers a 200 that declares 100 bytes, sends 4 and
+/// closes: an endpoint killed mid-answer. It counts the requests it read.
+async fn breaking_backend() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = requests.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart")
+                    .await;
+            });
+        }
+    });
+    (port, requests)
 }
 
 /// A port nothing listens on (bound, then let go).
@@ -386,6 +417,58 @@ async fn http_mode_keeps_connections_alive_on_both_sides() {
         raw.starts_with("HTTP/1.1 200") && raw.ends_with("c 12"),
         "{raw}"
     );
+    shutdown.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_cut_short_is_replaced_for_a_get_and_not_for_a_post() {
+    let a = http_backend("a").await;
+    let (broken, broken_requests) = breaking_backend().await;
+    let ((x, x_requests), (y, y_requests)) = (breaking_backend().await, breaking_backend().await);
+    let (m, ip, shutdown) = mesh("127.0.0.16", 1);
+    let (mixed, only_broken) = (free_on(ip), free_on(ip));
+    m.set_services(&[
+        service("mixed", vec![entry(mixed, "http", &[], &[a, broken])]),
+        service("broken", vec![entry(only_broken, "http", &[], &[x, y])]),
+    ]);
+    for port in [mixed, only_broken] {
+        listening(SocketAddr::new(ip, port)).await;
+    }
+    // A GET whose endpoint dies mid-answer is sent to the next one: every GET gets a whole answer.
+    for _ in 0..10 {
+        let (status, body) = get(SocketAddr::new(ip, mixed), "/", None).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.starts_with("a|"), "{body}");
+    }
+    assert!(
+        broken_requests.load(std::sync::atomic::Ordering::SeqCst) >= 4,
+        "round-robin sent GETs to the breaking endpoint"
+    );
+    // A POST was taken by its endpoint once it began answering; it is not sent again, and the
+    // client sees the answer break off.
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(SocketAddr::new(ip, only_broken))
+            .await
+            .unwrap();
+        s.write_all(
+            b"POST / HTTP/1.1\r\nHost: b\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+        )
+        .await
+        .unwrap();
+        let mut raw = Vec::new();
+        let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
+            .await
+            .unwrap();
+        let raw = String::from_utf8_lossy(&raw);
+        let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        assert!(
+            body.len() < 100,
+            "a whole answer from a breaking endpoint: {raw}"
+        );
+    }
+    let sent = x_requests.load(std::sync::atomic::Ordering::SeqCst)
+        + y_requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(sent, 4, "each POST reached one endpoint once");
     shutdown.trigger();
 }
 

@@ -8,6 +8,12 @@
 //! endpoint when one fails before answering anything: a refused connect, or a connection that
 //! closes without a response (what docker-proxy does when the container behind it has died).
 //! Nothing of a failed attempt has reached the client then, so the retry is invisible to it.
+//!
+//! An idempotent request (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) whose answer declares a small
+//! length ([`MAX_HELD_ANSWER`]) has that answer read whole before anything is passed on, so an
+//! endpoint that dies after its headers but before the end of its body (a container killed
+//! mid-answer) is one more failure before answering, and the request goes to the next endpoint.
+//! Other answers are streamed: once their first bytes have left, a failure reaches the client.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -20,7 +26,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_TYPE, HOST};
+use hyper::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST,
+};
 use hyper::{Request, Response, Uri};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
@@ -33,6 +41,10 @@ use super::{tcp, Shared};
 /// The largest request body held in memory so that the request can be retried; a larger (or
 /// unsized, chunked) body is streamed to one endpoint and not retried.
 pub const MAX_RETRY_BODY: u64 = 1 << 20;
+
+/// The largest answer (by its `Content-Length`) of an idempotent request read whole before it is
+/// passed on, so that an endpoint failing mid-body can still be replaced (see the module docs).
+pub const MAX_HELD_ANSWER: u64 = 64 << 10;
 
 /// How long a client connection may take to send a request's headers (and stay idle).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -285,6 +297,36 @@ async fn attempt(
     }
 }
 
+/// Reads an answer whose declared length is at most [`MAX_HELD_ANSWER`] to its end before it is
+/// passed on; a body cut short is an error (why), as if the endpoint had not answered. Other
+/// answers are returned as they are, to be streamed.
+async fn hold_small(resp: Response<ProxyBody>) -> Result<Response<ProxyBody>, String> {
+    let small = resp
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n <= MAX_HELD_ANSWER);
+    if !small {
+        return Ok(resp);
+    }
+    let (parts, mut body) = resp.into_parts();
+    // Read through `ProxyBody`, which counts the bytes and gives the connection back at the end.
+    match BodyExt::collect(&mut body).await {
+        Ok(whole) => Ok(Response::from_parts(
+            parts,
+            ProxyBody::Own(Full::new(whole.to_bytes())),
+        )),
+        Err(e) => {
+            let mut why = format!("the answer broke off: {e}");
+            if let Some(src) = std::error::Error::source(&e) {
+                why.push_str(&format!(": {src}"));
+            }
+            Err(why)
+        }
+    }
+}
+
 async fn handle(
     shared: &Shared,
     req: Request<Incoming>,
@@ -345,6 +387,8 @@ async fn handle(
             }
         }
     };
+    // Sent again after its endpoint began answering only when sending it twice is harmless.
+    let repeatable = held.is_some() && parts.method.is_idempotent();
     let mut tried = Vec::new();
     let mut last_error = String::from("no endpoint was tried");
     while let Some(b) = tcp::next_backend(route, &mut tried) {
@@ -367,7 +411,11 @@ async fn handle(
                 up.headers_mut().insert(HOST, v);
             }
         }
-        match attempt(b, up).await {
+        let outcome = match attempt(b, up).await {
+            Ok(resp) if repeatable => hold_small(resp).await,
+            other => other,
+        };
+        match outcome {
             Ok(resp) => {
                 b.stats.requests.fetch_add(1, Ordering::Relaxed);
                 b.stats.bytes_in.fetch_add(sent, Ordering::Relaxed);
