@@ -19,6 +19,13 @@
 //! each record carries (RocksDB's recyclable record format), under the default point-in-time
 //! recovery mode, which is set explicitly because the two stricter modes (absolute consistency,
 //! tolerating corrupted tail records) turn recycling off.
+//!
+//! Why flushes and compactions write through a rate limiter: a compaction rewrites tens of
+//! megabytes at once, as fast as a core and the disk allow, and the synced log writes (and the
+//! requests waiting on them) queue behind that burst. Under a steady load of task submissions
+//! those bursts made most of the manager's p99; pacing them removed it, where a lower CPU priority
+//! for the compaction thread did not (BENCHMARKS.md, "Issue 17: the background writes paced").
+//! RocksDB's auto-tuned limiter raises its rate when they fall behind, so they still keep up.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +47,11 @@ const MEMTABLE_BYTES: usize = 16 << 20;
 /// Live logs beyond this size make RocksDB flush the spaces that keep the oldest ones alive (node
 /// and service records change rarely, so their memtables would otherwise pin every log).
 const MAX_WAL_BYTES: u64 = 3 * MEMTABLE_BYTES as u64;
+
+/// The highest rate, in bytes a second, at which flushes and compactions may write (RocksDB's
+/// auto-tuned rate limiter moves the actual rate between a twentieth of this and this, up when
+/// they fall behind, down when they do not).
+const BACKGROUND_WRITE_MAX: i64 = 256 << 20;
 
 /// How many logs no longer needed are kept to be written over (see the module docs).
 const WAL_RECYCLE: usize = 4;
@@ -126,6 +138,8 @@ impl RocksStore {
         opts.set_recycle_log_file_num(WAL_RECYCLE);
         opts.set_max_total_wal_size(sizes.max_wal);
         opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
+        // Flushes and compactions write through a rate limiter (see the module docs).
+        opts.set_auto_tuned_ratelimiter(BACKGROUND_WRITE_MAX, 100_000, 10);
         let cfs = Space::ALL
             .map(|s| ColumnFamilyDescriptor::new(s.name(), space_options(sizes.memtable)));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| {
@@ -427,6 +441,20 @@ mod tests {
         assert_eq!(read.len(), want.len());
         assert!(read == want, "the reopened store differs from the writes");
         assert_eq!(s.scan(Space::Nodes).expect("scan").len(), 1);
+    }
+
+    /// The database is opened with the rate limiter of its background writes (module docs);
+    /// RocksDB prints the limiter it was given in its info log, `(nil)` for none.
+    #[test]
+    fn flushes_and_compactions_write_through_a_rate_limiter() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _s = RocksStore::open(dir.path()).expect("open");
+        let info = std::fs::read_to_string(dir.path().join("LOG")).expect("RocksDB's info log");
+        let line = info
+            .lines()
+            .find(|l| l.contains("Options.rate_limiter:"))
+            .expect("the rate limiter's line in the info log");
+        assert!(!line.ends_with("(nil)"), "no rate limiter: {line}");
     }
 
     #[test]
