@@ -9,7 +9,7 @@
 //! closes without a response (what docker-proxy does when the container behind it has died).
 //! Nothing of a failed attempt has reached the client then, so the retry is invisible to it.
 //!
-//! An idempotent request (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) whose answer declares a small
+//! An idempotent request (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) whose answer has a known, small
 //! length ([`MAX_HELD_ANSWER`]) has that answer read whole before anything is passed on, so an
 //! endpoint that dies after its headers but before the end of its body (a container killed
 //! mid-answer) is one more failure before answering, and the request goes to the next endpoint.
@@ -26,9 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST,
-};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_TYPE, HOST};
 use hyper::{Request, Response, Uri};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
@@ -297,29 +295,33 @@ async fn attempt(
     }
 }
 
-/// Reads an answer whose declared length is at most [`MAX_HELD_ANSWER`] to its end before it is
+/// Reads an answer whose length is known and at most [`MAX_HELD_ANSWER`] to its end before it is
 /// passed on; a body cut short is an error (why), as if the endpoint had not answered. Other
 /// answers are returned as they are, to be streamed.
 async fn hold_small(resp: Response<ProxyBody>) -> Result<Response<ProxyBody>, String> {
+    // The length hyper frames the body by (a chunked answer has none, whatever its headers say).
     let small = resp
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+        .body()
+        .size_hint()
+        .exact()
         .is_some_and(|n| n <= MAX_HELD_ANSWER);
     if !small {
         return Ok(resp);
     }
     let (parts, mut body) = resp.into_parts();
-    // Read through `ProxyBody`, which counts the bytes and gives the connection back at the end.
-    match BodyExt::collect(&mut body).await {
+    // Read through `ProxyBody`, which counts the bytes and gives the connection back at the end;
+    // the limit holds even if the framing were to promise less than arrives.
+    match Limited::new(&mut body, MAX_HELD_ANSWER as usize)
+        .collect()
+        .await
+    {
         Ok(whole) => Ok(Response::from_parts(
             parts,
             ProxyBody::Own(Full::new(whole.to_bytes())),
         )),
         Err(e) => {
             let mut why = format!("the answer broke off: {e}");
-            if let Some(src) = std::error::Error::source(&e) {
+            if let Some(src) = std::error::Error::source(&*e) {
                 why.push_str(&format!(": {src}"));
             }
             Err(why)
