@@ -26,7 +26,7 @@ use crate::client::ManagerClient;
 use crate::http::Shutdown;
 use crate::store::{self, Op, Store, StoreError};
 use crate::task::{Desired, Task, TaskId};
-use crate::wire::{Capacity, StopOrder};
+use crate::wire::{Capacity, StopOrder, TaskStatus};
 
 pub mod accept;
 mod adopt;
@@ -125,6 +125,12 @@ pub(crate) struct Inner {
     tasks: Mutex<HashMap<TaskId, Box<Entry>>>,
     /// Tasks changed since the last successful report.
     dirty: Mutex<HashSet<TaskId>>,
+    /// Tasks changed in memory only ([`Worker::defer`]), written in one synced batch before the
+    /// next report or full heartbeat takes their statuses. Lock order: `tasks`, then this.
+    unstored: Mutex<HashSet<TaskId>>,
+    /// Writes of [`Worker::update`] queued and not yet synced (changed under `tasks`, with the
+    /// memory change): statuses taken while one is in flight wait for a write queued after it.
+    updating: AtomicU64,
     report_now: Notify,
     /// Held from building a message that carries task statuses (a report, a full heartbeat) until
     /// the manager has answered it, so that the manager applies them in the order they were taken:
@@ -162,6 +168,23 @@ pub(crate) struct Inner {
     limiter: crate::security::FailureLimiter,
     /// The routing mesh beside this worker, whose figures join the worker's `/metrics`.
     mesh: std::sync::OnceLock<crate::mesh::Mesh>,
+}
+
+/// Counts a write of [`Worker::update`] in `Inner::updating` while it lives (dropped once the
+/// write is answered, or when its caller gives up waiting).
+struct Updating<'a>(&'a AtomicU64);
+
+impl<'a> Updating<'a> {
+    fn new(inner: &'a Inner) -> Updating<'a> {
+        inner.updating.fetch_add(1, Ordering::SeqCst);
+        Updating(&inner.updating)
+    }
+}
+
+impl Drop for Updating<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A handle to a running worker (cheap to clone).
@@ -243,6 +266,8 @@ impl Worker {
             store,
             tasks: Mutex::new(map),
             dirty: Mutex::new(HashSet::new()),
+            unstored: Mutex::new(HashSet::new()),
+            updating: AtomicU64::new(0),
             report_now: Notify::new(),
             speaking: tokio::sync::Mutex::new(()),
             managers,
@@ -268,8 +293,9 @@ impl Worker {
         adopt::adopt_or_retry(&worker).await;
         if worker.inner.opts.manager.is_some() {
             tokio::spawn(worker.clone().heartbeat_loop());
-            tokio::spawn(worker.clone().report_loop());
         }
+        // Without a manager too: the report loop is what writes deferred changes.
+        tokio::spawn(worker.clone().report_loop());
         tokio::spawn(worker.clone().disconnect_guard());
         tokio::spawn(worker.clone().engine_watch_loop());
         Ok(worker)
@@ -372,10 +398,16 @@ impl Worker {
                 return Ok(Some(r));
             }
             let op = Op::put_task(&copy)?;
-            let pending = self.inner.store.submit(vec![op]);
+            let pending = (
+                self.inner.store.submit(vec![op]),
+                Updating::new(&self.inner),
+            );
             entry.task = copy;
+            // This write carries any deferred change too.
+            lock(&self.inner.unstored).remove(&id);
             (r, pending)
         };
+        let (pending, _updating) = pending;
         pending.wait().await?;
         self.mark_dirty(id);
         Ok(Some(r))
@@ -390,6 +422,78 @@ impl Worker {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Applies `f` to a task in memory and leaves its write to the next report or full heartbeat,
+    /// which writes every task so changed in one synced batch before it takes their statuses
+    /// ([`Worker::stored_statuses`]): the manager hears only of what is on disk, and a burst of
+    /// starts costs one write, not one each (issue 17). Only for a change a restart recovers
+    /// without the store: a started container is adopted by its task and generation labels.
+    /// False when the task is gone.
+    pub(super) fn defer(&self, id: TaskId, f: impl FnOnce(&mut Task)) -> bool {
+        {
+            let mut tasks = lock(&self.inner.tasks);
+            let Some(entry) = tasks.get_mut(&id) else {
+                return false;
+            };
+            f(&mut entry.task);
+            lock(&self.inner.unstored).insert(id);
+        }
+        self.mark_dirty(id);
+        true
+    }
+
+    /// The statuses of `ids` (of every task when `None`), taken in one critical section with a
+    /// synced write of every deferred change ([`Worker::defer`]), and returned once that write is
+    /// done; `None` when it failed (the changes stay deferred for the next try).
+    pub(super) async fn stored_statuses(&self, ids: Option<&[TaskId]>) -> Option<Vec<TaskStatus>> {
+        let (statuses, written, pending) = {
+            let tasks = lock(&self.inner.tasks);
+            let statuses: Vec<TaskStatus> = match ids {
+                Some(ids) => ids
+                    .iter()
+                    .filter_map(|id| tasks.get(id).map(|e| TaskStatus::of(&e.task)))
+                    .collect(),
+                None => tasks.values().map(|e| TaskStatus::of(&e.task)).collect(),
+            };
+            let mut unstored = lock(&self.inner.unstored);
+            // With nothing deferred and no update in flight, every status taken is on disk.
+            // Otherwise the write below, queued after any update in flight, is synced after it.
+            if unstored.is_empty() && self.inner.updating.load(Ordering::SeqCst) == 0 {
+                return Some(statuses);
+            }
+            let mut written = Vec::with_capacity(unstored.len());
+            let mut ops = Vec::with_capacity(unstored.len());
+            for id in unstored.drain() {
+                // A task forgotten meanwhile has had its record deleted: nothing to write.
+                let Some(entry) = tasks.get(&id) else {
+                    continue;
+                };
+                match Op::put_task(&entry.task) {
+                    Ok(op) => {
+                        ops.push(op);
+                        written.push(id);
+                    }
+                    Err(e) => {
+                        tracing::error!(task = %id, node = %self.name(), error = %e, "cannot encode a task");
+                    }
+                }
+            }
+            // Submitted under the lock, so that it is queued after every earlier write of these
+            // tasks and before every later one.
+            let pending = self.inner.store.submit(ops);
+            (statuses, written, pending)
+        };
+        match pending.wait().await {
+            Ok(()) => Some(statuses),
+            Err(e) => {
+                tracing::error!(node = %self.name(), error = %e, tasks = written.len(), "store write failed: deferred task changes");
+                let tasks = lock(&self.inner.tasks);
+                lock(&self.inner.unstored)
+                    .extend(written.into_iter().filter(|id| tasks.contains_key(id)));
+                None
+            }
         }
     }
 
@@ -466,6 +570,7 @@ impl Worker {
             };
             // Wake a supervisor that may still wait on a backoff so it notices the task is gone.
             entry.poke.notify_one();
+            lock(&self.inner.unstored).remove(&id);
             self.inner.store.submit(vec![Op::delete_task(id)])
         };
         if let Err(e) = pending.wait().await {
@@ -518,8 +623,13 @@ impl Worker {
 
     /// Flushes the store; called on shutdown. Containers keep running.
     pub async fn close(&self) {
-        // Every acknowledged write is already synced; an empty synced write makes sure the queue
-        // has drained before the process exits.
+        // Every acknowledged write is already synced; deferred changes are written now, and the
+        // synced write that carries them (empty when there are none) makes sure the queue has
+        // drained before the process exits.
+        if self.stored_statuses(Some(&[])).await.is_none() {
+            tracing::error!(node = %self.name(), "store flush on close failed");
+            return;
+        }
         if let Err(e) = self.inner.store.write(Vec::new()).await {
             tracing::error!(node = %self.name(), error = %e, "store flush on close failed");
         }

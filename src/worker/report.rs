@@ -116,7 +116,19 @@ impl Worker {
         } else {
             None
         };
-        let hb = self.heartbeat_of(turn.is_some());
+        let mut hb = self.heartbeat_of(false);
+        if turn.is_some() {
+            // Deferred changes are written before their statuses leave (see `report_once`); when
+            // that write fails, this beat goes partial and the next one is full.
+            match self.stored_statuses(None).await {
+                Some(tasks) => {
+                    hb.stats.tasks = tasks.len();
+                    hb.tasks = tasks;
+                    hb.full = true;
+                }
+                None => self.inner.need_full.store(true, Ordering::SeqCst),
+            }
+        }
         match manager.heartbeat(&hb).await {
             Ok(reply) => {
                 self.contact();
@@ -219,21 +231,25 @@ impl Worker {
     }
 
     /// Sends the status of every changed task to the manager; returns whether it was delivered.
+    /// A worker used alone reports to nobody: this only writes its deferred changes.
     pub async fn report_once(&self) -> bool {
-        let Some(manager) = self.inner.managers.current() else {
-            return false;
-        };
         // Statuses are taken and answered in turn with full heartbeats (see `speaking`).
         let _turn = self.inner.speaking.lock().await;
         let ids: Vec<TaskId> = lock(&self.inner.dirty).drain().collect();
         if ids.is_empty() {
             return true;
         }
-        let tasks: Vec<TaskStatus> = {
-            let map = lock(&self.inner.tasks);
-            ids.iter()
-                .filter_map(|id| map.get(id).map(|e| TaskStatus::of(&e.task)))
-                .collect()
+        // Deferred changes are written first: the manager hears only of what is on disk.
+        let Some(tasks) = self.stored_statuses(Some(&ids)).await else {
+            lock(&self.inner.dirty).extend(ids);
+            return false;
+        };
+        let manager = match &self.inner.opts.manager {
+            Some(_) => self.inner.managers.current(),
+            None => None,
+        };
+        let Some(manager) = manager else {
+            return true;
         };
         match manager
             .report(&self.inner.opts.name, &Report { tasks })

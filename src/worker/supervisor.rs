@@ -561,7 +561,10 @@ async fn mark_running(w: &Worker, id: TaskId, cid: &str, adopted: bool) {
     } else {
         "container started"
     };
-    store_update(w, id, "mark running", |t| {
+    // Deferred: the next report writes it, with the other starts of the moment, before it tells
+    // the manager (a synced write a start was most of a worker's store work; issue 17). A crash
+    // before that loses nothing: adoption finds the container by its labels.
+    w.defer(id, |t| {
         t.container_id = Some(cid.to_string());
         t.host_ports = ports;
         if !adopted {
@@ -577,8 +580,7 @@ async fn mark_running(w: &Worker, id: TaskId, cid: &str, adopted: bool) {
                 }
             }
         }
-    })
-    .await;
+    });
 }
 
 /// Waits for the container to end, for a stop request, or for its health check to give up.

@@ -2,7 +2,7 @@
 //! batches (one write, a budget, idempotence), and the backoff reset after a long run.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -201,6 +201,135 @@ async fn a_batch_is_one_write_answered_within_the_budget_and_a_repeat_changes_no
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(mem.stats().writes, writes);
     assert_eq!(mock.count(MockOp::Create), creates);
+}
+
+/// The tasks `store` holds Running with a container.
+fn stored_running(store: &dyn Store) -> usize {
+    store::load_tasks(store)
+        .unwrap()
+        .iter()
+        .filter(|t| t.state == State::Running && t.container_id.is_some())
+        .count()
+}
+
+/// A burst of starts is written in a few batches, not one write a start: a container's start is
+/// written by the report that carries it, with every other start of the moment (issue 17). Before,
+/// the forty starts below were forty writes.
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_starts_is_written_in_a_few_batches() {
+    let mock = MockRuntime::new();
+    let mem = Arc::new(MemStore::new());
+    // No manager: the worker used alone writes its starts all the same.
+    let w = start(&mock, mem.clone(), None).await;
+    let b = batch(40);
+    let writes = mem.stats().writes;
+    let (status, reply) = post_assignments(&w, &b).await;
+    assert_eq!(status, 200, "{reply}");
+    for a in &b.assignments {
+        running(&w, a.id, 0).await;
+    }
+    for _ in 0..2_000 {
+        if stored_running(mem.as_ref()) == 40 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(stored_running(mem.as_ref()), 40);
+    let burst = mem.stats().writes - writes;
+    // The batch's own write, then the starts.
+    assert!((2..=5).contains(&burst), "{burst} writes for 40 starts");
+}
+
+/// The manager hears of a start only once it is on disk: with a slow disk, every report and
+/// heartbeat that says a task runs arrives when the worker's store already holds it Running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_is_on_disk_before_the_manager_hears_of_it() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+    /// For each message: its path, the tasks it says run, and how many of those the store held
+    /// Running when it arrived.
+    type Log = Arc<Mutex<Vec<(String, Vec<String>, usize)>>>;
+    struct Checker {
+        log: Log,
+        store: Arc<MemStore>,
+    }
+    impl Respond for Checker {
+        fn respond(&self, req: &Request) -> ResponseTemplate {
+            let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+            let said: Vec<String> = body["tasks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|t| t["state"] == "running")
+                .map(|t| t["id"].as_str().unwrap().to_string())
+                .collect();
+            let stored = store::load_tasks(self.store.as_ref()).unwrap();
+            let held = said
+                .iter()
+                .filter(|id| {
+                    stored
+                        .iter()
+                        .any(|t| t.id.to_string() == **id && t.state == State::Running)
+                })
+                .count();
+            self.log
+                .lock()
+                .unwrap()
+                .push((req.url.path().to_string(), said, held));
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"assign": [], "stop": []}))
+        }
+    }
+
+    let server = MockServer::start().await;
+    let mem = Arc::new(MemStore::new());
+    let log: Log = Arc::default();
+    Mock::given(method("POST"))
+        .respond_with(Checker {
+            log: log.clone(),
+            store: mem.clone(),
+        })
+        .mount(&server)
+        .await;
+    let slow = Arc::new(SlowStore {
+        inner: mem.clone(),
+        delay: Mutex::new(Duration::from_millis(150)),
+    });
+    let mock = MockRuntime::new();
+    let w = start(&mock, slow, Some(&server.uri())).await;
+    let (status, reply) = post_assignments(&w, &batch(10)).await;
+    assert_eq!(status, 200, "{reply}");
+    // Until every start has been heard of, and a full heartbeat (every tenth beat of 200 ms) has
+    // carried them too.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let heard = {
+            let log = log.lock().unwrap();
+            let ids: HashSet<&String> = log.iter().flat_map(|(_, said, _)| said).collect();
+            let full_beat = log
+                .iter()
+                .any(|(path, said, _)| path.ends_with("/heartbeat") && said.len() == 10);
+            ids.len() == 10 && full_beat
+        };
+        if heard {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not heard of: {:?}",
+            log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let log = log.lock().unwrap().clone();
+    for (path, said, held) in &log {
+        assert_eq!(
+            said.len(),
+            *held,
+            "{path} said {} tasks run when the store held {held}: {log:?}",
+            said.len()
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
