@@ -380,6 +380,50 @@ impl Task {
 mod tests {
     use super::*;
 
+    /// A spec's JSON is kept with its shared body (`EncodedSpec`) and reused; it is the JSON the
+    /// fields give, written out here, and a change through `DerefMut`, or another name on the same
+    /// body, is never answered with the kept one.
+    #[test]
+    fn a_spec_kept_encoded_is_the_json_of_its_fields_after_every_change() {
+        let Ok(sub) = crate::spec::parse_submission(
+            br#"{"name": "a", "image": "busybox", "cmd": ["sleep", "1"]}"#,
+        ) else {
+            panic!("the spec parses");
+        };
+        let spec = sub.spec;
+        let json = |s: &TaskSpec| serde_json::to_string(s).unwrap_or_default();
+        let want_a = r#"{"name":"a","image":"busybox:latest","cmd":["sleep","1"],"cpus":0.0,"memory":0,"restart_policy":{"policy":"never","backoff_ms":10000,"max_backoff_ms":300000,"reset_after_ms":600000}}"#;
+        assert_eq!(json(&spec), want_a);
+        assert_eq!(json(&spec), want_a, "the kept JSON");
+        // Another task of the same body, under another name.
+        let mut other = spec.clone();
+        other.name = "b".into();
+        assert!(Arc::ptr_eq(&spec.body, &other.body));
+        assert_eq!(
+            json(&other),
+            want_a.replace(r#""name":"a""#, r#""name":"b""#)
+        );
+        assert_eq!(json(&spec), want_a);
+        // A change of a field, on a body shared and on a body held alone.
+        let mut changed = spec.clone();
+        changed.cmd = vec!["true".into()];
+        assert_eq!(
+            json(&changed),
+            want_a.replace(r#"["sleep","1"]"#, r#"["true"]"#)
+        );
+        drop(other);
+        let mut alone = spec;
+        assert_eq!(Arc::strong_count(&alone.body), 1);
+        alone.memory = 1 << 20;
+        assert_eq!(
+            json(&alone),
+            want_a.replace(r#""memory":0"#, r#""memory":1048576"#)
+        );
+        // Decoded back, it is the same spec.
+        let back: TaskSpec = serde_json::from_str(&json(&alone)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, alone);
+    }
+
     #[test]
     fn the_transition_matrix_is_exactly_the_documented_one() {
         // Rows: from; columns: to; in the order Pending, Scheduled, Running, Completed, Failed.

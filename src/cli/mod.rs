@@ -395,8 +395,116 @@ async fn wait_for_signal() {
 }
 
 pub(super) fn print_json(v: &impl serde::Serialize) {
-    match serde_json::to_string_pretty(v) {
-        Ok(s) => println!("{s}"),
+    // Laid out from the compact text, not by `to_string_pretty`, which prints a task's spec (kept
+    // encoded, see `task::spec_types::EncodedSpec`) on one line.
+    match serde_json::to_string(v) {
+        Ok(s) => println!("{}", pretty_json(&s)),
         Err(e) => eprintln!("poseidon: cannot encode JSON: {e}"),
+    }
+}
+
+/// Compact JSON text (as serde_json writes it: no space outside strings) laid out as
+/// `serde_json::to_string_pretty` lays out a value: two spaces a level, `"key": value`, and empty
+/// arrays and objects kept as `[]` and `{}`.
+fn pretty_json(compact: &str) -> String {
+    fn newline(out: &mut String, depth: usize) {
+        out.push('\n');
+        for _ in 0..depth {
+            out.push_str("  ");
+        }
+    }
+    let mut out = String::with_capacity(compact.len() * 2);
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let mut chars = compact.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                let close = if c == '{' { '}' } else { ']' };
+                if chars.peek() == Some(&close) {
+                    chars.next();
+                    out.push(close);
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    /// The layout is `to_string_pretty`'s, for values with nesting, empty containers and strings
+    /// holding brackets, commas, colons, quotes and backslashes.
+    #[test]
+    fn json_is_laid_out_as_serde_json_lays_it_out() {
+        let values = [
+            serde_json::json!({"a": 1, "b": [1, 2, {"c": null}], "d": {}, "e": [], "f": "x"}),
+            serde_json::json!([{"s": "a,b:{c}[d]\"e\\"}, [], [[]], {"k": {"k": {}}}]),
+            serde_json::json!({"spec": {"name": "n", "cmd": ["sh", "-c", "echo {}; [ 1 ]"]}, "n": -1.5}),
+            serde_json::json!("plain"),
+            serde_json::json!([]),
+        ];
+        for v in values {
+            let compact = serde_json::to_string(&v).unwrap_or_default();
+            let want = serde_json::to_string_pretty(&v).unwrap_or_default();
+            assert_eq!(super::pretty_json(&compact), want);
+        }
+    }
+
+    /// A task prints as it always did, its spec laid out like the rest (the spec's JSON is kept
+    /// encoded, which `to_string_pretty` would print on one line).
+    #[test]
+    fn a_task_prints_with_its_spec_laid_out() {
+        let spec =
+            crate::spec::parse_submission(br#"{"name": "web", "image": "nginx", "cmd": ["a"]}"#)
+                .map(|s| s.spec);
+        let Ok(spec) = spec else {
+            panic!("the spec parses");
+        };
+        let task = crate::task::Task::new(
+            crate::task::TaskId::new(),
+            spec,
+            crate::task::State::Pending,
+        );
+        let compact = serde_json::to_string(&task).unwrap_or_default();
+        let printed = super::pretty_json(&compact);
+        assert!(
+            printed.contains(
+                "\n  \"spec\": {\n    \"name\": \"web\",\n    \"image\": \"nginx:latest\",\n"
+            ),
+            "{printed}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&printed).unwrap_or_default();
+        let want: serde_json::Value = serde_json::from_str(&compact).unwrap_or_default();
+        assert_eq!(back, want);
     }
 }

@@ -444,10 +444,12 @@ impl State {
     /// Replaces a task in memory, keeping indexes and snapshots in step, and records the write in
     /// `batch`. Nothing changes when the task cannot be encoded.
     pub fn put(&mut self, batch: &mut Batch, mut task: Task) -> Result<(), StoreError> {
-        let op = Op::put_task(&task)?;
         let id = task.id;
+        // Shared before it is encoded, so that the record uses the shared body's kept JSON.
+        self.shared
+            .share(&mut task, self.tasks.get(&id).map(|t| &**t));
+        let op = Op::put_task(&task)?;
         let old = self.tasks.remove(&id);
-        self.shared.share(&mut task, old.as_deref());
         self.apply(old.as_deref(), Some(&task));
         self.tasks.insert(id, Box::new(task));
         self.track(batch, id, old, op);
@@ -464,10 +466,11 @@ impl State {
         first: &Task,
         mut task: Task,
     ) -> Result<(), StoreError> {
-        let op = Op::put_task(&task)?;
         let id = task.id;
         debug_assert!(first.id == id && !self.tasks.contains_key(&id));
+        // Shared before it is encoded, as in `put`.
         self.shared.share(&mut task, None);
+        let op = Op::put_task(&task)?;
         self.apply(None, Some(first));
         self.apply(Some(first), Some(&task));
         self.tasks.insert(id, Box::new(task));

@@ -4,10 +4,11 @@
 //! wire use.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// A port to publish.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,24 +203,78 @@ impl std::ops::Deref for TaskSpec {
 
 impl std::ops::DerefMut for TaskSpec {
     fn deref_mut(&mut self) -> &mut SpecBody {
-        Arc::make_mut(&mut self.body)
+        let body = Arc::make_mut(&mut self.body);
+        // The caller may change any field: the JSON made from them is no longer the spec's.
+        body.encoded = EncodedSpec::default();
+        body
     }
+}
+
+/// The flat object: the name, then the body's fields.
+#[derive(Serialize)]
+struct Flat<'a> {
+    name: &'a str,
+    #[serde(flatten)]
+    body: &'a SpecBody,
 }
 
 impl Serialize for TaskSpec {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        /// The flat object: the name, then the body's fields.
-        #[derive(Serialize)]
-        struct Flat<'a> {
-            name: &'a str,
-            #[serde(flatten)]
-            body: &'a SpecBody,
+        match self.body.encoded.get(&self.name, &self.body) {
+            Some(json) => json.serialize(s),
+            None => Flat {
+                name: &self.name,
+                body: &self.body,
+            }
+            .serialize(s),
         }
-        Flat {
-            name: &self.name,
-            body: &self.body,
+    }
+}
+
+/// A spec's JSON, kept with its body for the name it was last encoded with, so that the tasks
+/// sharing one body (the manager interns them: a service's replicas, a burst of one job) encode
+/// it once, not once a record, answer and assignment (issue 17). A clone starts empty, and every
+/// change through [`TaskSpec`]'s `DerefMut` empties it, so it never outlives the fields it was
+/// made from; it compares equal to every other, so it never makes two bodies differ.
+///
+/// It is written as serde_json's raw value: `to_string_pretty` prints it on one line (the CLI
+/// lays its JSON out itself), and other formats would see serde_json's private struct (none is
+/// used).
+#[derive(Default)]
+pub struct EncodedSpec(Mutex<Option<(Box<str>, Arc<RawValue>)>>);
+
+impl EncodedSpec {
+    /// The JSON of the spec named `name` with this body, encoded now when it is not kept for that
+    /// name. `None` only if it cannot be encoded as JSON, which the caller then tries itself.
+    fn get(&self, name: &str, body: &SpecBody) -> Option<Arc<RawValue>> {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((n, json)) = kept.as_ref() {
+            if **n == *name {
+                return Some(json.clone());
+            }
         }
-        .serialize(s)
+        let text = serde_json::to_string(&Flat { name, body }).ok()?;
+        let json: Arc<RawValue> = RawValue::from_string(text).ok()?.into();
+        *kept = Some((name.into(), json.clone()));
+        Some(json)
+    }
+}
+
+impl Clone for EncodedSpec {
+    fn clone(&self) -> Self {
+        EncodedSpec::default()
+    }
+}
+
+impl PartialEq for EncodedSpec {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for EncodedSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EncodedSpec")
     }
 }
 
@@ -288,6 +343,9 @@ pub struct SpecBody {
     /// When to pull the image (default: only when it is missing).
     #[serde(default, skip_serializing_if = "PullPolicy::is_default")]
     pub pull: PullPolicy,
+    /// The spec's JSON, once encoded (not a field of it).
+    #[serde(skip)]
+    pub encoded: EncodedSpec,
 }
 
 /// Where a volume's data comes from; serialised as the spec writes it (`"source": "data"` or
