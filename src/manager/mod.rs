@@ -451,8 +451,12 @@ impl Manager {
                 };
                 let id = task.id;
                 let written = match placement {
-                    Some(Ok((node, t, assignment))) => {
+                    Some(Ok((node, t, mut assignment))) => {
                         st.put_new_changed(&mut batch, &task, t).map(|()| {
+                            // The stored task holds the shared body, whose JSON is kept.
+                            if let Some(stored) = st.tasks.get(&id) {
+                                assignment.spec = stored.spec.clone();
+                            }
                             placed.entry(node).or_default().push(assignment);
                         })
                     }

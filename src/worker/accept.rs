@@ -15,6 +15,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use poseidon_runtimes::RuntimeError;
@@ -23,7 +24,7 @@ use tokio::time::Instant;
 use super::supervisor::{self, Origin};
 use super::{lock, Entry, Worker, WorkerError};
 use crate::store::{Op, StoreError};
-use crate::task::{Desired, State, Task, TaskId, TaskSpec};
+use crate::task::{Desired, SpecBody, State, Task, TaskId, TaskSpec};
 use crate::wire::{
     AcceptedAssignment, Assignment, AssignmentBatch, AssignmentReply, RejectedAssignment,
 };
@@ -133,7 +134,14 @@ impl Worker {
             keys.iter().map(|_| None).collect();
         let mut fresh: Vec<(usize, Task)> = Vec::new();
         let mut seen = HashSet::new();
-        for (i, a) in list.into_iter().enumerate() {
+        // Copies of one spec in a row share one body, so its JSON is encoded once for them all
+        // (`EncodedSpec`), not once a record.
+        let mut last_body: Option<Arc<SpecBody>> = None;
+        for (i, mut a) in list.into_iter().enumerate() {
+            match &last_body {
+                Some(body) if **body == *a.spec.body => a.spec.body = body.clone(),
+                _ => last_body = Some(a.spec.body.clone()),
+            }
             match self.check(a, &mut seen).await {
                 Checked::Decided(r) => results[i] = Some(r),
                 Checked::Fresh(t) => fresh.push((i, t)),
