@@ -9,8 +9,9 @@
 //! - [`report`]: heartbeats, reports, the engine watch, and the at-most-one disconnect guard;
 //! - `health`, [`stats`], [`api`].
 //!
-//! Every change is persisted (synced) and reported to the manager at once; heartbeats repeat the whole
-//! picture so a lost report is repaired.
+//! Every change is persisted (synced) and reported to the manager at once, a container's start by
+//! the report that carries it ([`Worker::defer`]); heartbeats repeat the whole picture so a lost
+//! report is repaired.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -24,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::client::ManagerClient;
 use crate::http::Shutdown;
-use crate::store::{self, Op, Store, StoreError};
+use crate::store::{self, Op, Pending, Store, StoreError};
 use crate::task::{Desired, Task, TaskId};
 use crate::wire::{Capacity, StopOrder, TaskStatus};
 
@@ -172,18 +173,33 @@ pub(crate) struct Inner {
 
 /// Counts a write of [`Worker::update`] in `Inner::updating` while it lives (dropped once the
 /// write is answered, or when its caller gives up waiting).
-struct Updating<'a>(&'a AtomicU64);
+/// A write that failed, or whose caller gave up before it was answered, leaves its task deferred
+/// and dirty: memory already holds the change, so the next report writes it before telling of it.
+struct Updating<'a> {
+    inner: &'a Inner,
+    id: TaskId,
+    synced: bool,
+}
 
 impl<'a> Updating<'a> {
-    fn new(inner: &'a Inner) -> Updating<'a> {
+    fn new(inner: &'a Inner, id: TaskId) -> Updating<'a> {
         inner.updating.fetch_add(1, Ordering::SeqCst);
-        Updating(&inner.updating)
+        Updating {
+            inner,
+            id,
+            synced: false,
+        }
     }
 }
 
 impl Drop for Updating<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        if !self.synced {
+            lock(&self.inner.unstored).insert(self.id);
+            lock(&self.inner.dirty).insert(self.id);
+            self.inner.report_now.notify_one();
+        }
+        self.inner.updating.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -400,15 +416,17 @@ impl Worker {
             let op = Op::put_task(&copy)?;
             let pending = (
                 self.inner.store.submit(vec![op]),
-                Updating::new(&self.inner),
+                Updating::new(&self.inner, id),
             );
             entry.task = copy;
             // This write carries any deferred change too.
             lock(&self.inner.unstored).remove(&id);
             (r, pending)
         };
-        let (pending, _updating) = pending;
+        let (pending, mut updating) = pending;
         pending.wait().await?;
+        updating.synced = true;
+        drop(updating);
         self.mark_dirty(id);
         Ok(Some(r))
     }
@@ -448,7 +466,22 @@ impl Worker {
     /// synced write of every deferred change ([`Worker::defer`]), and returned once that write is
     /// done; `None` when it failed (the changes stay deferred for the next try).
     pub(super) async fn stored_statuses(&self, ids: Option<&[TaskId]>) -> Option<Vec<TaskStatus>> {
-        let (statuses, written, pending) = {
+        let (statuses, staged) = self.stage_statuses(ids);
+        match staged {
+            None => Some(statuses),
+            Some(staged) => self.settle_deferred(staged).await.then_some(statuses),
+        }
+    }
+
+    /// The first half of [`Worker::stored_statuses`]: the statuses, and the write of the deferred
+    /// changes (the tasks written and the write's outcome) when one is needed before they may
+    /// leave. The order of writes relies on the store applying them in the order submitted, as
+    /// `RocksStore`'s writer thread does (the worker's stores all group commits).
+    pub(super) fn stage_statuses(
+        &self,
+        ids: Option<&[TaskId]>,
+    ) -> (Vec<TaskStatus>, Option<(Vec<TaskId>, Pending)>) {
+        {
             let tasks = lock(&self.inner.tasks);
             let statuses: Vec<TaskStatus> = match ids {
                 Some(ids) => ids
@@ -461,7 +494,7 @@ impl Worker {
             // With nothing deferred and no update in flight, every status taken is on disk.
             // Otherwise the write below, queued after any update in flight, is synced after it.
             if unstored.is_empty() && self.inner.updating.load(Ordering::SeqCst) == 0 {
-                return Some(statuses);
+                return (statuses, None);
             }
             let mut written = Vec::with_capacity(unstored.len());
             let mut ops = Vec::with_capacity(unstored.len());
@@ -483,16 +516,21 @@ impl Worker {
             // Submitted under the lock, so that it is queued after every earlier write of these
             // tasks and before every later one.
             let pending = self.inner.store.submit(ops);
-            (statuses, written, pending)
-        };
+            (statuses, Some((written, pending)))
+        }
+    }
+
+    /// The second half of [`Worker::stored_statuses`]: waits for the write; when it failed, the
+    /// tasks it carried are deferred again. Whether it was synced.
+    pub(super) async fn settle_deferred(&self, (written, pending): (Vec<TaskId>, Pending)) -> bool {
         match pending.wait().await {
-            Ok(()) => Some(statuses),
+            Ok(()) => true,
             Err(e) => {
                 tracing::error!(node = %self.name(), error = %e, tasks = written.len(), "store write failed: deferred task changes");
                 let tasks = lock(&self.inner.tasks);
                 lock(&self.inner.unstored)
                     .extend(written.into_iter().filter(|id| tasks.contains_key(id)));
-                None
+                false
             }
         }
     }

@@ -118,15 +118,26 @@ impl Worker {
         };
         let mut hb = self.heartbeat_of(false);
         if turn.is_some() {
-            // Deferred changes are written before their statuses leave (see `report_once`); when
-            // that write fails, this beat goes partial and the next one is full.
-            match self.stored_statuses(None).await {
-                Some(tasks) => {
-                    hb.stats.tasks = tasks.len();
-                    hb.tasks = tasks;
-                    hb.full = true;
+            // Deferred changes are written before their statuses leave (see `report_once`). The
+            // beat does not wait on the disk for long, since liveness never waits: a write not
+            // synced within half an interval, or failed, sends this beat partial and the next one
+            // full, and the write's outcome is settled in the background.
+            let (tasks, staged) = self.stage_statuses(None);
+            let stored = match staged {
+                None => true,
+                Some(staged) => {
+                    let w = self.clone();
+                    let settle = tokio::spawn(async move { w.settle_deferred(staged).await });
+                    let bound = self.inner.opts.heartbeat_interval / 2;
+                    matches!(tokio::time::timeout(bound, settle).await, Ok(Ok(true)))
                 }
-                None => self.inner.need_full.store(true, Ordering::SeqCst),
+            };
+            if stored {
+                hb.stats.tasks = tasks.len();
+                hb.tasks = tasks;
+                hb.full = true;
+            } else {
+                self.inner.need_full.store(true, Ordering::SeqCst);
             }
         }
         match manager.heartbeat(&hb).await {
@@ -230,8 +241,9 @@ impl Worker {
         }
     }
 
-    /// Sends the status of every changed task to the manager; returns whether it was delivered.
-    /// A worker used alone reports to nobody: this only writes its deferred changes.
+    /// Writes the deferred changes, then sends the status of every changed task to the manager;
+    /// returns whether that was done (for a worker used alone, which reports to nobody, whether
+    /// the changes were written).
     pub async fn report_once(&self) -> bool {
         // Statuses are taken and answered in turn with full heartbeats (see `speaking`).
         let _turn = self.inner.speaking.lock().await;

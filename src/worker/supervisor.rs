@@ -567,7 +567,9 @@ async fn mark_running(w: &Worker, id: TaskId, cid: &str, adopted: bool) {
     w.defer(id, |t| {
         t.container_id = Some(cid.to_string());
         t.host_ports = ports;
-        if !adopted {
+        // An adopted container that the store does not hold Running (a crash before its start
+        // was written) is a new run too: the last run's exit code and health are not its own.
+        if !adopted || t.state != State::Running {
             t.exit_code = None;
             if t.spec.health_check.is_some() {
                 t.health = Some("starting".into());

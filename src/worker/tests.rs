@@ -240,6 +240,72 @@ async fn a_burst_of_starts_is_written_in_a_few_batches() {
     assert!((2..=5).contains(&burst), "{burst} writes for 40 starts");
 }
 
+/// A store whose writes fail while `failing` is set: a full disk.
+struct FailingStore {
+    inner: Arc<MemStore>,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Store for FailingStore {
+    fn submit(&self, ops: Vec<Op>) -> Pending {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Pending::ready(Err(StoreError::Db("disk full".into())));
+        }
+        self.inner.submit(ops)
+    }
+
+    fn scan(&self, space: Space) -> Result<Vec<KeyValue>, StoreError> {
+        self.inner.scan(space)
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.inner.stats()
+    }
+}
+
+/// A change whose write failed is not left in memory alone: the worker writes it again once the
+/// store takes writes (before, it stayed unwritten until the task's next change, and a full
+/// heartbeat could report it meanwhile).
+#[tokio::test(start_paused = true)]
+async fn a_change_whose_write_failed_is_written_once_the_store_recovers() {
+    let mock = MockRuntime::new();
+    let mem = Arc::new(MemStore::new());
+    let store = Arc::new(FailingStore {
+        inner: mem.clone(),
+        failing: false.into(),
+    });
+    let w = start(&mock, store.clone(), None).await;
+    let task = w
+        .submit(None, spec(r#"{"name": "a", "image": "busybox"}"#))
+        .await
+        .unwrap();
+    running(&w, task.id, 0).await;
+    let noted = |note: &str| {
+        store::load_tasks(mem.as_ref())
+            .unwrap()
+            .iter()
+            .any(|t| t.events.iter().any(|e| &*e.reason == note))
+    };
+    store
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let failed = w.update(task.id, |t| t.record(t.state, "a note")).await;
+    assert!(failed.is_err(), "{failed:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!noted("a note"));
+    store
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..2_000 {
+        if noted("a note") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(noted("a note"), "{:?}", store::load_tasks(mem.as_ref()));
+}
+
 /// The manager hears of a start only once it is on disk: with a slow disk, every report and
 /// heartbeat that says a task runs arrives when the worker's store already holds it Running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
