@@ -231,7 +231,7 @@ impl Serialize for TaskSpec {
     }
 }
 
-/// A spec's JSON, kept with its body for the name it was last encoded with, so that the tasks
+/// A spec's JSON, kept with its body for the name it was first encoded with, so that the tasks
 /// sharing one body (the manager interns them: a service's replicas, a burst of one job) encode
 /// it once, not once a record, answer and assignment (issue 17). A clone starts empty, and every
 /// change through [`TaskSpec`]'s `DerefMut` empties it, so it never outlives the fields it was
@@ -244,19 +244,23 @@ impl Serialize for TaskSpec {
 pub struct EncodedSpec(Mutex<Option<(Box<str>, Arc<RawValue>)>>);
 
 impl EncodedSpec {
-    /// The JSON of the spec named `name` with this body, encoded now when it is not kept for that
-    /// name. `None` only if it cannot be encoded as JSON, which the caller then tries itself.
+    /// The JSON of the spec named `name` with this body: the kept one, or encoded now and kept
+    /// when none is. `None` for a body kept under another name (copies named apart, `job-1`,
+    /// `job-2`: the caller encodes the fields as before, rather than each replacing the other's),
+    /// or if it cannot be encoded as JSON.
     fn get(&self, name: &str, body: &SpecBody) -> Option<Arc<RawValue>> {
         let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((n, json)) = kept.as_ref() {
-            if **n == *name {
-                return Some(json.clone());
+        match kept.as_ref() {
+            Some((n, json)) => (**n == *name).then(|| json.clone()),
+            None => {
+                // Made from the text serde_json wrote, so it is not parsed again.
+                let json: Arc<RawValue> = serde_json::value::to_raw_value(&Flat { name, body })
+                    .ok()?
+                    .into();
+                *kept = Some((name.into(), json.clone()));
+                Some(json)
             }
         }
-        let text = serde_json::to_string(&Flat { name, body }).ok()?;
-        let json: Arc<RawValue> = RawValue::from_string(text).ok()?.into();
-        *kept = Some((name.into(), json.clone()));
-        Some(json)
     }
 }
 
