@@ -126,8 +126,8 @@ pub(crate) struct Inner {
     tasks: Mutex<HashMap<TaskId, Box<Entry>>>,
     /// Tasks changed since the last successful report.
     dirty: Mutex<HashSet<TaskId>>,
-    /// Tasks changed in memory only ([`Worker::defer`]), written in one synced batch before the
-    /// next report or full heartbeat takes their statuses. Lock order: `tasks`, then this.
+    /// Tasks changed in memory only ([`Worker::defer`]), written in one synced batch queued with
+    /// the statuses the next report or full heartbeat takes. Lock order: `tasks`, then this.
     unstored: Mutex<HashSet<TaskId>>,
     /// Writes of [`Worker::update`] queued and not yet synced (changed under `tasks`, with the
     /// memory change): statuses taken while one is in flight wait for a write queued after it.

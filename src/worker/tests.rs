@@ -75,15 +75,30 @@ async fn running(w: &Worker, id: TaskId, restarts: u32) -> String {
     );
 }
 
-/// A store whose writes take `delay` (on tokio's clock) to be synced: a slow disk.
+/// A store whose writes take `delay` (on tokio's clock) to be synced, a slow disk, and fail while
+/// `failing` is set, a full one.
 struct SlowStore {
     inner: Arc<MemStore>,
     delay: Mutex<Duration>,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl SlowStore {
+    fn new(inner: Arc<MemStore>, delay: Duration) -> SlowStore {
+        SlowStore {
+            inner,
+            delay: Mutex::new(delay),
+            failing: false.into(),
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl Store for SlowStore {
     fn submit(&self, ops: Vec<Op>) -> Pending {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Pending::ready(Err(StoreError::Db("disk full".into())));
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let delay = *self.delay.lock().unwrap();
         let inner = self.inner.clone();
@@ -168,10 +183,7 @@ async fn an_at_most_one_task_that_ignores_sigterm_is_dead_by_stop_after_disconne
 async fn a_batch_is_one_write_answered_within_the_budget_and_a_repeat_changes_nothing() {
     let mock = MockRuntime::new();
     let mem = Arc::new(MemStore::new());
-    let slow = Arc::new(SlowStore {
-        inner: mem.clone(),
-        delay: Mutex::new(Duration::from_secs(1)),
-    });
+    let slow = Arc::new(SlowStore::new(mem.clone(), Duration::from_secs(1)));
     let w = start(&mock, slow, None).await;
     let b = batch(40);
     let writes = mem.stats().writes;
@@ -240,30 +252,6 @@ async fn a_burst_of_starts_is_written_in_a_few_batches() {
     assert!((2..=5).contains(&burst), "{burst} writes for 40 starts");
 }
 
-/// A store whose writes fail while `failing` is set: a full disk.
-struct FailingStore {
-    inner: Arc<MemStore>,
-    failing: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl Store for FailingStore {
-    fn submit(&self, ops: Vec<Op>) -> Pending {
-        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-            return Pending::ready(Err(StoreError::Db("disk full".into())));
-        }
-        self.inner.submit(ops)
-    }
-
-    fn scan(&self, space: Space) -> Result<Vec<KeyValue>, StoreError> {
-        self.inner.scan(space)
-    }
-
-    fn stats(&self) -> StoreStats {
-        self.inner.stats()
-    }
-}
-
 /// A change whose write failed is not left in memory alone: the worker writes it again once the
 /// store takes writes (before, it stayed unwritten until the task's next change, and a full
 /// heartbeat could report it meanwhile).
@@ -271,10 +259,7 @@ impl Store for FailingStore {
 async fn a_change_whose_write_failed_is_written_once_the_store_recovers() {
     let mock = MockRuntime::new();
     let mem = Arc::new(MemStore::new());
-    let store = Arc::new(FailingStore {
-        inner: mem.clone(),
-        failing: false.into(),
-    });
+    let store = Arc::new(SlowStore::new(mem.clone(), Duration::ZERO));
     let w = start(&mock, store.clone(), None).await;
     let task = w
         .submit(None, spec(r#"{"name": "a", "image": "busybox"}"#))
@@ -357,10 +342,7 @@ async fn a_start_is_on_disk_before_the_manager_hears_of_it() {
         })
         .mount(&server)
         .await;
-    let slow = Arc::new(SlowStore {
-        inner: mem.clone(),
-        delay: Mutex::new(Duration::from_millis(150)),
-    });
+    let slow = Arc::new(SlowStore::new(mem.clone(), Duration::from_millis(150)));
     let mock = MockRuntime::new();
     let w = start(&mock, slow, Some(&server.uri())).await;
     let (status, reply) = post_assignments(&w, &batch(10)).await;
@@ -402,10 +384,7 @@ async fn a_start_is_on_disk_before_the_manager_hears_of_it() {
 async fn a_batch_not_durable_within_its_budget_is_refused_and_never_runs() {
     let mock = MockRuntime::new();
     let mem = Arc::new(MemStore::new());
-    let slow = Arc::new(SlowStore {
-        inner: mem.clone(),
-        delay: Mutex::new(Duration::from_secs(45)),
-    });
+    let slow = Arc::new(SlowStore::new(mem.clone(), Duration::from_secs(45)));
     let w = start(&mock, slow, None).await;
     let b = batch(3);
     let t0 = Instant::now();
