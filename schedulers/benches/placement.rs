@@ -14,8 +14,12 @@
 //! powers); and the baseline, `epvm-naive-powf`, the textbook E-PVM in `support/naive.rs`: a vector
 //! of candidates, then one `powf` per term per state per node.
 //!
+//! BinPack and Spread are measured on both clusters in three forms: `binpack` (or `spread`), the
+//! indexed pick through the trait; `binpack-changed`, the index told what changed; and
+//! `binpack-before`, the one-pass scan the index replaced (`support/fit_before.rs`).
+//!
 //! Run with `cargo bench -p poseidon-schedulers --bench placement`; append `-- epvm` (a criterion
-//! filter) for the E-PVM figures only.
+//! filter) for the E-PVM figures only, or `-- 'binpack|spread'` for the fit policies'.
 
 use std::collections::VecDeque;
 use std::hint::black_box;
@@ -26,10 +30,13 @@ use poseidon_schedulers::{by_name, Demand, Epvm, NodeSnapshot, Scheduler};
 
 #[path = "support/epvm_before.rs"]
 mod epvm_before;
+#[path = "support/fit_before.rs"]
+mod fit_before;
 #[path = "support/naive.rs"]
 mod naive;
 
 use epvm_before::EpvmBefore;
+use fit_before::Policy;
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
@@ -182,9 +189,9 @@ fn placement(c: &mut Criterion) {
     for size in [10, 1_000, 10_000, 100_000] {
         for kind in [Kind::Heterogeneous, Kind::Homogeneous] {
             let label = |name: &str| BenchmarkId::new(format!("{name}/{}", kind.name()), size);
-            // The other policies only on the heterogeneous cluster, to keep the run short.
+            // Round-robin only on the heterogeneous cluster, to keep the run short.
             let others: &[&str] = match kind {
-                Kind::Heterogeneous => &["round-robin", "binpack", "spread"],
+                Kind::Heterogeneous => &["round-robin"],
                 Kind::Homogeneous => &[],
             };
             for &name in others {
@@ -198,6 +205,34 @@ fn placement(c: &mut Criterion) {
                     });
                 });
                 black_box(&steady.nodes);
+            }
+            for (name, policy) in [("binpack", Policy::BinPack), ("spread", Policy::Spread)] {
+                let mut scheduler =
+                    by_name(name).unwrap_or_else(|_| panic!("{name} is registered"));
+                let mut steady = Steady::new(size, kind);
+                group.bench_function(label(name), |b| {
+                    b.iter(|| {
+                        steady.step(&mut |nodes, demand, _| fits(scheduler.pick(nodes, demand)))
+                    });
+                });
+                let mut scheduler =
+                    by_name(name).unwrap_or_else(|_| panic!("{name} is registered"));
+                let mut steady = Steady::new(size, kind);
+                group.bench_function(label(&format!("{name}-changed")), |b| {
+                    b.iter(|| {
+                        steady.step(&mut |nodes, demand, changed| {
+                            fits(scheduler.pick_changed(nodes, demand, changed))
+                        })
+                    });
+                });
+                let mut steady = Steady::new(size, kind);
+                group.bench_function(label(&format!("{name}-before")), |b| {
+                    b.iter(|| {
+                        steady.step(&mut |nodes, demand, _| {
+                            fits(fit_before::pick(policy, nodes, demand))
+                        })
+                    });
+                });
             }
             let mut epvm = Epvm::new();
             let mut steady = Steady::new(size, kind);

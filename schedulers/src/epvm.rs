@@ -100,6 +100,7 @@
 //! [`Scheduler::score`] scores with the same functions, so its costs are bit for bit the ones
 //! `pick` compares, and `pick` is the best of `score` over `select`.
 
+use crate::bnb::Records;
 use crate::epvm_index::{Index, SLACK};
 use crate::feasibility::NoFit;
 use crate::scheduler::{Scheduler, ScoreOrder};

@@ -27,7 +27,7 @@
 //! be monotone. A leaf's cost is computed with the very functions, cached values and order of
 //! additions of the exhaustive scan ([`crate::Epvm`]'s `score`), so it is the same bits.
 //!
-//! The search goes down the tree depth first, the child with the lower bound first, and offers
+//! The search (`bnb::search`, shared with BinPack's and Spread's index) goes down the tree depth first, the child with the lower bound first, and offers
 //! every feasible leaf it reaches to the running best under the crate's order: lowest cost
 //! (`total_cmp`), then lowest id, then lowest index. It skips a box only when no member can beat
 //! the best: its bound exceeds the best cost, or equals it while its lowest `(id, index)` is above
@@ -49,12 +49,10 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use crate::bnb::{self, NONE};
 use crate::epvm::{cpu_power, memory_power, JobPowers, Model, StepMemo};
 use crate::feasibility::feasible;
 use crate::snapshot::{Demand, NodeSnapshot};
-
-/// No node: an empty box's `first`.
-const NONE: u32 = u32::MAX;
 
 /// How much a step factor is lowered when a box mixes capacities; see the module docs.
 pub(crate) const SLACK: f64 = 1e-12;
@@ -219,11 +217,14 @@ struct Decision<'a> {
     jobs: &'a JobPowers,
     memory_steps: StepMemo,
     cpu_steps: StepMemo,
+    records: &'a [Record],
+    nodes: &'a [NodeSnapshot],
+    demand: &'a Demand,
 }
 
 impl Decision<'_> {
     /// The least cost any feasible member of `b` can have, or +inf when it has none.
-    fn bound(&mut self, b: &Bounds) -> f64 {
+    fn box_bound(&mut self, b: &Bounds) -> f64 {
         let model = self.model;
         if b.odd {
             return f64::NEG_INFINITY;
@@ -261,7 +262,7 @@ impl Decision<'_> {
     }
 
     /// A node's exact cost, with the functions and order of the exhaustive scan.
-    fn cost(&mut self, record: &Record) -> f64 {
+    fn record_cost(&mut self, record: &Record) -> f64 {
         let model = self.model;
         let memory = if model.memory > 0 {
             let step = self
@@ -292,13 +293,7 @@ pub(crate) struct Index {
     up: usize,
     /// The `ln n` the powers and boxes were computed for; `None` before the first build.
     ln_n: Option<f64>,
-    /// Leaves in the tree: a power of two at least the node count.
-    leaves: usize,
-    /// `tree[1]` is the root, `tree[k]`'s children are `2k` and `2k + 1`, leaf `s` is
-    /// `tree[leaves + s]`.
-    tree: Vec<Bounds>,
-    node_at: Vec<u32>,
-    slot_of: Vec<u32>,
+    tree: bnb::Tree<Bounds>,
     /// Nodes changed since the last pick, whose leaves are not updated yet.
     dirty: Vec<usize>,
     /// Node changes since the layout was built.
@@ -319,38 +314,20 @@ impl fmt::Debug for Index {
     }
 }
 
-impl Index {
-    /// Brings every record up to date with `nodes`, reading every snapshot.
-    pub(crate) fn sync(&mut self, nodes: &[NodeSnapshot]) {
-        if nodes.len() != self.records.len() {
-            self.reset(nodes);
-            return;
-        }
-        for (i, node) in nodes.iter().enumerate() {
-            if !self.records[i].matches(node) {
-                self.change(i, node);
-            }
-        }
+impl bnb::Records for Index {
+    fn len(&self) -> usize {
+        self.records.len()
     }
 
-    /// Brings the records of `changed` up to date, trusting that no other snapshot changed since
-    /// the last call. Debug builds check that promise.
-    pub(crate) fn sync_changed(&mut self, nodes: &[NodeSnapshot], changed: &[usize]) {
-        if nodes.len() != self.records.len() {
-            self.reset(nodes);
-            return;
-        }
-        for &i in changed {
-            if let Some(node) = nodes.get(i) {
-                if !self.records[i].matches(node) {
-                    self.change(i, node);
-                }
-            }
-        }
-        debug_assert!(
-            nodes.iter().zip(&self.records).all(|(n, r)| r.matches(n)),
-            "a snapshot changed that `changed` does not list"
-        );
+    fn matches(&self, i: usize, node: &NodeSnapshot) -> bool {
+        self.records[i].matches(node)
+    }
+
+    fn change(&mut self, i: usize, node: &NodeSnapshot) {
+        self.leave(i);
+        self.records[i].set(node);
+        self.enter(i);
+        self.dirty.push(i);
     }
 
     /// Starts over for a cluster of another size.
@@ -366,7 +343,9 @@ impl Index {
             self.enter(i);
         }
     }
+}
 
+impl Index {
     fn enter(&mut self, i: usize) {
         let record = &self.records[i];
         if record.up {
@@ -391,13 +370,6 @@ impl Index {
         }
     }
 
-    fn change(&mut self, i: usize, node: &NodeSnapshot) {
-        self.leave(i);
-        self.records[i].set(node);
-        self.enter(i);
-        self.dirty.push(i);
-    }
-
     /// `ln n` for the records as they are: `n = max(2, up nodes)`.
     fn current_ln_n(&self) -> f64 {
         (self.up.max(2) as f64).ln()
@@ -415,18 +387,13 @@ impl Index {
             self.rebuild(ln_n);
             return;
         }
-        let dirty = std::mem::take(&mut self.dirty);
-        for &i in &dirty {
+        for &i in &self.dirty {
             self.records[i].compute_powers(ln_n);
-            let mut k = self.leaves + self.slot_of[i] as usize;
-            self.tree[k] = Bounds::leaf(i, &self.records[i]);
-            while k > 1 {
-                k /= 2;
-                self.tree[k] =
-                    Bounds::merge(&self.tree[2 * k], &self.tree[2 * k + 1], &self.records);
-            }
+            let records = &self.records;
+            self.tree.update(i, Bounds::leaf(i, &records[i]), |a, b| {
+                Bounds::merge(a, b, records)
+            });
         }
-        self.dirty = dirty;
         self.dirty.clear();
     }
 
@@ -437,28 +404,20 @@ impl Index {
         for record in &mut self.records {
             record.compute_powers(ln_n);
         }
-        let len = self.records.len();
-        self.leaves = len.next_power_of_two().max(1);
         let largest = self
             .by_tasks
             .keys()
             .next_back()
             .map_or(0, |&t| u64::from(t) + 1);
         let job_unit = ln_n / largest.next_power_of_two() as f64;
-        let mut items: Vec<u32> = (0..len as u32).collect();
-        arrange(&self.records, job_unit, &mut items, self.leaves);
-        self.node_at = items;
-        self.slot_of = vec![0; len];
-        for (slot, &i) in self.node_at.iter().enumerate() {
-            self.slot_of[i as usize] = slot as u32;
-        }
-        self.tree = vec![EMPTY; 2 * self.leaves];
-        for (slot, &i) in self.node_at.iter().enumerate() {
-            self.tree[self.leaves + slot] = Bounds::leaf(i as usize, &self.records[i as usize]);
-        }
-        for k in (1..self.leaves).rev() {
-            self.tree[k] = Bounds::merge(&self.tree[2 * k], &self.tree[2 * k + 1], &self.records);
-        }
+        let records = &self.records;
+        self.tree.build(
+            records.len(),
+            EMPTY,
+            |items, size| arrange(records, job_unit, items, size),
+            |i| Bounds::leaf(i, &records[i]),
+            |a, b| Bounds::merge(a, b, records),
+        );
     }
 
     /// The largest job count any feasible placement can produce: the largest up node's count `T`,
@@ -496,103 +455,41 @@ impl Index {
             jobs: &self.job_powers,
             memory_steps: StepMemo::default(),
             cpu_steps: StepMemo::default(),
+            records: &self.records,
+            nodes,
+            demand,
         };
-        let records = &self.records;
-        let tree = &self.tree;
-        let mut best: Option<(usize, f64)> = None;
-        // Whether box `k` with bound `bound` can hold a node that beats the best.
-        let hopeless = |k: usize, bound: f64, best: Option<(usize, f64)>| -> bool {
-            let first = tree[k].first;
-            if first == NONE {
-                return true;
-            }
-            match best {
-                None => false,
-                Some((index, cost)) => {
-                    bound > cost || (bound >= cost && before(records, index, first as usize))
-                }
-            }
-        };
-        let stack = &mut self.stack;
-        stack.clear();
-        let root = decision.bound(&tree[1]);
-        stack.push((1, root));
-        while let Some((k, bound)) = stack.pop() {
-            if hopeless(k, bound, best) {
-                continue;
-            }
-            if k >= self.leaves {
-                let i = self.node_at[k - self.leaves] as usize;
-                if feasible(&nodes[i], demand).is_err() {
-                    continue;
-                }
-                let cost = decision.cost(&records[i]);
-                let better = match best {
-                    None => true,
-                    Some((b, best_cost)) => match cost.total_cmp(&best_cost) {
-                        Ordering::Less => true,
-                        Ordering::Greater => false,
-                        Ordering::Equal => before(records, i, b),
-                    },
-                };
-                if better {
-                    best = Some((i, cost));
-                }
-                continue;
-            }
-            let (left, right) = (2 * k, 2 * k + 1);
-            let (lb, rb) = (tree[left], tree[right]);
-            let l = if lb.first == NONE {
-                f64::INFINITY
-            } else {
-                decision.bound(&lb)
-            };
-            let r = if rb.first == NONE {
-                f64::INFINITY
-            } else {
-                decision.bound(&rb)
-            };
-            // The more promising child goes on top of the stack: lower bound, then lower first
-            // member, so ties among identical nodes find the lowest id at once.
-            let left_first = match l.total_cmp(&r) {
-                Ordering::Less => true,
-                Ordering::Greater => false,
-                Ordering::Equal => {
-                    rb.first == NONE
-                        || (lb.first != NONE
-                            && before(records, lb.first as usize, rb.first as usize))
-                }
-            };
-            let (first, second) = if left_first {
-                ((left, l), (right, r))
-            } else {
-                ((right, r), (left, l))
-            };
-            if !hopeless(second.0, second.1, best) {
-                stack.push(second);
-            }
-            if !hopeless(first.0, first.1, best) {
-                stack.push(first);
-            }
-        }
-        best.map(|(index, _)| index)
+        bnb::search(&self.tree, &mut decision, &mut self.stack)
     }
 }
 
-/// Orders `items` (node indices) into a segment of `size` leaves so that nearby leaves hold
-/// similar nodes: the first `size / 2` go to the left half, chosen by the machine shape if the
-/// items mix shapes, else by the coordinate (`n^(u memory)`, `n^(u cpu)` or the job-slot power)
-/// whose spread is largest. Down nodes sort last. The layout only makes the boxes tight; any
-/// layout gives the same picks.
+impl bnb::Summary for Bounds {
+    fn first(&self) -> u32 {
+        self.first
+    }
+}
+
+impl bnb::Decide<Bounds> for Decision<'_> {
+    fn bound(&mut self, b: &Bounds) -> f64 {
+        self.box_bound(b)
+    }
+
+    fn cost(&mut self, i: usize) -> Option<f64> {
+        if feasible(&self.nodes[i], self.demand).is_err() {
+            return None;
+        }
+        let records = self.records;
+        Some(self.record_cost(&records[i]))
+    }
+
+    fn before(&self, a: usize, b: usize) -> bool {
+        before(self.records, a, b)
+    }
+}
+
+/// Orders `items` into `size` leaves ([`bnb::arrange`]): by machine shape (down nodes last), then
+/// by the coordinate (`n^(u memory)`, `n^(u cpu)` or the job-slot power) whose spread is largest.
 fn arrange(records: &[Record], job_unit: f64, items: &mut [u32], size: usize) {
-    if size <= 1 || items.len() <= 1 {
-        return;
-    }
-    let half = size / 2;
-    if items.len() <= half {
-        arrange(records, job_unit, items, half);
-        return;
-    }
     let coordinates = |i: u32| -> [f64; 3] {
         let record = &records[i as usize];
         [
@@ -605,31 +502,5 @@ fn arrange(records: &[Record], job_unit: f64, items: &mut [u32], size: usize) {
         let record = &records[i as usize];
         (!record.up, record.memory, record.cpus)
     };
-    let first_shape = shape(items[0]);
-    let mixed = items.iter().any(|&i| shape(i) != first_shape);
-    if mixed {
-        items.select_nth_unstable_by_key(half, |&i| shape(i));
-    } else {
-        let mut low = [f64::INFINITY; 3];
-        let mut high = [f64::NEG_INFINITY; 3];
-        for &i in items.iter() {
-            for (d, value) in coordinates(i).into_iter().enumerate() {
-                low[d] = low[d].min(value);
-                high[d] = high[d].max(value);
-            }
-        }
-        let spread = |d: usize| high[d] - low[d];
-        let mut axis = 0;
-        for d in 1..3 {
-            if spread(d) > spread(axis) {
-                axis = d;
-            }
-        }
-        items.select_nth_unstable_by(half, |&a, &b| {
-            coordinates(a)[axis].total_cmp(&coordinates(b)[axis])
-        });
-    }
-    let (left, right) = items.split_at_mut(half);
-    arrange(records, job_unit, left, half);
-    arrange(records, job_unit, right, half);
+    bnb::arrange(items, size, &shape, &coordinates);
 }

@@ -27,62 +27,137 @@
 //! - A task that declares no CPU (or no memory) still scores by the node's free fraction of it, as in
 //!   Nomad, so BinPack still packs and Spread still spreads by that resource.
 //! - Ties go to the lowest node id; Nomad breaks them by its shuffled node order, which is random.
+//!
+//! `pick` searches an exact index (`fit_index`) instead of scoring every node: the same node as the
+//! one-pass scan, ties included (`schedulers/tests/fit_exact.rs`), at a fraction of the cost on
+//! large clusters (BENCHMARKS.md, "Issue 17: BinPack and Spread indexed").
 
-use crate::feasibility::{fits, NoFit};
-use crate::scheduler::{Best, Scheduler, ScoreOrder};
+use crate::bnb::Records;
+use crate::feasibility::NoFit;
+use crate::fit_index::Index;
+use crate::scheduler::{Scheduler, ScoreOrder};
 use crate::snapshot::{Demand, NodeSnapshot};
 
 /// Nomad's largest fit score, by which it normalises scores to `[0, 1]`.
 const MAX_FIT_SCORE: f64 = 18.0;
 
 /// Nomad's `ScoreFitBinPack`: prefer the node the task leaves fullest.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BinPack;
+///
+/// Its state is an index over the nodes it was last given (`fit_index`, the same kind of tree as
+/// E-PVM's), which makes `pick` cheaper and never different; keep one for the life of the manager
+/// and pass the nodes in a stable order, as for [`crate::Epvm`].
+#[derive(Debug, Clone, Default)]
+pub struct BinPack {
+    index: Index,
+}
 
-/// Nomad's `ScoreFitSpread`: prefer the node the task leaves emptiest.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Spread;
+/// Nomad's `ScoreFitSpread`: prefer the node the task leaves emptiest. Indexed as [`BinPack`] is.
+#[derive(Debug, Clone, Default)]
+pub struct Spread {
+    index: Index,
+}
+
+impl BinPack {
+    /// A new BinPack scheduler.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Spread {
+    /// A new Spread scheduler.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// The free fraction of a node's cores after placing `demand` cores: `1 - (reserved + demand) /
+/// cpus`, 0 for a node with no cores. The one function both the scan and the index
+/// (`fit_index`) use, so both give the same bits.
+pub(crate) fn free_cpu(cpus: f64, reserved: f64, demand: f64) -> f64 {
+    if cpus > 0.0 {
+        1.0 - (reserved + demand) / cpus
+    } else {
+        0.0
+    }
+}
+
+/// The free fraction of a node's memory after placing `demand` bytes, 0 for a node with none.
+pub(crate) fn free_memory(memory: u64, reserved: u64, demand: u64) -> f64 {
+    if memory > 0 {
+        let used = reserved.saturating_add(demand);
+        1.0 - used as f64 / memory as f64
+    } else {
+        0.0
+    }
+}
+
+/// `10^free`, as `exp(free ln 10)`: the same number as powf, for less work.
+pub(crate) fn power10(free: f64) -> f64 {
+    (free * std::f64::consts::LN_10).exp()
+}
 
 /// `10^free_cpu + 10^free_mem` after placing `demand` on `node`: 2 when full, 20 when empty.
 fn total(node: &NodeSnapshot, demand: &Demand) -> f64 {
-    let free_cpu = if node.cpus > 0.0 {
-        1.0 - (node.reserved_cpus + demand.declared_cpus()) / node.cpus
-    } else {
-        0.0
-    };
-    let free_memory = if node.memory > 0 {
-        let used = node.reserved_memory.saturating_add(demand.memory);
-        1.0 - used as f64 / node.memory as f64
-    } else {
-        0.0
-    };
-    // 10^x as exp(x ln 10): the same number as powf, for less work.
-    (free_cpu * std::f64::consts::LN_10).exp() + (free_memory * std::f64::consts::LN_10).exp()
+    power10(free_cpu(
+        node.cpus,
+        node.reserved_cpus,
+        demand.declared_cpus(),
+    )) + power10(free_memory(
+        node.memory,
+        node.reserved_memory,
+        demand.memory,
+    ))
+}
+
+/// Which of the two fit scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fit {
+    BinPack,
+    Spread,
+}
+
+impl Fit {
+    /// The normalised score of a node whose `10^free_cpu + 10^free_mem` is `total`: BinPack's falls
+    /// as `total` grows, Spread's rises.
+    pub(crate) fn of_total(self, total: f64) -> f64 {
+        match self {
+            Fit::BinPack => (20.0 - total).clamp(0.0, MAX_FIT_SCORE) / MAX_FIT_SCORE,
+            Fit::Spread => (total - 2.0).clamp(0.0, MAX_FIT_SCORE) / MAX_FIT_SCORE,
+        }
+    }
 }
 
 /// Nomad's `ScoreFitBinPack`, normalised to `[0, 1]`.
 pub fn binpack_score(node: &NodeSnapshot, demand: &Demand) -> f64 {
-    (20.0 - total(node, demand)).clamp(0.0, MAX_FIT_SCORE) / MAX_FIT_SCORE
+    Fit::BinPack.of_total(total(node, demand))
 }
 
 /// Nomad's `ScoreFitSpread`, normalised to `[0, 1]`.
 pub fn spread_score(node: &NodeSnapshot, demand: &Demand) -> f64 {
-    (total(node, demand) - 2.0).clamp(0.0, MAX_FIT_SCORE) / MAX_FIT_SCORE
+    Fit::Spread.of_total(total(node, demand))
 }
 
-/// The shared `pick` of the fit policies: one pass, highest score, ties to the lowest id.
+/// The shared `pick` of the fit policies: the highest score, ties to the lowest id then index,
+/// through the index brought up to date with every snapshot or with the `changed` ones.
 fn pick_highest(
+    index: &mut Index,
+    fit: Fit,
     nodes: &[NodeSnapshot],
     demand: &Demand,
-    score: fn(&NodeSnapshot, &Demand) -> f64,
+    changed: Option<&[usize]>,
 ) -> Result<usize, NoFit> {
-    let mut best = Best::new(ScoreOrder::HigherIsBetter);
-    for (i, node) in nodes.iter().enumerate() {
-        if fits(node, demand) {
-            best.offer(nodes, i, score(node, demand));
-        }
+    match changed {
+        Some(changed) => index.sync_changed(nodes, changed),
+        None => index.sync(nodes),
     }
-    best.index().ok_or_else(|| NoFit::from_nodes(nodes, demand))
+    let score = match fit {
+        Fit::BinPack => binpack_score,
+        Fit::Spread => spread_score,
+    };
+    index
+        .pick(fit, score, nodes, demand)
+        .ok_or_else(|| NoFit::from_nodes(nodes, demand))
 }
 
 impl Scheduler for BinPack {
@@ -109,7 +184,16 @@ impl Scheduler for BinPack {
     }
 
     fn pick(&mut self, nodes: &[NodeSnapshot], demand: &Demand) -> Result<usize, NoFit> {
-        pick_highest(nodes, demand, binpack_score)
+        pick_highest(&mut self.index, Fit::BinPack, nodes, demand, None)
+    }
+
+    fn pick_changed(
+        &mut self,
+        nodes: &[NodeSnapshot],
+        demand: &Demand,
+        changed: &[usize],
+    ) -> Result<usize, NoFit> {
+        pick_highest(&mut self.index, Fit::BinPack, nodes, demand, Some(changed))
     }
 }
 
@@ -137,6 +221,15 @@ impl Scheduler for Spread {
     }
 
     fn pick(&mut self, nodes: &[NodeSnapshot], demand: &Demand) -> Result<usize, NoFit> {
-        pick_highest(nodes, demand, spread_score)
+        pick_highest(&mut self.index, Fit::Spread, nodes, demand, None)
+    }
+
+    fn pick_changed(
+        &mut self,
+        nodes: &[NodeSnapshot],
+        demand: &Demand,
+        changed: &[usize],
+    ) -> Result<usize, NoFit> {
+        pick_highest(&mut self.index, Fit::Spread, nodes, demand, Some(changed))
     }
 }

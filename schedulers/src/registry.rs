@@ -22,8 +22,8 @@ pub fn by_name(name: &str) -> Result<Box<dyn Scheduler>, UnknownScheduler> {
     match name {
         "round-robin" => Ok(Box::new(RoundRobin::new())),
         "epvm" => Ok(Box::new(Epvm::new())),
-        "binpack" => Ok(Box::new(BinPack)),
-        "spread" => Ok(Box::new(Spread)),
+        "binpack" => Ok(Box::new(BinPack::new())),
+        "spread" => Ok(Box::new(Spread::new())),
         _ => Err(UnknownScheduler {
             name: name.to_owned(),
         }),

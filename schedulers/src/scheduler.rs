@@ -1,10 +1,12 @@
 //! The [`Scheduler`] trait: select candidates, score them, pick one.
 //!
 //! `select` and `score` exist to explain a decision and to test each step; they may allocate.
-//! `pick` is the hot path the manager calls once per placement: every policy here implements it
-//! as a fused scan over the nodes (two passes for E-PVM, one for the others) that allocates nothing
-//! when some node fits, and gives the same answer as `select` then `score` then taking the best
-//! score ([`best_of`]), lowest node id first on ties.
+//! `pick` is the hot path the manager calls once per placement. RoundRobin implements it as one
+//! scan over the nodes; E-PVM, BinPack and Spread search an exact index over the nodes they were
+//! last given (a tree of boxes that bound the score, `epvm_index` and `fit_index`), so that most
+//! nodes are never scored. Every policy gives the same answer as `select` then `score` then taking
+//! the best score ([`best_of`]), lowest node id first on ties, and allocates nothing when some
+//! node fits.
 
 use std::cmp::Ordering;
 use std::fmt;

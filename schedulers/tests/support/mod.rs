@@ -4,6 +4,8 @@
 
 use poseidon_schedulers::NodeSnapshot;
 
+pub mod histories;
+
 /// One gibibyte, the unit most test clusters are written in.
 pub const GIB: u64 = 1 << 30;
 
