@@ -16,7 +16,7 @@ pub(crate) const NONE: u32 = u32::MAX;
 
 /// A box: what an index knows of the nodes below a tree node.
 pub(crate) trait Summary: Copy {
-    /// The member first in the tie order, [`NONE`] when the box has no member that could fit.
+    /// The member first in the tie order, [`NONE`] when the box has no up member.
     fn first(&self) -> u32;
 }
 
@@ -127,9 +127,9 @@ pub(crate) trait Records {
 
 /// What [`search`] asks of an index for one decision.
 pub(crate) trait Decide<B> {
-    /// At most the cost of every feasible member of `b`: `+inf` when it surely has none, `-inf`
-    /// when some member's cost no bound covers (the box is then never skipped).
-    fn bound(&mut self, b: &B) -> f64;
+    /// At most the cost of every feasible member of `b`, `-inf` when some member's cost no bound
+    /// covers (the box is then never skipped); `None` when the box surely has no feasible member.
+    fn bound(&mut self, b: &B) -> Option<f64>;
     /// Node `i`'s exact cost, the very bits of the exhaustive scan, or `None` when it cannot take
     /// the task.
     fn cost(&mut self, i: usize) -> Option<f64>;
@@ -165,8 +165,10 @@ pub(crate) fn search<B: Summary>(
         }
     };
     stack.clear();
-    let root = decide.bound(&boxes[1]);
-    stack.push((1, root));
+    if boxes[1].first() == NONE {
+        return None;
+    }
+    stack.push((1, decide.bound(&boxes[1])?));
     while let Some((k, bound)) = stack.pop() {
         if hopeless(decide, k, bound, best) {
             continue;
@@ -191,32 +193,32 @@ pub(crate) fn search<B: Summary>(
         }
         let (left, right) = (2 * k, 2 * k + 1);
         let (lf, rf) = (boxes[left].first(), boxes[right].first());
-        let l = if lf == NONE {
-            f64::INFINITY
-        } else {
-            decide.bound(&boxes[left])
-        };
-        let r = if rf == NONE {
-            f64::INFINITY
-        } else {
-            decide.bound(&boxes[right])
-        };
+        // A box with no member, or none that could take the task, is never pushed.
+        let l = (lf != NONE).then(|| decide.bound(&boxes[left])).flatten();
+        let r = (rf != NONE).then(|| decide.bound(&boxes[right])).flatten();
         // The more promising child goes on top of the stack: lower bound, then lower first
         // member, so ties among identical nodes find the lowest id at once.
-        let left_first = match l.total_cmp(&r) {
-            Ordering::Less => true,
-            Ordering::Greater => false,
-            Ordering::Equal => {
-                rf == NONE || (lf != NONE && decide.before(lf as usize, rf as usize))
+        let (first, second) = match (l, r) {
+            (None, None) => continue,
+            (Some(l), None) => ((left, l), None),
+            (None, Some(r)) => ((right, r), None),
+            (Some(l), Some(r)) => {
+                let left_first = match l.total_cmp(&r) {
+                    Ordering::Less => true,
+                    Ordering::Greater => false,
+                    Ordering::Equal => decide.before(lf as usize, rf as usize),
+                };
+                if left_first {
+                    ((left, l), Some((right, r)))
+                } else {
+                    ((right, r), Some((left, l)))
+                }
             }
         };
-        let (first, second) = if left_first {
-            ((left, l), (right, r))
-        } else {
-            ((right, r), (left, l))
-        };
-        if !hopeless(decide, second.0, second.1, best) {
-            stack.push(second);
+        if let Some((k, bound)) = second {
+            if !hopeless(decide, k, bound, best) {
+                stack.push((k, bound));
+            }
         }
         if !hopeless(decide, first.0, first.1, best) {
             stack.push(first);

@@ -27,8 +27,8 @@
 //! be monotone. A leaf's cost is computed with the very functions, cached values and order of
 //! additions of the exhaustive scan ([`crate::Epvm`]'s `score`), so it is the same bits.
 //!
-//! The search (`bnb::search`, shared with BinPack's and Spread's index) goes down the tree depth first, the child with the lower bound first, and offers
-//! every feasible leaf it reaches to the running best under the crate's order: lowest cost
+//! The search (`bnb::search`, shared with BinPack's and Spread's index) goes down the tree depth
+//! first, the child with the lower bound first, and offers every feasible leaf it reaches to the running best under the crate's order: lowest cost
 //! (`total_cmp`), then lowest id, then lowest index. It skips a box only when no member can beat
 //! the best: its bound exceeds the best cost, or equals it while its lowest `(id, index)` is above
 //! the best's (members then cost at least as much and lose the tie); a box whose least task count
@@ -54,7 +54,8 @@ use crate::epvm::{cpu_power, memory_power, JobPowers, Model, StepMemo};
 use crate::feasibility::feasible;
 use crate::snapshot::{Demand, NodeSnapshot};
 
-/// How much a step factor is lowered when a box mixes capacities; see the module docs.
+/// How much a bound is moved outward where a box mixes inputs: E-PVM's step factors are lowered
+/// by it, the fit index's powers of ten lowered or raised (see each module's docs).
 pub(crate) const SLACK: f64 = 1e-12;
 
 /// A node's inputs as last seen.
@@ -223,19 +224,20 @@ struct Decision<'a> {
 }
 
 impl Decision<'_> {
-    /// The least cost any feasible member of `b` can have, or +inf when it has none.
-    fn box_bound(&mut self, b: &Bounds) -> f64 {
+    /// The least cost any feasible member of `b` can have, `-inf` for a box that is never
+    /// skipped, `None` when it surely has no feasible member.
+    fn box_bound(&mut self, b: &Bounds) -> Option<f64> {
         let model = self.model;
         if b.odd {
-            return f64::NEG_INFINITY;
+            return Some(f64::NEG_INFINITY);
         }
         // A feasible node's count plus one is at most `largest`, so below `max_jobs`.
         if u64::from(b.tasks) >= model.max_jobs {
-            return f64::INFINITY;
+            return None;
         }
         let memory = if model.memory > 0 {
             if b.free_memory < model.memory {
-                return f64::INFINITY;
+                return None;
             }
             let mut step = self
                 .memory_steps
@@ -258,7 +260,7 @@ impl Decision<'_> {
         } else {
             0.0
         };
-        model.cost(memory, self.jobs.floor(model, b.tasks), cpu)
+        Some(model.cost(memory, self.jobs.floor(model, b.tasks), cpu))
     }
 
     /// A node's exact cost, with the functions and order of the exhaustive scan.
@@ -470,7 +472,7 @@ impl bnb::Summary for Bounds {
 }
 
 impl bnb::Decide<Bounds> for Decision<'_> {
-    fn bound(&mut self, b: &Bounds) -> f64 {
+    fn bound(&mut self, b: &Bounds) -> Option<f64> {
         self.box_bound(b)
     }
 

@@ -10,10 +10,10 @@
 //! - A complete binary tree over the nodes (leaves in a k-d order: machine shape first, then the
 //!   reserved fraction whose spread is largest). Each box holds, over its *up* members and for each
 //!   resource, the least positive and the largest capacity, whether a member has none, the least
-//!   and largest reservation among the members with some, and the most left free; and the member
-//!   with the lowest `(id, index)`. Changing one node recomputes its leaf and the `log2 N` boxes
-//!   above it; the layout is rebuilt when the node count changes and after as many changes as
-//!   there are nodes.
+//!   and largest reservation among the members with some, and the most left free (memory, and
+//!   cores among the members with some); and the member with the lowest `(id, index)`. Changing
+//!   one node recomputes its leaf and the `log2 N` boxes above it; the layout is rebuilt when the
+//!   node count changes and after as many changes as there are nodes (at least 64).
 //!
 //! # Why the search is exact
 //!
@@ -24,18 +24,19 @@
 //! `f` is at least `1 - (reserved_max + d) / capacity_min` and at most `1 - (reserved_min + d) /
 //! capacity_max` (members without capacity add 0 to that range). This holds for the
 //! floating-point numbers, not only the real ones: reservations and demands are not negative, and
-//! IEEE addition, division by a positive number, subtraction and the integer-to-float conversion
-//! are monotone in each operand. `e` is the platform's `exp`, which is not promised to be monotone
+//! IEEE addition, subtraction and the integer-to-float conversion are monotone in each operand, as
+//! is division of a non-negative number by a positive one (rising with the numerator, falling as
+//! the divisor grows). `e` is the platform's `exp`, which is not promised to be monotone
 //! to the last bit, so where a box mixes inputs its `e` bounds are moved outward by a relative
 //! 1e-12 (`SLACK`), far more than one ulp. `F` (an addition, a subtraction, a clamp, a division)
 //! is monotone too. So a box's bound is at least the score of each feasible member; for a box of
 //! identical members it is their score, bit for bit, computed by the same functions in the same
 //! order ([`crate::fit`]'s `free_cpu`, `free_memory`, `power10`, `Fit::of_total`).
 //!
-//! A box holds no feasible member when its most free memory is below the demand, or when even its
-//! least reservation plus the demanded cores exceeds its largest capacity (plus the feasibility
-//! check's epsilon). A box with a member whose cores or reserved cores are negative or not finite
-//! (whose score could be NaN) is never skipped. The search ([`bnb::search`]) maximises the score
+//! A box holds no feasible member when its most free memory is below the demand, or when the
+//! demanded cores exceed its most free cores by more than the feasibility check's epsilon and a
+//! margin for rounding (`Bounds::room_for_cores`). A box with a member whose cores or reserved
+//! cores are negative or not finite (whose score could be NaN) is never skipped. The search ([`bnb::search`]) maximises the score
 //! by minimising its negation, which orders the other way bit for bit, with the scan's tie rule.
 
 use crate::bnb::{self, NONE};
@@ -155,6 +156,8 @@ struct Bounds {
     memory: Span<u64>,
     /// The most memory any member has left.
     free_memory: u64,
+    /// The most cores any member with some has left (`cpus - reserved`), `-inf` when none has.
+    free_cores: f64,
     /// The member with the lowest `(id, index)`, [`NONE`] when the box has no up member.
     first: u32,
     /// Some member's cores or reserved cores are negative or not finite.
@@ -179,6 +182,7 @@ const EMPTY: Bounds = Bounds {
         none: false,
     },
     free_memory: 0,
+    free_cores: f64::NEG_INFINITY,
     first: NONE,
     odd: false,
 };
@@ -195,6 +199,11 @@ impl Bounds {
             cpu: Span::leaf(cpus, reserved),
             memory: Span::leaf(record.memory, record.reserved_memory),
             free_memory: record.memory.saturating_sub(record.reserved_memory),
+            free_cores: if cpus > 0.0 {
+                cpus - reserved
+            } else {
+                f64::NEG_INFINITY
+            },
             first: index as u32,
             odd: !(sane(cpus) && sane(reserved)),
         }
@@ -211,6 +220,7 @@ impl Bounds {
             cpu: Span::merge(&a.cpu, &b.cpu),
             memory: Span::merge(&a.memory, &b.memory),
             free_memory: a.free_memory.max(b.free_memory),
+            free_cores: a.free_cores.max(b.free_cores),
             first: if before(records, a.first as usize, b.first as usize) {
                 a.first
             } else {
@@ -220,6 +230,15 @@ impl Bounds {
         }
     }
 
+    /// More than the most cores any member can take: a member passes the feasibility check
+    /// (`reserved + cores <= cpus + CPU_EPSILON`, each side rounded) only if `cores <= (cpus -
+    /// reserved) + CPU_EPSILON` plus a few roundings of `cpus` and `reserved`; the margin,
+    /// `1e-9` of their size, is millions of times those roundings.
+    fn room_for_cores(&self) -> f64 {
+        let size = self.cpu.capacity_high + self.cpu.reserved_high + 1.0;
+        self.free_cores + CPU_EPSILON + 1e-9 * size
+    }
+
     /// The highest score any feasible member can have, `None` when the box surely has no
     /// feasible member.
     fn best_score(&self, fit: Fit, demand: &Demand) -> Option<f64> {
@@ -227,10 +246,7 @@ impl Bounds {
             return None;
         }
         let cores = demand.declared_cpus();
-        if demand.declares_cpus()
-            && (!self.cpu.some
-                || self.cpu.reserved_low + cores > self.cpu.capacity_high + CPU_EPSILON)
-        {
+        if demand.declares_cpus() && (!self.cpu.some || cores > self.room_for_cores()) {
             return None;
         }
         let (cpu_low, cpu_high) = self
@@ -398,14 +414,11 @@ struct Decision<'a> {
 }
 
 impl bnb::Decide<Bounds> for Decision<'_> {
-    fn bound(&mut self, b: &Bounds) -> f64 {
+    fn bound(&mut self, b: &Bounds) -> Option<f64> {
         if b.odd {
-            return f64::NEG_INFINITY;
+            return Some(f64::NEG_INFINITY);
         }
-        match b.best_score(self.fit, self.demand) {
-            Some(score) => -score,
-            None => f64::INFINITY,
-        }
+        b.best_score(self.fit, self.demand).map(|score| -score)
     }
 
     fn cost(&mut self, i: usize) -> Option<f64> {

@@ -62,8 +62,8 @@ pub trait Scheduler: Send + Sync + fmt::Debug {
     /// [`Scheduler::pick`] for a caller that knows which snapshots changed since its previous
     /// `pick` or `pick_changed`: `changed` lists (in any order, repeats allowed) the index of every
     /// snapshot that differs in any field; a change of the slice's length needs no listing. The
-    /// same answer as `pick`; a policy with an index over the nodes (E-PVM) then reads only the
-    /// listed snapshots. The default ignores the list.
+    /// same answer as `pick`; a policy with an index over the nodes (E-PVM, BinPack, Spread) then
+    /// reads only the listed snapshots. The default ignores the list.
     fn pick_changed(
         &mut self,
         nodes: &[NodeSnapshot],

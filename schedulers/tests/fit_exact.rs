@@ -20,6 +20,7 @@ use support::histories::{
     apply, arb_heterogeneous_demand, arb_heterogeneous_node, arb_homogeneous_cluster,
     arb_homogeneous_demand, steps, with_ids, Change,
 };
+use support::{GIB, MIB};
 
 fn scheduler(policy: Policy) -> Box<dyn Scheduler> {
     match policy {
@@ -96,6 +97,71 @@ proptest! {
     }
 }
 
+/// The history with every change of the cluster's length left out, so the index is never reset and
+/// only drift (more changes than nodes) lays it out again.
+fn without_resizes(steps: &[(Change, Demand)]) -> Vec<(Change, Demand)> {
+    steps
+        .iter()
+        .map(|(change, demand)| match change {
+            Change::Remove(_) | Change::Duplicate(_) => (Change::Nothing, demand.clone()),
+            _ => (change.clone(), demand.clone()),
+        })
+        .collect()
+}
+
+/// Inputs the random clusters never hold, each on several nodes so that boxes mix them with
+/// ordinary ones: cores or reserved cores that are NaN, infinite or negative (the index never skips
+/// a box holding one), no cores or memory at all, memory at `u64::MAX`, reservations whose sums
+/// round (`0.1 + 0.2` of `0.3` cores), and over-reserved nodes; and demands at the edges: at the
+/// feasibility check's epsilon, infinite cores, all of a node's memory, nothing at all.
+#[test]
+fn the_indexed_fit_pick_is_the_exhaustive_pick_on_odd_inputs() {
+    let shapes: [(f64, f64, u64, u64); 14] = [
+        (4.0, 1.0, 8 * GIB, GIB),
+        (4.0, f64::NAN, 8 * GIB, GIB),
+        (f64::NAN, 1.0, 8 * GIB, GIB),
+        (f64::INFINITY, 1.0, 8 * GIB, GIB),
+        (4.0, f64::INFINITY, 8 * GIB, 0),
+        (4.0, -1.0, 8 * GIB, 0),
+        (0.0, 0.5, 8 * GIB, 0),
+        (4.0, 0.0, 0, 0),
+        (16.0, 2.0, u64::MAX, u64::MAX - GIB),
+        (0.3, 0.1 + 0.2, 4 * GIB, 2 * GIB),
+        (0.3, 0.1, 4 * GIB, 2 * GIB),
+        (2.0, 2.4, 2 * GIB, 3 * GIB),
+        (1.0, 1.0 - 1e-9, GIB, GIB - MIB),
+        (8.0, 4.0, 16 * GIB, 8 * GIB),
+    ];
+    let mut nodes = Vec::new();
+    for copy in 0..4 {
+        for (n, &(cpus, reserved_cpus, memory, reserved_memory)) in shapes.iter().enumerate() {
+            nodes.push(NodeSnapshot {
+                reserved_cpus,
+                reserved_memory,
+                ..NodeSnapshot::new(format!("o{:02}-{copy}", (n * 7 + copy) % 31), cpus, memory)
+            });
+        }
+    }
+    let demands = [
+        Demand::new(0.0, 0),
+        Demand::new(0.5, 0),
+        Demand::new(1e-9, 0),
+        Demand::new(2e-9, MIB),
+        Demand::new(0.0 + 1e-9, 0),
+        Demand::new(f64::INFINITY, 0),
+        Demand::new(f64::NAN, GIB),
+        Demand::new(0.0, u64::MAX),
+        Demand::new(1.0, 8 * GIB),
+        Demand::new(4.0, 0),
+    ];
+    for policy in [Policy::BinPack, Policy::Spread] {
+        let steps: Vec<(Change, Demand)> = (0..120)
+            .map(|i| (Change::Nothing, demands[i % demands.len()].clone()))
+            .collect();
+        replay(policy, nodes.clone(), &steps).unwrap_or_else(|e| panic!("{policy:?}: {e}"));
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -103,17 +169,21 @@ proptest! {
     fn the_indexed_fit_pick_is_the_exhaustive_pick_on_large_clusters_over_long_histories(
         homogeneous in any::<bool>(),
         spread in any::<bool>(),
+        resizes in any::<bool>(),
         heterogeneous in with_ids(prop::collection::vec(arb_heterogeneous_node(), 300..600)),
         uniform in arb_homogeneous_cluster(600),
         hetero_steps in steps(arb_heterogeneous_demand, 400),
         homo_steps in steps(arb_homogeneous_demand, 400),
     ) {
-        // Hundreds of changes on a few hundred nodes: the layout is rebuilt along the way.
+        // Hundreds of changes on a few hundred nodes: the layout is rebuilt along the way, by a
+        // change of length or, without those, by drift (about two node changes a pick).
         let policy = if spread { Policy::Spread } else { Policy::BinPack };
-        if homogeneous {
-            replay(policy, uniform, &homo_steps)?;
+        let (nodes, steps) = if homogeneous {
+            (uniform, homo_steps)
         } else {
-            replay(policy, heterogeneous, &hetero_steps)?;
-        }
+            (heterogeneous, hetero_steps)
+        };
+        let steps = if resizes { steps } else { without_resizes(&steps) };
+        replay(policy, nodes, &steps)?;
     }
 }
