@@ -5,9 +5,11 @@
 //! ```text
 //! cargo bench --bench register -- register 5000      # seconds to register 5,000 nodes
 //! cargo bench --bench register -- place 10000 5000   # 10,000 nodes, then 5,000 tasks placed
+//! POSEIDON_BENCH_SCHEDULER=binpack cargo bench --bench register -- place 10000 5000
 //! ```
 //!
-//! A manager (`cluster::start`, RocksDB in a temporary directory, synced writes, E-PVM) in this
+//! A manager (`cluster::start`, RocksDB in a temporary directory, synced writes, E-PVM or the
+//! scheduler `POSEIDON_BENCH_SCHEDULER` names) in this
 //! process; nodes register by calling `Manager::heartbeat` directly (32 at a time, as the scale
 //! bench's agents do over HTTP), so the figure is the manager's work, not HTTP's. Node shapes:
 //! 4, 8, 16 or 32 cores with 2 GiB a core, some memory in use. `place` then submits tasks of
@@ -88,9 +90,10 @@ async fn main() {
     let what = args.first().map_or("register", String::as_str).to_string();
     let nodes: usize = args.get(1).map_or(5_000, |a| a.parse().unwrap());
     let tasks: usize = args.get(2).map_or(5_000, |a| a.parse().unwrap());
+    let scheduler = std::env::var("POSEIDON_BENCH_SCHEDULER").unwrap_or_else(|_| "epvm".into());
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "[manager]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nscheduler = \"epvm\"\n\
+        "[manager]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nscheduler = \"{scheduler}\"\n\
          heartbeat_ttl = \"1h\"\ndns_listen = \"off\"\n",
         dir.path().join("m").display()
     );
@@ -123,7 +126,7 @@ async fn main() {
         }
         let (sum, count) = mean_of(&m);
         println!(
-            "place: {nodes} nodes, {} placements in {:.2} s; {count} picks timed, mean {:.2} us a pick",
+            "place ({scheduler}): {nodes} nodes, {} placements in {:.2} s; {count} picks timed, mean {:.2} us a pick",
             placed(),
             t0.elapsed().as_secs_f64(),
             sum * 1e6 / count.max(1) as f64

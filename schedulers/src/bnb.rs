@@ -152,25 +152,13 @@ pub(crate) fn search<B: Summary>(
     let leaves = tree.leaves;
     let boxes = &tree.boxes;
     let mut best: Option<(usize, f64)> = None;
-    let hopeless = |decide: &dyn Decide<B>, k: usize, bound: f64, best: Option<(usize, f64)>| {
-        let first = boxes[k].first();
-        if first == NONE {
-            return true;
-        }
-        match best {
-            None => false,
-            Some((index, cost)) => {
-                bound > cost || (bound >= cost && decide.before(index, first as usize))
-            }
-        }
-    };
     stack.clear();
     if boxes[1].first() == NONE {
         return None;
     }
     stack.push((1, decide.bound(&boxes[1])?));
     while let Some((k, bound)) = stack.pop() {
-        if hopeless(decide, k, bound, best) {
+        if hopeless(boxes, decide, k, bound, best) {
             continue;
         }
         if k >= leaves {
@@ -216,15 +204,36 @@ pub(crate) fn search<B: Summary>(
             }
         };
         if let Some((k, bound)) = second {
-            if !hopeless(decide, k, bound, best) {
+            if !hopeless(boxes, decide, k, bound, best) {
                 stack.push((k, bound));
             }
         }
-        if !hopeless(decide, first.0, first.1, best) {
+        if !hopeless(boxes, decide, first.0, first.1, best) {
             stack.push(first);
         }
     }
     best.map(|(index, _)| index)
+}
+
+/// Whether box `k`, whose bound is `bound`, can hold no node that beats `best`.
+#[inline]
+fn hopeless<B: Summary>(
+    boxes: &[B],
+    decide: &impl Decide<B>,
+    k: usize,
+    bound: f64,
+    best: Option<(usize, f64)>,
+) -> bool {
+    let first = boxes[k].first();
+    if first == NONE {
+        return true;
+    }
+    match best {
+        None => false,
+        Some((index, cost)) => {
+            bound > cost || (bound >= cost && decide.before(index, first as usize))
+        }
+    }
 }
 
 /// Orders `items` (node indices) into a segment of `size` leaves so that nearby leaves hold
