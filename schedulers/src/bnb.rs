@@ -238,26 +238,31 @@ fn hopeless<B: Summary>(
 
 /// Orders `items` (node indices) into a segment of `size` leaves so that nearby leaves hold
 /// similar nodes: the first `size / 2` go to the left half, chosen by `shape` if the items mix
-/// shapes, else by the coordinate whose spread is largest. The layout only makes the boxes tight;
-/// any layout gives the same picks.
+/// shapes, else by the coordinate whose spread is largest; equals in the tie order (`tie`), so
+/// that nodes alike in every input sit in the order the picks take them, and the ones already
+/// taken stay together rather than scattered through boxes of untaken ones. The layout only makes
+/// the boxes tight; any layout gives the same picks.
 pub(crate) fn arrange<S: Ord, const D: usize>(
     items: &mut [u32],
     size: usize,
     shape: &impl Fn(u32) -> S,
     coordinates: &impl Fn(u32) -> [f64; D],
+    tie: &impl Fn(u32, u32) -> Ordering,
 ) {
     if size <= 1 || items.len() <= 1 {
         return;
     }
     let half = size / 2;
     if items.len() <= half {
-        arrange(items, half, shape, coordinates);
+        arrange(items, half, shape, coordinates, tie);
         return;
     }
     let first_shape = shape(items[0]);
     let mixed = items.iter().any(|&i| shape(i) != first_shape);
     if mixed {
-        items.select_nth_unstable_by_key(half, |&i| shape(i));
+        items.select_nth_unstable_by(half, |&a, &b| {
+            shape(a).cmp(&shape(b)).then_with(|| tie(a, b))
+        });
     } else {
         let mut low = [f64::INFINITY; D];
         let mut high = [f64::NEG_INFINITY; D];
@@ -275,10 +280,12 @@ pub(crate) fn arrange<S: Ord, const D: usize>(
             }
         }
         items.select_nth_unstable_by(half, |&a, &b| {
-            coordinates(a)[axis].total_cmp(&coordinates(b)[axis])
+            coordinates(a)[axis]
+                .total_cmp(&coordinates(b)[axis])
+                .then_with(|| tie(a, b))
         });
     }
     let (left, right) = items.split_at_mut(half);
-    arrange(left, half, shape, coordinates);
-    arrange(right, half, shape, coordinates);
+    arrange(left, half, shape, coordinates, tie);
+    arrange(right, half, shape, coordinates, tie);
 }

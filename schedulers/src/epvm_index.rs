@@ -490,7 +490,8 @@ impl bnb::Decide<Bounds> for Decision<'_> {
 }
 
 /// Orders `items` into `size` leaves ([`bnb::arrange`]): by machine shape (down nodes last), then
-/// by the coordinate (`n^(u memory)`, `n^(u cpu)` or the job-slot power) whose spread is largest.
+/// by the coordinate (`n^(u memory)`, `n^(u cpu)` or the job-slot power) whose spread is largest,
+/// then in the tie order.
 fn arrange(records: &[Record], job_unit: f64, items: &mut [u32], size: usize) {
     let coordinates = |i: u32| -> [f64; 3] {
         let record = &records[i as usize];
@@ -504,5 +505,6 @@ fn arrange(records: &[Record], job_unit: f64, items: &mut [u32], size: usize) {
         let record = &records[i as usize];
         (!record.up, record.memory, record.cpus)
     };
-    bnb::arrange(items, size, &shape, &coordinates);
+    let tie = |a: u32, b: u32| (&records[a as usize].id, a).cmp(&(&records[b as usize].id, b));
+    bnb::arrange(items, size, &shape, &coordinates, &tie);
 }

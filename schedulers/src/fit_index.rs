@@ -364,10 +364,11 @@ impl Index {
             let memory = r.reserved_memory as f64 / r.memory as f64;
             [cpu, memory].map(|x| if x.is_finite() { x } else { 0.0 })
         };
+        let tie = |a: u32, b: u32| (&records[a as usize].id, a).cmp(&(&records[b as usize].id, b));
         self.tree.build(
             records.len(),
             EMPTY,
-            |items, size| bnb::arrange(items, size, &shape, &coordinates),
+            |items, size| bnb::arrange(items, size, &shape, &coordinates, &tie),
             |i| Bounds::leaf(i, &records[i]),
             |a, b| Bounds::merge(a, b, records),
         );
