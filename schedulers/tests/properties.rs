@@ -11,6 +11,7 @@ use poseidon_schedulers::feasibility::CPU_EPSILON;
 use poseidon_schedulers::scheduler::best_of;
 use poseidon_schedulers::{by_name, Demand, NodeSnapshot, Scheduler, NAMES};
 use proptest::prelude::*;
+use support::histories::with_ids;
 use support::{close, GIB, MIB};
 
 /// A node with a random size and load, sometimes down, sometimes with no cores or memory at all,
@@ -43,20 +44,7 @@ fn arb_node() -> impl Strategy<Value = NodeSnapshot> {
 
 /// A cluster of up to 12 nodes with distinct ids, in a random slice order.
 fn arb_cluster() -> impl Strategy<Value = Vec<NodeSnapshot>> {
-    prop::collection::vec(arb_node(), 0..12)
-        .prop_flat_map(|nodes| {
-            let len = nodes.len();
-            (
-                Just(nodes),
-                Just((0..len).collect::<Vec<_>>()).prop_shuffle(),
-            )
-        })
-        .prop_map(|(mut nodes, order)| {
-            for (node, position) in nodes.iter_mut().zip(order) {
-                node.id = format!("w{position:02}");
-            }
-            nodes
-        })
+    with_ids(prop::collection::vec(arb_node(), 0..12))
 }
 
 fn arb_demand() -> impl Strategy<Value = Demand> {
